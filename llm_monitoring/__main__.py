@@ -1,0 +1,3 @@
+from llm_monitoring.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,133 @@
+"""The `llm-monitoring` command: demo, ingest, watch, retry-quarantined, summary."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from llm_monitoring.config import get_settings
+from llm_monitoring.db import Database, DatabaseUnavailable
+from llm_monitoring.runner import IngestFailed, configure_logging, run_ingest, watch
+from llm_monitoring.samples import write_sample_logs
+from llm_monitoring.sources import LocalDirectorySource
+
+DEMO_RUNS = 24
+
+
+def format_summary(database: Database) -> str:
+    summary = database.summary()
+    lines = [
+        f"Database: {database.display_url}",
+        f"Runs: {summary['runs']}   tokens in {summary['input_tokens']:,} (cache read {summary['cache_read_tokens']:,}), "
+        f"out {summary['output_tokens']:,}",
+        "Cost by model (USD):",
+    ]
+    for (provider, model), entry in sorted(summary["by_model"].items(), key=lambda item: -item[1]["cost"]):
+        unpriced = f", {entry['unpriced']} unpriced" if entry["unpriced"] else ""
+        lines.append(f"  {provider or '?'}/{model or '?'}: {entry['runs']} runs, ${entry['cost']:.6f}{unpriced}")
+    lines.append("Check pass rates (not-applicable runs excluded):")
+    for name, entry in sorted(summary["checks"].items()):
+        rate = f"{100 * entry['passed'] / entry['applicable']:.0f}%" if entry["applicable"] else "n/a"
+        lines.append(f"  {name:<20} {rate:>5}  ({entry['passed']}/{entry['applicable']} applicable)")
+    return "\n".join(lines)
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    settings = get_settings()
+    paths = write_sample_logs(settings.logs_dir, args.count, seed=args.seed, sizes_kb=(5, 30, 90))
+    print(f"Wrote {len(paths)} sample run logs into {settings.logs_dir}/")
+    outcome = run_ingest()
+    print(f"Ingest: {outcome.line()}\n")
+    database = Database()
+    try:
+        print(format_summary(database))
+    finally:
+        database.dispose()
+    print(
+        "\nNext:\n"
+        "  uv run dagster dev            # Dagster UI on http://localhost:3000: lineage, runs; the sensor ingests new files in logs/\n"
+        "  uv run llm-monitoring watch   # or ingest from the command line as files arrive\n"
+        "  uv run pytest                 # the test suite"
+    )
+    return 0
+
+
+def cmd_ingest(args: argparse.Namespace) -> int:
+    outcome = run_ingest(args.files or None)
+    print(outcome.line())
+    return 0
+
+
+def cmd_watch(args: argparse.Namespace) -> int:
+    try:
+        watch(args.poll)
+    except KeyboardInterrupt:
+        print("stopped")
+    return 0
+
+
+def cmd_summary(args: argparse.Namespace) -> int:
+    database = Database()
+    try:
+        print(format_summary(database))
+    finally:
+        database.dispose()
+    return 0
+
+
+def cmd_retry_quarantined(args: argparse.Namespace) -> int:
+    """Put quarantined files back into the log folder so the next ingest tries them again."""
+    source = LocalDirectorySource.from_settings()
+    names = source.list_quarantined()
+    if args.names:
+        names = [name for name in names if name in set(args.names)]
+    for name in names:
+        print(f"restored {source.restore_quarantined(name)}")
+    print(f"{len(names)} quarantined files put back; the next ingest or sensor tick retries them")
+    if names and args.ingest:
+        print(run_ingest().line())
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="llm-monitoring", description="Monitor, price and evaluate LLM agent runs.")
+    parser.add_argument("--debug", action="store_true", help="verbose logs (also DEBUG=1)")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    demo = commands.add_parser("demo", help="write sample logs into LOGS_DIR, ingest them and print a summary")
+    demo.add_argument("--count", type=int, default=DEMO_RUNS)
+    demo.add_argument("--seed", type=int, default=0)
+    demo.set_defaults(handler=cmd_demo)
+
+    ingest = commands.add_parser("ingest", help="ingest pending log files once (the same job the sensor runs)")
+    ingest.add_argument("files", nargs="*", help="file names in LOGS_DIR (default: all pending)")
+    ingest.set_defaults(handler=cmd_ingest)
+
+    watch_cmd = commands.add_parser("watch", help="ingest new log files as they arrive (Ctrl-C stops)")
+    watch_cmd.add_argument("--poll", type=float, default=None, help="seconds between polls (default POLL_SECONDS)")
+    watch_cmd.set_defaults(handler=cmd_watch)
+
+    summary = commands.add_parser("summary", help="print runs, tokens, cost by model and check pass rates")
+    summary.set_defaults(handler=cmd_summary)
+
+    retry = commands.add_parser("retry-quarantined", help="put quarantined files back for another try")
+    retry.add_argument("names", nargs="*", help="only these file names (default: all)")
+    retry.add_argument("--ingest", action="store_true", help="run the ingest right away")
+    retry.set_defaults(handler=cmd_retry_quarantined)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    configure_logging(args.debug or get_settings().debug)
+    try:
+        return args.handler(args)
+    except (IngestFailed, DatabaseUnavailable) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

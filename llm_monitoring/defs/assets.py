@@ -1,0 +1,89 @@
+"""Assets of the ingest: log files (external) -> llm_logs -> eval_checks."""
+
+
+import dagster as dg
+from pydantic import Field
+
+from llm_monitoring.core.evaluation import EVALUATOR_VERSION
+from llm_monitoring.db import DatabaseUnavailable
+from llm_monitoring.defs.resources import DatabaseResource, LogSourceResource, database_kind
+from llm_monitoring.ingest import IngestReport, ingest_files
+
+INGEST_GROUP = "ingest"
+
+log_files = dg.AssetSpec(
+    "log_files",
+    description="JSON run logs written by agents into LOGS_DIR (one file per run). Not materialized here.",
+    group_name=INGEST_GROUP,
+    kinds={"json", "file"},
+)
+
+
+class IngestConfig(dg.Config):
+    files: list[str] = Field(
+        default_factory=list,
+        description="Names of the log files to ingest, relative to the log folder. Empty: every pending file.",
+    )
+
+
+@dg.multi_asset(
+    specs=[
+        dg.AssetSpec(
+            "llm_logs",
+            deps=[log_files],
+            description="One row per agent run: prompt, instructions, model, tokens, timing, tool calls, answer, cost.",
+            group_name=INGEST_GROUP,
+            kinds={database_kind(), "table"},
+        ),
+        dg.AssetSpec(
+            "eval_checks",
+            deps=["llm_logs"],
+            description="One row per run and rule-based check (seven checks), with the evaluator version.",
+            group_name=INGEST_GROUP,
+            kinds={database_kind(), "table"},
+        ),
+    ],
+    # A database restart is the usual cause of a failed ingest: retry the step before failing the run.
+    retry_policy=dg.RetryPolicy(max_retries=2, delay=2, backoff=dg.Backoff.EXPONENTIAL),
+)
+def ingest_logs(
+    context: dg.AssetExecutionContext,
+    config: IngestConfig,
+    log_source: LogSourceResource,
+    database: DatabaseResource,
+):
+    """Parse, price and evaluate log files and store them; one transaction per batch of files."""
+    source = log_source.get_source()
+    try:
+        with database.open() as db:
+            report = ingest_files(
+                source,
+                db,
+                config.files or None,
+                on_batch=lambda batch: context.log.info(f"batch: {batch.line()}"),
+            )
+    except DatabaseUnavailable as error:
+        # One clear line (password masked); the files stay in place for the retry.
+        raise dg.Failure(description=str(error), allow_retries=True) from None
+    for name, reason in report.errors:
+        context.log.warning(f"quarantined {name}: {reason}")
+    context.log.info(report.line())
+    yield dg.MaterializeResult(asset_key="llm_logs", metadata=_logs_metadata(report, source.describe()))
+    yield dg.MaterializeResult(
+        asset_key="eval_checks",
+        metadata={"runs_evaluated": report.stored, "evaluator_version": EVALUATOR_VERSION},
+    )
+
+
+def _logs_metadata(report: IngestReport, source: str) -> dict[str, object]:
+    return {
+        "source": source,
+        "files_seen": report.files_seen,
+        "runs_stored": report.stored,
+        "already_stored": report.already_stored,
+        "quarantined": report.quarantined,
+        "still_being_written": report.unsettled,
+        "megabytes_read": round(report.bytes_read / 1e6, 3),
+        "first_new_id": report.stored_ids[0] if report.stored_ids else None,
+        "last_new_id": report.stored_ids[-1] if report.stored_ids else None,
+    }

@@ -1,0 +1,52 @@
+"""Resources: the log source and the monitoring database, configured from env vars when used."""
+
+
+from contextlib import contextmanager
+from collections.abc import Iterator
+
+import dagster as dg
+from pydantic import Field
+
+from llm_monitoring.config import get_settings
+from llm_monitoring.db import Database
+from llm_monitoring.sources import LocalDirectorySource, LogSource
+
+
+class LogSourceResource(dg.ConfigurableResource):
+    """Log files in a local folder. Unset fields fall back to LOGS_DIR, LOG_FILE_GLOB, PROCESSED_PREFIX, PROCESSED_DIR."""
+
+    logs_dir: str | None = Field(default=None, description="Folder to watch (default: LOGS_DIR, else ./logs).")
+    glob: str | None = Field(default=None, description="File pattern, matched case-insensitively (default: LOG_FILE_GLOB).")
+    processed_prefix: str | None = Field(default=None, description="Prefix for processed files (default: PROCESSED_PREFIX).")
+    processed_dir: str | None = Field(default=None, description="Subfolder for processed files (default: PROCESSED_DIR).")
+
+    def get_source(self) -> LogSource:
+        settings = get_settings()
+        return LocalDirectorySource(
+            self.logs_dir or settings.logs_dir,
+            glob=self.glob or settings.log_file_glob,
+            processed_prefix=settings.processed_prefix if self.processed_prefix is None else self.processed_prefix,
+            processed_dir=settings.processed_dir if self.processed_dir is None else self.processed_dir,
+            quarantine_dir=settings.quarantine_dir,
+        )
+
+
+class DatabaseResource(dg.ConfigurableResource):
+    """The monitoring database (default: DATABASE_URL, else SQLite monitoring.db)."""
+
+    url: str | None = Field(default=None, description="SQLAlchemy URL; postgres:// and postgresql:// use psycopg 3.")
+
+    @contextmanager
+    def open(self) -> Iterator[Database]:
+        database = Database(self.url)
+        try:
+            database.ensure_schema()
+            yield database
+        finally:
+            database.dispose()
+
+
+def database_kind() -> str:
+    """"postgres" or "sqlite", for asset kinds shown in the UI."""
+    url = get_settings().database_url
+    return "postgres" if url.startswith("postgres") else "sqlite"

@@ -1,0 +1,77 @@
+"""The sensor that turns new log files into ingest runs.
+
+A tick only lists the folder and does cursor arithmetic (no parsing, no database writes), so it
+stays far below Dagster's 60 s evaluation timeout even on large folders. Files are requested in
+batches (many files per run). Files already handed to a queued or running ingest run are left out,
+so concurrent runs never work on the same file; a file whose run failed is requested again on a
+later tick, and the database's unique content hash guards against any remaining race.
+"""
+
+
+import hashlib
+import time
+
+import dagster as dg
+
+from llm_monitoring.config import get_settings
+from llm_monitoring.defs.jobs import INGEST_JOB_NAME, ingest_job, ingest_run_config
+from llm_monitoring.defs.resources import LogSourceResource
+
+SENSOR_NAME = "new_log_files_sensor"
+MAX_RUNS_PER_TICK = 5
+_IN_FLIGHT = [
+    dg.DagsterRunStatus.QUEUED,
+    dg.DagsterRunStatus.NOT_STARTED,
+    dg.DagsterRunStatus.STARTING,
+    dg.DagsterRunStatus.STARTED,
+]
+
+
+def files_in_flight(instance: dg.DagsterInstance) -> set[str]:
+    records = instance.get_run_records(
+        filters=dg.RunsFilter(job_name=INGEST_JOB_NAME, statuses=_IN_FLIGHT, tags={"dagster/sensor_name": SENSOR_NAME})
+    )
+    names: set[str] = set()
+    for record in records:
+        config = record.dagster_run.run_config or {}
+        names.update(config.get("ops", {}).get("ingest_logs", {}).get("config", {}).get("files", []))
+    return names
+
+
+@dg.sensor(
+    name=SENSOR_NAME,
+    job=ingest_job,
+    minimum_interval_seconds=10,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Requests ingest runs for new, settled log files in LOGS_DIR, many files per run.",
+)
+def new_log_files_sensor(context: dg.SensorEvaluationContext, log_source: LogSourceResource):
+    settings = get_settings()
+    source = log_source.get_source()
+    started = time.monotonic()
+    pending = source.list_pending()
+    settled_before = time.time() - settings.settle_seconds
+    settled = [log_file for log_file in pending if log_file.mtime <= settled_before]
+    busy = files_in_flight(context.instance) if settled else set()
+    todo = [log_file.name for log_file in settled if log_file.name not in busy]
+    listing = f"listed {len(pending)} pending files in {time.monotonic() - started:.2f}s"
+    if not todo:
+        waiting = len(pending) - len(settled)
+        return dg.SkipReason(
+            f"no new settled log files in {source.describe()}: {listing}, {waiting} still being written, "
+            f"{len(busy)} in queued or running ingest runs"
+        )
+    generation = int(context.cursor or 0) + 1
+    requests = []
+    for start in range(0, min(len(todo), settings.run_files * MAX_RUNS_PER_TICK), settings.run_files):
+        batch = todo[start:start + settings.run_files]
+        digest = hashlib.sha1("\n".join(batch).encode()).hexdigest()[:16]
+        requests.append(
+            dg.RunRequest(
+                run_key=f"{generation}-{digest}",
+                run_config=ingest_run_config(batch),
+                tags={"llm_monitoring/files": str(len(batch)), "llm_monitoring/first_file": batch[0][:200]},
+            )
+        )
+    context.log.info(f"{listing}; requesting {len(requests)} runs for {sum(len(r.run_config['ops']['ingest_logs']['config']['files']) for r in requests)} files")
+    return dg.SensorResult(run_requests=requests, cursor=str(generation))

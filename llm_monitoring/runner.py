@@ -1,0 +1,153 @@
+"""`python -m llm_monitoring.runner [--watch] [--debug]`: run the ingest job in-process.
+
+The same Dagster job the sensor triggers, executed with `execute_in_process`, so there is one
+ingest code path. With DAGSTER_HOME set, runs are recorded in that instance and show in the UI.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import dagster as dg
+
+from llm_monitoring.config import get_settings
+from llm_monitoring.db import mask_url
+from llm_monitoring.defs.jobs import INGEST_JOB_NAME, ingest_run_config
+from llm_monitoring.sources import LocalDirectorySource
+
+logger = logging.getLogger("llm_monitoring.runner")
+
+MAX_BACKOFF_SECONDS = 60.0
+
+
+class IngestFailed(RuntimeError):
+    """The ingest run failed; the message is one line, with any password masked."""
+
+
+@dataclass(frozen=True)
+class RunOutcome:
+    run_id: str
+    metadata: dict[str, object]
+
+    def line(self) -> str:
+        m = self.metadata
+        return (
+            f"{m.get('files_seen', 0)} files: {m.get('runs_stored', 0)} stored, {m.get('already_stored', 0)} already stored, "
+            f"{m.get('quarantined', 0)} quarantined, {m.get('still_being_written', 0)} still being written"
+        )
+
+
+def open_instance() -> dg.DagsterInstance:
+    """The DAGSTER_HOME instance when one is configured (runs show in the UI), else an ephemeral one."""
+    if os.environ.get("DAGSTER_HOME"):
+        return dg.DagsterInstance.get()
+    return dg.DagsterInstance.ephemeral()
+
+
+def run_ingest(files: Sequence[str] | None = None, *, instance: dg.DagsterInstance | None = None) -> RunOutcome:
+    """Run the ingest job once over `files` (default: every pending file)."""
+    from llm_monitoring.definitions import defs  # deferred: loading definitions imports all of Dagster's graph
+
+    job = defs.resolve_job_def(INGEST_JOB_NAME)
+    owned = instance is None
+    instance = instance or open_instance()
+    try:
+        run_config = ingest_run_config(list(files or []))
+        if not get_settings().debug and not logger.isEnabledFor(logging.DEBUG):
+            run_config["loggers"] = {"console": {"config": {"log_level": "WARNING"}}}
+        result = job.execute_in_process(
+            run_config=run_config,
+            instance=instance,
+            raise_on_error=False,
+            tags={"llm_monitoring/trigger": "runner"},
+        )
+    finally:
+        if owned:
+            instance.dispose()
+    if not result.success:
+        raise IngestFailed(_failure_message(result))
+    metadata: dict[str, object] = {}
+    for event in result.get_asset_materialization_events():
+        materialization = event.event_specific_data.materialization
+        if materialization.asset_key == dg.AssetKey("llm_logs"):
+            metadata = {key: value.value for key, value in materialization.metadata.items()}
+    return RunOutcome(result.run_id, metadata)
+
+
+def _failure_message(result: dg.ExecuteInProcessResult) -> str:
+    for event in reversed(result.all_events):
+        if event.is_step_failure and event.step_failure_data and event.step_failure_data.error:
+            error = event.step_failure_data.error
+            text = (error.message or "").strip()
+            # dg.Failure's description is the whole message we want; other errors keep their first line.
+            return mask_url(text.splitlines()[-1] if text.startswith("dagster._core") else text.splitlines()[0])
+    return f"ingest run {result.run_id} failed"
+
+
+def watch(poll_seconds: float | None = None, *, stop_after: float | None = None) -> None:
+    """Poll the log folder and ingest new files until interrupted; back off while the database is down."""
+    settings = get_settings()
+    poll = poll_seconds if poll_seconds is not None else settings.poll_seconds
+    source = LocalDirectorySource.from_settings(settings)
+    backoff = poll
+    deadline = None if stop_after is None else time.monotonic() + stop_after
+    logger.info("watching %s every %.1fs (Ctrl-C stops)", source.describe(), poll)
+    instance = open_instance()
+    try:
+        while deadline is None or time.monotonic() < deadline:
+            settled_before = time.time() - settings.settle_seconds
+            if any(log_file.mtime <= settled_before for log_file in source.list_pending()):
+                try:
+                    outcome = run_ingest(instance=instance)
+                    logger.info(outcome.line())
+                    backoff = poll
+                except IngestFailed as error:
+                    backoff = min(max(backoff * 2, poll), MAX_BACKOFF_SECONDS)
+                    logger.error("%s; retrying in %.0fs", error, backoff)
+                    time.sleep(backoff)
+                    continue
+            time.sleep(poll)
+    finally:
+        instance.dispose()
+
+
+def configure_logging(debug: bool) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if debug else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    if not debug:
+        # Dagster's per-event logging drowns the one line per pass that a watcher wants.
+        for name in ("dagster", "alembic"):
+            logging.getLogger(name).setLevel(logging.WARNING)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m llm_monitoring.runner", description=__doc__.splitlines()[0])
+    parser.add_argument("--watch", action="store_true", help="keep polling LOGS_DIR every POLL_SECONDS")
+    parser.add_argument("--debug", action="store_true", help="verbose logs (also DEBUG=1 or MONITORING_DEBUG=1)")
+    args = parser.parse_args(argv)
+    configure_logging(args.debug or get_settings().debug)
+    if args.watch:
+        try:
+            watch()
+        except KeyboardInterrupt:
+            logger.info("stopped")
+        return 0
+    try:
+        outcome = run_ingest()
+    except IngestFailed as error:
+        print(f"ingest failed: {error}", file=sys.stderr)
+        return 1
+    print(outcome.line())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

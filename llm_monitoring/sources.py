@@ -1,0 +1,163 @@
+"""Where run logs come from: the LogSource protocol and its local-directory implementation.
+
+A source lists pending log files, reads them, and moves each to its final place once the
+database has committed it (processed) or stored why it could not (quarantined). Nothing is
+ever deleted: a processed file keeps its bytes under a new name, a quarantined one in the
+quarantine folder.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from llm_monitoring.config import Settings, get_settings
+
+
+@dataclass(frozen=True, order=True)
+class LogFile:
+    mtime: float
+    name: str
+    size: int
+
+
+class LogSource(Protocol):
+    def describe(self) -> str: ...
+
+    def list_pending(self) -> list[LogFile]: ...
+
+    def stat(self, name: str) -> LogFile | None: ...
+
+    def path_of(self, name: str) -> str: ...
+
+    def read(self, name: str) -> bytes: ...
+
+    def mark_processed(self, name: str) -> str | None: ...
+
+    def quarantine(self, name: str) -> str | None: ...
+
+    def list_quarantined(self) -> list[str]: ...
+
+    def restore_quarantined(self, name: str) -> str: ...
+
+
+class LocalDirectorySource:
+    """Polls a local folder. Processed files are renamed with a prefix, or moved into a subfolder."""
+
+    def __init__(
+        self,
+        root: str | os.PathLike[str],
+        *,
+        glob: str = "*.json",
+        processed_prefix: str = "_",
+        processed_dir: str = "",
+        quarantine_dir: str = "_quarantine",
+    ) -> None:
+        self.root = Path(root)
+        self.glob = glob.lower()
+        self.processed_dir = processed_dir
+        # With no prefix, renaming in place would leave the file pending: move it into a folder instead.
+        if not processed_prefix and not processed_dir:
+            self.processed_dir = "_processed"
+        self.processed_prefix = "" if self.processed_dir else processed_prefix
+        self.quarantine_dir = quarantine_dir
+
+    @classmethod
+    def from_settings(cls, settings: Settings | None = None) -> LocalDirectorySource:
+        settings = settings or get_settings()
+        return cls(
+            settings.logs_dir,
+            glob=settings.log_file_glob,
+            processed_prefix=settings.processed_prefix,
+            processed_dir=settings.processed_dir,
+            quarantine_dir=settings.quarantine_dir,
+        )
+
+    def describe(self) -> str:
+        marking = f"moved to {self.processed_dir}/" if self.processed_dir else f"renamed with prefix {self.processed_prefix!r}"
+        return f"{self.root} ({self.glob}; processed files {marking})"
+
+    def is_pending_name(self, name: str) -> bool:
+        if not fnmatch.fnmatchcase(name.lower(), self.glob):
+            return False
+        return not (self.processed_prefix and name.startswith(self.processed_prefix))
+
+    def list_pending(self) -> list[LogFile]:
+        """Pending files, oldest first. Only names and one stat each: cheap for large folders."""
+        pending: list[LogFile] = []
+        try:
+            entries = os.scandir(self.root)
+        except FileNotFoundError:
+            return []
+        with entries:
+            for entry in entries:
+                if not self.is_pending_name(entry.name):
+                    continue
+                try:
+                    if not entry.is_file(follow_symlinks=False):
+                        continue
+                    info = entry.stat(follow_symlinks=False)
+                except FileNotFoundError:
+                    continue  # taken by another runner since the listing
+                pending.append(LogFile(info.st_mtime, entry.name, info.st_size))
+        pending.sort()
+        return pending
+
+    def stat(self, name: str) -> LogFile | None:
+        try:
+            info = (self.root / name).stat()
+        except FileNotFoundError:
+            return None
+        return LogFile(info.st_mtime, name, info.st_size)
+
+    def path_of(self, name: str) -> str:
+        return str(self.root / name)
+
+    def read(self, name: str) -> bytes:
+        return (self.root / name).read_bytes()
+
+    def mark_processed(self, name: str) -> str | None:
+        """Move a stored file out of the pending set. Returns its new path, or None if it was already gone."""
+        if self.processed_dir:
+            return self._move(name, self.root / self.processed_dir)
+        return self._move(name, self.root, prefix=self.processed_prefix)
+
+    def quarantine(self, name: str) -> str | None:
+        return self._move(name, self.root / self.quarantine_dir)
+
+    def list_quarantined(self) -> list[str]:
+        folder = self.root / self.quarantine_dir
+        if not folder.is_dir():
+            return []
+        return sorted(entry.name for entry in os.scandir(folder) if entry.is_file())
+
+    def restore_quarantined(self, name: str) -> str:
+        source = self.root / self.quarantine_dir / name
+        target = _free_name(self.root, name)
+        os.replace(source, target)
+        return str(target)
+
+    def _move(self, name: str, folder: Path, prefix: str = "") -> str | None:
+        folder.mkdir(parents=True, exist_ok=True)
+        target = _free_name(folder, prefix + name)
+        try:
+            # os.link + unlink would be atomic against overwrite, but rename is atomic on one
+            # filesystem and _free_name already avoids clobbering an earlier file of the same name.
+            os.rename(self.root / name, target)
+        except FileNotFoundError:
+            return None  # another runner moved it first; its content is stored or quarantined there
+        return str(target)
+
+
+def _free_name(folder: Path, name: str) -> Path:
+    """`name` in `folder`, or `name` with a counter before its suffix when that is taken."""
+    target = folder / name
+    stem, suffix = os.path.splitext(name)
+    counter = 1
+    while target.exists():
+        target = folder / f"{stem}.{counter}{suffix}"
+        counter += 1
+    return target

@@ -1,0 +1,112 @@
+"""Shared fixtures: real SQLite files and real Postgres databases, created and dropped per test."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from llm_monitoring.db import Database, normalize_url
+
+FIXTURES = Path(__file__).parent / "fixtures"
+REAL_LOGS = Path(__file__).resolve().parents[2] / "shared" / "reallogs"
+DEFAULT_TEST_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
+
+
+def _server_url() -> str:
+    return normalize_url(os.environ.get("TEST_DATABASE_URL") or DEFAULT_TEST_DATABASE_URL)
+
+
+def _postgres_reachable(url: str) -> str | None:
+    engine = sa.create_engine(url, connect_args={"connect_timeout": 3})
+    try:
+        with engine.connect():
+            return None
+    except sa.exc.OperationalError as error:
+        return str(error.orig).strip().splitlines()[0]
+    finally:
+        engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> str:
+    url = _server_url()
+    problem = _postgres_reachable(url)
+    if problem:
+        if os.environ.get("REQUIRE_POSTGRES"):
+            pytest.fail(f"REQUIRE_POSTGRES is set but Postgres is unreachable: {problem}")
+        pytest.skip(f"Postgres unreachable ({problem}); set TEST_DATABASE_URL")
+    return url
+
+
+def create_postgres_database(server_url: str) -> tuple[str, str]:
+    name = f"llmmon_test_{uuid.uuid4().hex[:12]}"
+    engine = sa.create_engine(server_url, isolation_level="AUTOCOMMIT")
+    with engine.connect() as connection:
+        connection.exec_driver_sql(f'CREATE DATABASE "{name}"')
+    engine.dispose()
+    return name, sa.make_url(server_url).set(database=name).render_as_string(hide_password=False)
+
+
+def drop_postgres_database(server_url: str, name: str) -> None:
+    engine = sa.create_engine(server_url, isolation_level="AUTOCOMMIT")
+    with engine.connect() as connection:
+        connection.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    engine.dispose()
+
+
+@pytest.fixture
+def postgres_url(postgres_server: str) -> Iterator[str]:
+    """A fresh, empty Postgres database for one test, dropped afterwards."""
+    name, url = create_postgres_database(postgres_server)
+    try:
+        yield url
+    finally:
+        drop_postgres_database(postgres_server, name)
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'monitoring.db'}"
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'monitoring.db'}"
+    return request.getfixturevalue("postgres_url")
+
+
+@pytest.fixture
+def database(database_url: str) -> Iterator[Database]:
+    db = Database(database_url)
+    db.ensure_schema()
+    try:
+        yield db
+    finally:
+        db.dispose()
+
+
+@pytest.fixture
+def logs_dir(tmp_path: Path) -> Path:
+    folder = tmp_path / "logs"
+    folder.mkdir()
+    return folder
+
+
+@pytest.fixture
+def env(monkeypatch: pytest.MonkeyPatch, logs_dir: Path, database_url: str) -> dict[str, str]:
+    """Point the settings at a temporary log folder and test database; settled files right away."""
+    values = {"LOGS_DIR": str(logs_dir), "DATABASE_URL": database_url, "SETTLE_SECONDS": "0"}
+    for key, value in values.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.delenv("DAGSTER_HOME", raising=False)
+    return values
+
+
+def fixture_bytes(name: str) -> bytes:
+    return (FIXTURES / name).read_bytes()
