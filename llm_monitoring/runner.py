@@ -81,12 +81,19 @@ def run_ingest(files: Sequence[str] | None = None, *, instance: dg.DagsterInstan
 
 
 def _failure_message(result: dg.ExecuteInProcessResult) -> str:
+    """The root error of the run's failed step, as one line with any password masked.
+
+    After retries Dagster reports "Exceeded max_retries"; the cause chain holds the real error.
+    """
     for event in reversed(result.all_events):
-        if event.is_step_failure and event.step_failure_data and event.step_failure_data.error:
-            error = event.step_failure_data.error
-            text = (error.message or "").strip()
-            # dg.Failure's description is the whole message we want; other errors keep their first line.
-            return mask_url(text.splitlines()[-1] if text.startswith("dagster._core") else text.splitlines()[0])
+        error = getattr(event.event_specific_data, "error", None)
+        if error is None:
+            continue
+        while error.cause is not None:
+            error = error.cause
+        line = (error.message or "").strip().splitlines()[0] if (error.message or "").strip() else ""
+        if line:
+            return mask_url(line.removeprefix("dagster._core.definitions.events.Failure: "))
     return f"ingest run {result.run_id} failed"
 
 

@@ -1,0 +1,107 @@
+from datetime import datetime, timezone
+from decimal import Decimal
+
+import sqlalchemy as sa
+
+from llm_monitoring.core.evaluation import EVALUATOR_VERSION, evaluate_run
+from llm_monitoring.core.parsing import PARSER_VERSION, parse_log_bytes
+from llm_monitoring.core.pricing import price_run
+from llm_monitoring.db import Database, RunToStore, eval_checks, llm_logs, mask_url, normalize_url
+from llm_monitoring.ingest import content_hash
+from llm_monitoring_tests.conftest import fixture_bytes
+
+
+def run_to_store(name: str, raw: bytes | None = None) -> RunToStore:
+    raw = raw if raw is not None else fixture_bytes(name)
+    text, record = parse_log_bytes(raw)
+    return RunToStore(name, content_hash(raw), text, record, price_run(record), evaluate_run(record), PARSER_VERSION, EVALUATOR_VERSION)
+
+
+def test_batch_stores_logs_with_all_their_checks(database: Database):
+    result = database.store_runs([run_to_store("streamed_structured_output.json"), run_to_store("gemini_thinking.json")])
+    assert len(result.inserted) == 2
+    assert database.count(llm_logs) == 2
+    assert database.count(eval_checks) == 14
+
+
+def test_same_content_twice_gives_one_row(database: Database):
+    run = run_to_store("gemini_thinking.json")
+    first = database.store_runs([run, run])
+    second = database.store_runs([run])
+    assert len(first.inserted) == 1 and not second.inserted
+    assert second.already_stored == {run.content_hash}
+    assert database.count(llm_logs) == 1
+    assert database.count(eval_checks) == 7
+
+
+def test_costs_are_exact_decimals_and_times_keep_utc(database: Database):
+    run = run_to_store("text_answer_per_response_usage.json")
+    log_id = database.store_runs([run]).inserted[run.content_hash]
+    row = database.get_log(log_id)
+    assert row["total_cost"] == run.price.total_cost
+    assert isinstance(row["total_cost"], Decimal)
+    assert row["run_started_at"] == datetime(2025, 10, 15, 16, 0, 5, 100000, tzinfo=timezone.utc)
+    assert row["cache_read_tokens"] == 512
+    assert row["pricing_status"] == "priced"
+
+
+def test_unknown_model_and_missing_usage_store_null_cost(database: Database):
+    runs = [run_to_store("unknown_model.json"), run_to_store("old_pydantic_ai_no_usage.json")]
+    inserted = database.store_runs(runs).inserted
+    for run in runs:
+        row = database.get_log(inserted[run.content_hash])
+        assert row["total_cost"] is None and row["input_cost"] is None
+        assert row["pricing_status"] != "priced"
+    assert database.get_log(inserted[runs[1].content_hash])["total_input_tokens"] is None
+
+
+def test_not_applicable_checks_are_stored_as_null(database: Database):
+    run = run_to_store("role_content_messages.json")
+    log_id = database.store_runs([run]).inserted[run.content_hash]
+    with database.connect() as connection:
+        rows = dict(connection.execute(sa.select(eval_checks.c.check_name, eval_checks.c.passed).where(eval_checks.c.log_id == log_id)).all())
+    assert rows["answer_clear"] is None
+    assert rows["tool_call_search"] is False
+
+
+def test_nul_character_in_a_valid_log_is_stored(database: Database):
+    raw = fixture_bytes("string_output_naive_time.json").replace(b"Only use SEC filings.", b"Only use SEC\\u0000 filings.")
+    run = run_to_store("nul.json", raw)
+    log_id = database.store_runs([run]).inserted[run.content_hash]
+    row = database.get_log(log_id)
+    assert "\x00" not in row["instructions"]
+    assert row["raw_json"] == raw.decode()
+
+
+def test_schema_upgrade_adds_missing_columns(sqlite_url: str):
+    engine = sa.create_engine(sqlite_url)
+    with engine.begin() as connection:
+        connection.exec_driver_sql("CREATE TABLE llm_logs (id INTEGER PRIMARY KEY, filepath TEXT NOT NULL, content_hash VARCHAR(64) NOT NULL)")
+    engine.dispose()
+    database = Database(sqlite_url)
+    database.ensure_schema()
+    database.ensure_schema()  # idempotent
+    columns = {column["name"] for column in sa.inspect(database.engine).get_columns("llm_logs")}
+    assert {"run_started_at", "pricing_status", "origin", "cache_read_tokens"} <= columns
+    database.dispose()
+
+
+def test_urls_accept_postgres_schemes_and_never_show_passwords():
+    assert normalize_url("postgres://u:p@h/db") == "postgresql+psycopg://u:p@h/db"
+    assert normalize_url("postgresql://u:p@h/db") == "postgresql+psycopg://u:p@h/db"
+    assert mask_url("failed for postgresql://user:s3cret@db:5432/x") == "failed for postgresql://user:***@db:5432/x"
+    database = Database("postgresql://user:s3cret@127.0.0.1:1/x")
+    assert "s3cret" not in database.display_url and "s3cret" not in repr(database)
+
+
+def test_unreachable_database_error_names_it_without_password():
+    database = Database("postgresql://user:s3cret@127.0.0.1:1/monitoring")
+    try:
+        database.ensure_schema()
+    except Exception as error:  # noqa: BLE001 - the type is asserted below
+        message = str(error)
+        assert type(error).__name__ == "DatabaseUnavailable"
+        assert "127.0.0.1:1/monitoring" in message and "s3cret" not in message
+        assert "\n" not in message
+    else:
+        raise AssertionError("expected DatabaseUnavailable")

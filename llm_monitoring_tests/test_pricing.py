@@ -1,0 +1,50 @@
+from decimal import Decimal
+
+from genai_prices import Usage, calc_price
+
+from llm_monitoring.core.parsing import parse_run_log
+from llm_monitoring.core.pricing import price_run
+from llm_monitoring_tests.conftest import fixture_bytes
+
+
+def test_cached_tokens_are_priced_at_the_cache_rate_at_the_run_time():
+    record = parse_run_log(fixture_bytes("text_answer_per_response_usage.json"))
+    price = price_run(record)
+    expected = calc_price(
+        Usage(input_tokens=1500, output_tokens=60, cache_read_tokens=512),
+        "gpt-4o-mini",
+        provider_id="openai",
+        genai_request_timestamp=record.run_started_at,
+    )
+    assert price.status == "priced"
+    assert price.total_cost == expected.total_price
+    assert price.input_cost + price.output_cost == price.total_cost
+    # cache reads are cheaper than fresh input: the same tokens uncached cost more
+    uncached = calc_price(Usage(input_tokens=1500, output_tokens=60), "gpt-4o-mini", provider_id="openai")
+    assert price.total_cost < uncached.total_price
+    assert isinstance(price.total_cost, Decimal)
+
+
+def test_dated_model_name_resolves():
+    record = parse_run_log(fixture_bytes("old_pydantic_ai_no_usage.json"))
+    assert price_run(record).status.startswith("no_usage")
+
+
+def test_unknown_model_gives_null_cost_and_a_reason():
+    price = price_run(parse_run_log(fixture_bytes("unknown_model.json")))
+    assert price.total_cost is None and price.input_cost is None
+    assert price.status.startswith("unknown_model")
+    assert "acme-large-1" in price.status
+
+
+def test_missing_usage_is_not_priced_as_zero():
+    price = price_run(parse_run_log(fixture_bytes("groq_error_response.json")))
+    assert price.total_cost is None
+    assert price.status.startswith("no_usage")
+
+
+def test_openrouter_model_behind_openai_client_is_priced_at_openrouter():
+    price = price_run(parse_run_log(fixture_bytes("provider_only_in_responses.json")))
+    assert price.status.startswith("priced")
+    assert "openrouter" in price.status
+    assert price.total_cost == Decimal(0)  # a ":free" model really is free
