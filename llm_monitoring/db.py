@@ -7,10 +7,11 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable, Iterator, Sequence
+import zlib
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import date, datetime, timezone
 from decimal import Decimal
 from typing import Any
 
@@ -128,6 +129,11 @@ llm_logs = sa.Table(
     sa.Index("ix_llm_logs_agent_name", "agent_name"),
     sa.Index("ix_llm_logs_created_at", "created_at"),
 )
+# The review app lists runs newest first with undated runs last; Postgres needs an index in exactly
+# that order (SQLite sorts NULLs last in DESC already and rejects NULLS LAST in an index).
+sa.Index(
+    "ix_llm_logs_run_order", llm_logs.c.run_started_at.desc().nulls_last(), llm_logs.c.id.desc()
+).ddl_if(dialect="postgresql")
 
 eval_checks = sa.Table(
     "eval_checks",
@@ -173,6 +179,20 @@ ingest_errors = sa.Table(
     sa.Column("resolved_at", UTCDateTime),
     sa.UniqueConstraint("content_hash", name="uq_ingest_errors_content_hash"),
     sa.Index("ix_ingest_errors_last_seen", "last_seen"),
+)
+
+# Every file the ingest has moved out of the pending set, under its new name. With the default
+# prefix marking, a file whose name already starts with the prefix is new unless it is listed here
+# (agents named "_search" write "_search_....json"): nothing is skipped on its name alone.
+processed_files = sa.Table(
+    "processed_files",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("name", SafeText, nullable=False),
+    sa.Column("processed_as", SafeText, nullable=False),
+    sa.Column("content_hash", sa.String(64), nullable=False),
+    sa.Column("processed_at", UTCDateTime, nullable=False, server_default=sa.func.now()),
+    sa.Index("ix_processed_files_processed_as", "processed_as"),
 )
 
 # ---------------------------------------------------------------------------- URLs
@@ -346,7 +366,10 @@ class Database:
         if not unique:
             return BatchResult({}, set())
         with self.transaction() as connection:
-            inserted = self._insert_logs(connection, unique)
+            if connection.dialect.name == "postgresql":
+                inserted = _copy_logs(connection, unique)
+            else:
+                inserted = self._insert_logs(connection, unique)
             now = datetime.now(timezone.utc)
             rows = [
                 row
@@ -354,7 +377,9 @@ class Database:
                 if run.content_hash in inserted
                 for row in check_rows(inserted[run.content_hash], run.checks, run.evaluator_version, now)
             ]
-            if rows:
+            if rows and connection.dialect.name == "postgresql":
+                _copy_rows(connection, eval_checks, rows)
+            elif rows:
                 connection.execute(sa.insert(eval_checks), rows)
         return BatchResult(inserted, {run.content_hash for run in unique} - inserted.keys())
 
@@ -367,6 +392,30 @@ class Database:
         )
         result = connection.execute(statement, [run.log_row() for run in runs])
         return {content_hash: log_id for log_id, content_hash in result}
+
+    def known_processed(self, names: Sequence[str]) -> set[str]:
+        """Which of `names` (relative to the log folder) the ingest gave to files it moved."""
+        found: set[str] = set()
+        if not names:
+            return found
+        with self.connect() as connection:
+            if connection.dialect.name == "postgresql":
+                column = processed_files.c.processed_as
+                found.update(connection.scalars(sa.select(column).where(column == sa.func.any(sa.literal(list(names), postgresql.ARRAY(sa.Text))))))
+                return found
+            for start in range(0, len(names), 500):
+                chunk = list(names[start:start + 500])
+                found.update(connection.scalars(sa.select(processed_files.c.processed_as).where(processed_files.c.processed_as.in_(chunk))))
+        return found
+
+    def record_processed(self, moves: Sequence[tuple[str, str, str]]) -> None:
+        """Record (name, processed_as, content_hash) for files moved after their batch committed."""
+        if not moves:
+            return
+        now = datetime.now(timezone.utc)
+        rows = [{"name": n, "processed_as": p, "content_hash": h, "processed_at": now} for n, p, h in moves]
+        with self.transaction() as connection:
+            connection.execute(sa.insert(processed_files), rows)
 
     def record_ingest_error(self, filepath: str, content_hash: str, error: str, quarantined_as: str | None) -> None:
         now = datetime.now(timezone.utc)
@@ -471,6 +520,74 @@ class Database:
         }
 
 
+# ---------------------------------------------------------------------------- Postgres bulk load
+
+
+def _copy_logs(connection: Connection, runs: Sequence[RunToStore]) -> dict[str, int]:
+    """COPY new runs into llm_logs with ids taken from its sequence up front.
+
+    COPY is several times faster than INSERT for wide rows, but cannot skip conflicts: content
+    stored earlier is filtered out first, and if a concurrent writer stores the same content in
+    between, the COPY fails on the unique hash and this batch falls back to INSERT ... ON CONFLICT
+    DO NOTHING inside a savepoint. Either way the unique content hash decides, not timing.
+    """
+    hashes = [run.content_hash for run in runs]
+    stored = set(connection.scalars(sa.select(llm_logs.c.content_hash).where(llm_logs.c.content_hash.in_(hashes))))
+    new_runs = [run for run in runs if run.content_hash not in stored]
+    if not new_runs:
+        return {}
+    ids = list(
+        connection.exec_driver_sql(
+            "SELECT nextval(pg_get_serial_sequence('llm_logs', 'id')) FROM generate_series(1, %(n)s)", {"n": len(new_runs)}
+        ).scalars()
+    )
+    rows = [{**run.log_row(), "id": log_id} for run, log_id in zip(new_runs, ids)]
+    try:
+        with connection.begin_nested():
+            _copy_rows(connection, llm_logs, rows)
+    except sa.exc.IntegrityError:
+        statement = (
+            postgresql.insert(llm_logs)
+            .on_conflict_do_nothing(index_elements=["content_hash"])
+            .returning(llm_logs.c.id, llm_logs.c.content_hash)
+        )
+        return {content_hash: log_id for log_id, content_hash in connection.execute(statement, rows)}
+    return {row["content_hash"]: row["id"] for row in rows}
+
+
+def _copy_rows(connection: Connection, table: sa.Table, rows: Sequence[dict[str, Any]]) -> None:
+    columns = list(rows[0])
+    binders = [_copy_binder(table.c[name].type) for name in columns]
+    quoted = ", ".join(f'"{name}"' for name in columns)
+    cursor = connection.connection.driver_connection.cursor()
+    try:
+        with cursor.copy(f'COPY "{table.name}" ({quoted}) FROM STDIN') as copy:
+            for row in rows:
+                copy.write_row([bind(row[name]) for bind, name in zip(binders, columns)])
+    except Exception as error:  # psycopg errors -> SQLAlchemy's, so callers handle one family
+        raise _as_sqlalchemy_error(error) from error
+    finally:
+        cursor.close()
+
+
+def _copy_binder(column_type: sa.types.TypeEngine[Any]) -> Any:
+    if isinstance(column_type, SafeText):
+        return lambda value: value.replace("\x00", "\ufffd") if isinstance(value, str) and "\x00" in value else value
+    return lambda value: value
+
+
+def _as_sqlalchemy_error(error: Exception) -> Exception:
+    import psycopg
+
+    if isinstance(error, psycopg.errors.UniqueViolation):
+        return sa.exc.IntegrityError("COPY", None, error)
+    if isinstance(error, psycopg.OperationalError):
+        return sa.exc.OperationalError("COPY", None, error)
+    if isinstance(error, psycopg.Error):
+        return sa.exc.DBAPIError("COPY", None, error)
+    return error
+
+
 # ---------------------------------------------------------------------------- helpers
 
 
@@ -502,7 +619,7 @@ def _is_connection_error(error: sa.exc.DBAPIError) -> bool:
     return any(
         marker in text
         for marker in (
-            "connection", "terminat", "server closed", "could not connect", "does not exist",
+            "connection", "terminat", "server closed", "could not connect", "database \"",
             "timeout", "unable to open database", "shutting down", "the database system is",
         )
     )
@@ -544,3 +661,825 @@ def _tune_postgres(connection: Connection) -> None:
                     connection.exec_driver_sql("ALTER TABLE llm_logs ALTER COLUMN raw_json SET COMPRESSION lz4")
             except sa.exc.DBAPIError:
                 pass  # a server built without lz4 keeps pglz; nothing else depends on it
+
+
+# ---------------------------------------------------------------------------- feedback and the review app
+# Writes for llm_monitoring/feedback.py and reads for llm_monitoring/app.py. The list queries never
+# select raw_json and filter, count and sum with the same WHERE clause, so the app's page and its
+# totals always describe the same set of runs.
+
+
+class MissingRuns(LookupError):
+    """Feedback names runs that are not stored; nothing was written."""
+
+    def __init__(self, log_ids: Iterable[int]) -> None:
+        self.log_ids = sorted(set(log_ids))
+        super().__init__(", ".join(f"#{log_id}" for log_id in self.log_ids))
+
+
+def existing_log_ids(database: Database, log_ids: Iterable[int]) -> set[int]:
+    wanted = sorted(set(log_ids))
+    found: set[int] = set()
+    with database.connect() as connection:
+        for start in range(0, len(wanted), 1000):
+            chunk = wanted[start:start + 1000]
+            found.update(connection.scalars(sa.select(llm_logs.c.id).where(llm_logs.c.id.in_(chunk))))
+    return found
+
+
+def insert_feedback(database: Database, rows: Sequence[dict[str, Any]]) -> list[int]:
+    """Insert feedback rows in one transaction and return their ids in order; all or nothing.
+
+    Raises MissingRuns (and stores nothing) when any row names a run that is not stored.
+    """
+    if not rows:
+        return []
+    now = datetime.now(timezone.utc)
+    values = [{**row, "created_at": row.get("created_at") or now, "updated_at": None} for row in rows]
+    wanted = {row["log_id"] for row in values}
+    try:
+        with database.transaction() as connection:
+            found: set[int] = set()
+            ordered = sorted(wanted)
+            for start in range(0, len(ordered), 1000):
+                chunk = ordered[start:start + 1000]
+                found.update(connection.scalars(sa.select(llm_logs.c.id).where(llm_logs.c.id.in_(chunk))))
+            if wanted - found:
+                raise MissingRuns(wanted - found)
+            result = connection.execute(
+                sa.insert(feedback).returning(feedback.c.id, sort_by_parameter_order=True), values
+            )
+            return list(result.scalars())
+    except sa.exc.IntegrityError:
+        # The run was deleted between the check and the insert: the foreign key refused the row.
+        raise MissingRuns(wanted - existing_log_ids(database, wanted)) from None
+
+
+def update_feedback_row(database: Database, feedback_id: int, values: dict[str, Any]) -> dict[str, Any] | None:
+    """Change some fields of one feedback row and stamp updated_at; None when the row does not exist."""
+    with database.transaction() as connection:
+        result = connection.execute(
+            sa.update(feedback)
+            .where(feedback.c.id == feedback_id)
+            .values(**values, updated_at=datetime.now(timezone.utc))
+            .returning(*feedback.c)
+        ).first()
+        return dict(result._mapping) if result else None
+
+
+def delete_feedback_row(database: Database, feedback_id: int) -> bool:
+    with database.transaction() as connection:
+        return connection.execute(sa.delete(feedback).where(feedback.c.id == feedback_id)).rowcount > 0
+
+
+def get_feedback_row(database: Database, feedback_id: int) -> dict[str, Any] | None:
+    with database.connect() as connection:
+        row = connection.execute(sa.select(feedback).where(feedback.c.id == feedback_id)).first()
+        return dict(row._mapping) if row else None
+
+
+def list_feedback_rows(
+    database: Database, *, log_id: int | None = None, reviewer: str | None = None, limit: int | None = 100
+) -> list[dict[str, Any]]:
+    """Feedback newest first, optionally of one run or one reviewer."""
+    query = sa.select(feedback).order_by(feedback.c.created_at.desc(), feedback.c.id.desc())
+    if log_id is not None:
+        query = query.where(feedback.c.log_id == log_id)
+    if reviewer is not None:
+        query = query.where(feedback.c.reviewer == reviewer)
+    if limit is not None:
+        query = query.limit(limit)
+    with database.connect() as connection:
+        return [dict(row._mapping) for row in connection.execute(query)]
+
+
+def feedback_signatures(database: Database, log_ids: Iterable[int]) -> set[tuple[Any, ...]]:
+    """(log_id, is_good, comments, reference_answer, reviewer) of the stored feedback of these runs."""
+    wanted = sorted(set(log_ids))
+    columns = (feedback.c.log_id, feedback.c.is_good, feedback.c.comments, feedback.c.reference_answer, feedback.c.reviewer)
+    found: set[tuple[Any, ...]] = set()
+    with database.connect() as connection:
+        for start in range(0, len(wanted), 1000):
+            chunk = wanted[start:start + 1000]
+            found.update(tuple(row) for row in connection.execute(sa.select(*columns).where(feedback.c.log_id.in_(chunk))))
+    return found
+
+
+CHECK_OUTCOMES = ("passed", "failed", "not applicable")
+
+
+@dataclass(frozen=True)
+class RunFilters:
+    """What the review app's sidebar narrows the runs to; None means "any"."""
+
+    provider: str | None = None
+    model: str | None = None
+    agent: str | None = None
+    started_from: datetime | None = None  # inclusive
+    started_before: datetime | None = None  # exclusive
+    check_name: str | None = None
+    check_outcome: str | None = None  # one of CHECK_OUTCOMES, with check_name
+    has_feedback: bool | None = None
+    feedback_is_good: bool | None = None  # runs with at least one good (or bad) feedback
+    text: str | None = None  # substring of the prompt or the answer, case-insensitive
+
+
+@dataclass(frozen=True)
+class RunTotals:
+    runs: int
+    input_tokens: int
+    output_tokens: int
+    cache_read_tokens: int
+    total_cost: Decimal
+    unpriced_runs: int
+
+
+@dataclass(frozen=True)
+class FilterOptions:
+    providers: list[str]
+    models: list[str]
+    agents: list[str]
+    check_names: list[str]
+
+
+def _version_is_newer(newer: sa.ColumnElement[Any], older: sa.ColumnElement[Any]) -> sa.ColumnElement[bool]:
+    # Versions are numbers kept as text: "10" is newer than "9", so compare the length first.
+    return sa.or_(
+        sa.func.length(newer) > sa.func.length(older),
+        sa.and_(sa.func.length(newer) == sa.func.length(older), newer > older),
+    )
+
+
+def version_sort_key(version: str) -> tuple[int, str]:
+    """Python twin of _version_is_newer: sorts evaluator versions oldest first."""
+    return len(version), version
+
+
+def _check_condition(check_name: str, outcome: str) -> sa.ColumnElement[bool]:
+    """The run's newest-version row of this check says `outcome`."""
+    check, later = eval_checks.alias("check_row"), eval_checks.alias("later_row")
+    if outcome == "passed":
+        matches = check.c.passed.is_(True)
+    elif outcome == "failed":
+        matches = check.c.passed.is_(False)
+    elif outcome == "not applicable":
+        matches = check.c.passed.is_(None)
+    else:
+        raise ValueError(f"check outcome must be one of {', '.join(CHECK_OUTCOMES)}, got {outcome!r}")
+    superseded = (
+        sa.exists()
+        .where(later.c.log_id == check.c.log_id, later.c.check_name == check.c.check_name)
+        .where(_version_is_newer(later.c.evaluator_version, check.c.evaluator_version))
+    )
+    return (
+        sa.exists()
+        .where(check.c.log_id == llm_logs.c.id, check.c.check_name == check_name, matches)
+        .where(~superseded)
+    )
+
+
+def _escape_like(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def _run_conditions(filters: RunFilters) -> list[sa.ColumnElement[bool]]:
+    conditions: list[sa.ColumnElement[bool]] = []
+    for column, value in ((llm_logs.c.provider, filters.provider), (llm_logs.c.model, filters.model), (llm_logs.c.agent_name, filters.agent)):
+        if value is not None:
+            conditions.append(column == value)
+    if filters.started_from is not None:
+        conditions.append(llm_logs.c.run_started_at >= filters.started_from)
+    if filters.started_before is not None:
+        conditions.append(llm_logs.c.run_started_at < filters.started_before)
+    if filters.check_name:
+        conditions.append(_check_condition(filters.check_name, filters.check_outcome or "failed"))
+    if filters.feedback_is_good is not None:
+        conditions.append(
+            sa.exists().where(feedback.c.log_id == llm_logs.c.id, feedback.c.is_good.is_(filters.feedback_is_good))
+        )
+    elif filters.has_feedback is not None:
+        has_any = sa.exists().where(feedback.c.log_id == llm_logs.c.id)
+        conditions.append(has_any if filters.has_feedback else ~has_any)
+    text = (filters.text or "").strip()
+    if text:
+        pattern = f"%{_escape_like(text)}%"
+        conditions.append(
+            sa.or_(
+                llm_logs.c.user_prompt.ilike(pattern, escape="\\"),
+                llm_logs.c.assistant_answer.ilike(pattern, escape="\\"),
+            )
+        )
+    return conditions
+
+
+def _newest_first(dialect: str) -> list[sa.ColumnElement[Any]]:
+    started = llm_logs.c.run_started_at.desc()
+    # Undated runs go last on both databases (SQLite does that by itself and rejects NULLS LAST in indexes).
+    return [started.nulls_last() if dialect == "postgresql" else started, llm_logs.c.id.desc()]
+
+
+RUN_LIST_COLUMNS = (
+    llm_logs.c.id,
+    llm_logs.c.run_started_at,
+    llm_logs.c.provider,
+    llm_logs.c.model,
+    llm_logs.c.agent_name,
+    llm_logs.c.total_input_tokens,
+    llm_logs.c.total_output_tokens,
+    llm_logs.c.cache_read_tokens,
+    llm_logs.c.total_cost,
+    llm_logs.c.pricing_status,
+    llm_logs.c.duration_seconds,
+    llm_logs.c.tool_call_count,
+)
+PROMPT_PREVIEW_CHARS = 120
+
+
+def list_runs(database: Database, filters: RunFilters, *, limit: int = 100, offset: int = 0) -> list[dict[str, Any]]:
+    """One page of runs, newest first (run time, then id), without raw_json.
+
+    Each row also carries `prompt_preview`, `checks_passed`, `checks_failed`, `checks_not_applicable`
+    (newest evaluator version of the run), `feedback_good` and `feedback_bad`.
+    """
+    with database.connect() as connection:
+        query = (
+            sa.select(*RUN_LIST_COLUMNS, sa.func.substr(llm_logs.c.user_prompt, 1, PROMPT_PREVIEW_CHARS).label("prompt_preview"))
+            .where(*_run_conditions(filters))
+            .order_by(*_newest_first(connection.dialect.name))
+            .limit(limit)
+            .offset(offset)
+        )
+        rows = [dict(row._mapping) for row in connection.execute(query)]
+        ids = [row["id"] for row in rows]
+        if not ids:
+            return rows
+        checks: dict[int, dict[str, tuple[tuple[int, str], bool | None]]] = {}
+        for log_id, name, version, passed in connection.execute(
+            sa.select(eval_checks.c.log_id, eval_checks.c.check_name, eval_checks.c.evaluator_version, eval_checks.c.passed)
+            .where(eval_checks.c.log_id.in_(ids))
+        ):
+            newest = checks.setdefault(log_id, {})
+            key = version_sort_key(version)
+            if name not in newest or newest[name][0] < key:
+                newest[name] = (key, passed)
+        votes: dict[tuple[int, bool], int] = {
+            (log_id, is_good): count
+            for log_id, is_good, count in connection.execute(
+                sa.select(feedback.c.log_id, feedback.c.is_good, sa.func.count())
+                .where(feedback.c.log_id.in_(ids))
+                .group_by(feedback.c.log_id, feedback.c.is_good)
+            )
+        }
+    for row in rows:
+        outcomes = [passed for _key, passed in checks.get(row["id"], {}).values()]
+        row["checks_passed"] = sum(1 for passed in outcomes if passed is True)
+        row["checks_failed"] = sum(1 for passed in outcomes if passed is False)
+        row["checks_not_applicable"] = sum(1 for passed in outcomes if passed is None)
+        row["feedback_good"] = votes.get((row["id"], True), 0)
+        row["feedback_bad"] = votes.get((row["id"], False), 0)
+    return rows
+
+
+def run_totals(database: Database, filters: RunFilters) -> RunTotals:
+    """Runs, tokens and cost (USD) of every run the filters select, not only one page."""
+    conditions = _run_conditions(filters)
+    with database.connect() as connection:
+        sums = connection.execute(
+            sa.select(
+                sa.func.count(),
+                sa.func.coalesce(sa.func.sum(llm_logs.c.total_input_tokens), 0),
+                sa.func.coalesce(sa.func.sum(llm_logs.c.total_output_tokens), 0),
+                sa.func.coalesce(sa.func.sum(llm_logs.c.cache_read_tokens), 0),
+                sa.func.count(llm_logs.c.total_cost),
+            ).where(*conditions)
+        ).one()
+        if connection.dialect.name == "postgresql":
+            cost = connection.scalar(sa.select(sa.func.sum(llm_logs.c.total_cost)).where(*conditions)) or Decimal(0)
+        else:
+            # SQLite keeps costs as decimal text and its SUM would round through REAL: add them exactly here.
+            cost = sum(
+                (Decimal(value) for value in connection.scalars(
+                    sa.select(sa.cast(llm_logs.c.total_cost, sa.String)).where(*conditions, llm_logs.c.total_cost.is_not(None))
+                )),
+                Decimal(0),
+            )
+    runs, input_tokens, output_tokens, cache_read, priced = sums
+    return RunTotals(
+        runs=runs,
+        input_tokens=int(input_tokens),
+        output_tokens=int(output_tokens),
+        cache_read_tokens=int(cache_read),
+        total_cost=cost,
+        unpriced_runs=runs - priced,
+    )
+
+
+def _distinct_values(connection: Connection, column: sa.Column[Any]) -> list[str]:
+    """Distinct non-NULL values of an indexed column by hopping through its index (a loose index scan).
+
+    A plain DISTINCT reads every row; this reads one index entry per distinct value, so the
+    sidebar's options stay instant on 100,000 runs.
+    """
+    preparer = connection.dialect.identifier_preparer
+    table, name = preparer.quote(column.table.name), preparer.quote(column.name)
+    statement = sa.text(
+        f"WITH RECURSIVE distinct_values(value) AS ("
+        f" SELECT (SELECT {name} FROM {table} WHERE {name} IS NOT NULL ORDER BY {name} LIMIT 1)"
+        f" UNION ALL"
+        f" SELECT (SELECT {name} FROM {table} WHERE {name} > distinct_values.value ORDER BY {name} LIMIT 1)"
+        f" FROM distinct_values WHERE distinct_values.value IS NOT NULL"
+        f") SELECT value FROM distinct_values WHERE value IS NOT NULL"
+    )
+    return list(connection.scalars(statement))
+
+
+def filter_options(database: Database) -> FilterOptions:
+    with database.connect() as connection:
+        return FilterOptions(
+            providers=_distinct_values(connection, llm_logs.c.provider),
+            models=_distinct_values(connection, llm_logs.c.model),
+            agents=_distinct_values(connection, llm_logs.c.agent_name),
+            check_names=_distinct_values(connection, eval_checks.c.check_name),
+        )
+
+
+def run_detail(database: Database, log_id: int, *, with_raw_json: bool = True) -> dict[str, Any] | None:
+    columns = [column for column in llm_logs.c if with_raw_json or column.name != "raw_json"]
+    with database.connect() as connection:
+        row = connection.execute(sa.select(*columns).where(llm_logs.c.id == log_id)).first()
+        return dict(row._mapping) if row else None
+
+
+def run_checks(database: Database, log_id: int) -> list[dict[str, Any]]:
+    """Every check row of a run, newest evaluator version first, then by check name."""
+    with database.connect() as connection:
+        rows = [dict(row._mapping) for row in connection.execute(sa.select(eval_checks).where(eval_checks.c.log_id == log_id))]
+    rows.sort(key=lambda row: row["check_name"])
+    rows.sort(key=lambda row: version_sort_key(row["evaluator_version"]), reverse=True)
+    return rows
+
+
+def run_feedback(database: Database, log_id: int) -> list[dict[str, Any]]:
+    """The feedback history of a run, newest first."""
+    return list_feedback_rows(database, log_id=log_id, limit=None)
+
+
+def has_runs_table(database: Database) -> bool:
+    """Whether the schema exists (the app only reads; the first ingest creates it)."""
+    with database.connect() as connection:
+        return sa.inspect(connection).has_table(llm_logs.name)
+
+
+# ---------------------------------------------------------------------------- history: daily tables, re-pricing, re-evaluation
+#
+# The history assets work on windows of run days (UTC, [start, end) on llm_logs.run_started_at).
+# Every rewrite is one transaction, and rewrites of the same table are serialized (an advisory lock
+# on Postgres, BEGIN IMMEDIATE on SQLite), so two overlapping backfills can never both delete and
+# then both insert. Functions take a Database so that this section stays apart from the class.
+
+daily_usage = sa.Table(
+    "daily_usage",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("day", sa.Date, nullable=False),  # UTC day of run_started_at
+    sa.Column("provider", SafeText),
+    sa.Column("model", SafeText),
+    sa.Column("agent_name", SafeText),
+    sa.Column("runs", sa.Integer, nullable=False),
+    sa.Column("priced_runs", sa.Integer, nullable=False),
+    sa.Column("unpriced_runs", sa.Integer, nullable=False),
+    sa.Column("input_tokens", sa.BigInteger, nullable=False),
+    sa.Column("output_tokens", sa.BigInteger, nullable=False),
+    sa.Column("cache_read_tokens", sa.BigInteger, nullable=False),
+    sa.Column("cache_write_tokens", sa.BigInteger, nullable=False),
+    # Sums over the priced runs only: an unpriced run adds to unpriced_runs, never a made-up $0.
+    sa.Column("input_cost", Money, nullable=False),
+    sa.Column("output_cost", Money, nullable=False),
+    sa.Column("total_cost", Money, nullable=False),
+    sa.Column("duration_p50_seconds", sa.Float),
+    sa.Column("duration_p95_seconds", sa.Float),
+    sa.Column("computed_at", UTCDateTime, nullable=False),
+    sa.Index("ix_daily_usage_day", "day"),
+)
+
+daily_eval_summary = sa.Table(
+    "daily_eval_summary",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("day", sa.Date, nullable=False),
+    sa.Column("check_name", sa.String(64), nullable=False),
+    sa.Column("evaluator_version", sa.String(16), nullable=False),
+    sa.Column("runs", sa.Integer, nullable=False),  # runs with a row for this check and version
+    sa.Column("applicable", sa.Integer, nullable=False),  # of which passed is not NULL
+    sa.Column("passed", sa.Integer, nullable=False),
+    sa.Column("pass_rate", sa.Float),  # passed / applicable; NULL when nothing applied
+    sa.Column("computed_at", UTCDateTime, nullable=False),
+    sa.UniqueConstraint("day", "check_name", "evaluator_version", name="uq_daily_eval_summary_day_check_version"),
+)
+
+daily_feedback = sa.Table(
+    "daily_feedback",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("day", sa.Date, nullable=False),  # UTC day of the run the feedback is about
+    sa.Column("feedback", sa.Integer, nullable=False),
+    sa.Column("good", sa.Integer, nullable=False),
+    sa.Column("bad", sa.Integer, nullable=False),
+    sa.Column("good_pct", sa.Float),
+    sa.Column("computed_at", UTCDateTime, nullable=False),
+    sa.UniqueConstraint("day", name="uq_daily_feedback_day"),
+)
+
+DAILY_TABLES = {table.name: table for table in (daily_usage, daily_eval_summary, daily_feedback)}
+
+
+def _in_window(column: sa.ColumnElement[Any], start: datetime, end: datetime) -> sa.ColumnElement[bool]:
+    return sa.and_(column >= start, column < end)
+
+
+def _serialize_rewrites(connection: Connection, name: str) -> None:
+    # SQLite already holds the write lock from BEGIN IMMEDIATE; Postgres needs an explicit lock
+    # because READ COMMITTED lets two delete-then-insert transactions interleave.
+    if connection.dialect.name == "postgresql":
+        key = zlib.crc32(f"llm_monitoring:{name}".encode()) & 0x7FFFFFFF
+        connection.execute(sa.select(sa.func.pg_advisory_xact_lock(key)))
+
+
+def same_money(left: Decimal | None, right: Decimal | None) -> bool:
+    if left is None or right is None:
+        return left is None and right is None
+    # Postgres keeps 12 decimals (NUMERIC(24, 12)); compare at that precision.
+    step = Decimal("1e-12")
+    return Decimal(left).quantize(step) == Decimal(right).quantize(step)
+
+
+@dataclass(frozen=True)
+class PricingRow:
+    """What pricing a stored run needs, and what it was priced at."""
+
+    id: int
+    provider: str | None
+    model: str | None
+    input_tokens: int | None
+    output_tokens: int | None
+    cache_read_tokens: int | None
+    cache_write_tokens: int | None
+    run_started_at: datetime | None
+    input_cost: Decimal | None
+    output_cost: Decimal | None
+    total_cost: Decimal | None
+    pricing_status: str | None
+    price_data_version: str | None
+
+    def differs_from(self, price: PriceResult) -> bool:
+        return not (
+            same_money(self.input_cost, price.input_cost)
+            and same_money(self.output_cost, price.output_cost)
+            and same_money(self.total_cost, price.total_cost)
+            and self.pricing_status == price.status
+            and self.price_data_version == price.price_data_version
+        )
+
+
+_PRICING_COLUMNS = (
+    llm_logs.c.id,
+    llm_logs.c.provider,
+    llm_logs.c.model,
+    llm_logs.c.total_input_tokens,
+    llm_logs.c.total_output_tokens,
+    llm_logs.c.cache_read_tokens,
+    llm_logs.c.cache_write_tokens,
+    llm_logs.c.run_started_at,
+    llm_logs.c.input_cost,
+    llm_logs.c.output_cost,
+    llm_logs.c.total_cost,
+    llm_logs.c.pricing_status,
+    llm_logs.c.price_data_version,
+)
+
+
+def reprice_window(
+    database: Database,
+    start: datetime,
+    end: datetime,
+    reprice: Callable[[PricingRow], PriceResult],
+    *,
+    chunk_size: int = 2000,
+) -> tuple[int, int]:
+    """Re-price every run started in [start, end) in one transaction; returns (runs seen, rows updated).
+
+    Only rows whose costs, status or price-data version differ are written. Rows are read in id
+    order, a chunk at a time, so memory stays bounded for any window.
+    """
+    update = (
+        sa.update(llm_logs)
+        .where(llm_logs.c.id == sa.bindparam("b_id"))
+        .values(
+            input_cost=sa.bindparam("b_input_cost", type_=Money()),
+            output_cost=sa.bindparam("b_output_cost", type_=Money()),
+            total_cost=sa.bindparam("b_total_cost", type_=Money()),
+            pricing_status=sa.bindparam("b_status"),
+            price_data_version=sa.bindparam("b_version"),
+        )
+    )
+    seen = updated = 0
+    with database.transaction() as connection:
+        _serialize_rewrites(connection, "llm_logs.costs")
+        last_id = 0
+        while True:
+            rows = connection.execute(
+                sa.select(*_PRICING_COLUMNS)
+                .where(_in_window(llm_logs.c.run_started_at, start, end), llm_logs.c.id > last_id)
+                .order_by(llm_logs.c.id)
+                .limit(chunk_size)
+            ).all()
+            if not rows:
+                break
+            last_id = rows[-1][0]
+            seen += len(rows)
+            changes = []
+            for row in rows:
+                stored = PricingRow(*row)
+                price = reprice(stored)
+                if stored.differs_from(price):
+                    changes.append({
+                        "b_id": stored.id,
+                        "b_input_cost": price.input_cost,
+                        "b_output_cost": price.output_cost,
+                        "b_total_cost": price.total_cost,
+                        "b_status": price.status,
+                        "b_version": price.price_data_version,
+                    })
+            if changes:
+                connection.execute(update, changes)
+                updated += len(changes)
+    return seen, updated
+
+
+@dataclass(frozen=True)
+class StoredRunLog:
+    """A stored run's raw log, for re-parsing and re-evaluation."""
+
+    id: int
+    raw_json: str | None
+    run_started_at: datetime | None
+
+
+@dataclass
+class ReevaluationOutcome:
+    runs: int = 0
+    evaluated: int = 0
+    skipped: int = 0  # no stored log, or it no longer parses: its rows are left as they were
+    rows_deleted: int = 0
+    rows_inserted: int = 0
+    verdicts_changed: int = 0  # (run, check) pairs whose verdict differs from this version's previous row
+    other_version_rows: int = 0  # rows of other evaluator versions kept for the window's runs
+
+
+def replace_checks_in_window(
+    database: Database,
+    start: datetime,
+    end: datetime,
+    evaluate: Callable[[StoredRunLog], Sequence[CheckResult] | None],
+    evaluator_version: str,
+    *,
+    keep_other_versions: bool = True,
+    chunk_size: int = 200,
+) -> ReevaluationOutcome:
+    """Re-evaluate every run started in [start, end) and replace its rows of `evaluator_version`.
+
+    One transaction: readers see the old rows or the new ones, never a mix, and never both.
+    Rows of other versions stay unless `keep_other_versions` is False.
+    """
+    outcome = ReevaluationOutcome()
+    now = datetime.now(timezone.utc)
+    window = _in_window(llm_logs.c.run_started_at, start, end)
+    with database.transaction() as connection:
+        _serialize_rewrites(connection, "eval_checks")
+        last_id = 0
+        while True:
+            rows = connection.execute(
+                sa.select(llm_logs.c.id, llm_logs.c.raw_json, llm_logs.c.run_started_at)
+                .where(window, llm_logs.c.id > last_id)
+                .order_by(llm_logs.c.id)
+                .limit(chunk_size)
+            ).all()
+            if not rows:
+                break
+            last_id = rows[-1][0]
+            outcome.runs += len(rows)
+            new_rows: list[dict[str, Any]] = []
+            evaluated_ids: list[int] = []
+            for row in rows:
+                checks = evaluate(StoredRunLog(*row))
+                if checks is None:
+                    outcome.skipped += 1
+                    continue
+                evaluated_ids.append(row[0])
+                new_rows += check_rows(row[0], checks, evaluator_version, now)
+            if not evaluated_ids:
+                continue
+            previous = {
+                (log_id, name): passed
+                for log_id, name, passed in connection.execute(
+                    sa.select(eval_checks.c.log_id, eval_checks.c.check_name, eval_checks.c.passed).where(
+                        eval_checks.c.log_id.in_(evaluated_ids), eval_checks.c.evaluator_version == evaluator_version
+                    )
+                )
+            }
+            delete = sa.delete(eval_checks).where(eval_checks.c.log_id.in_(evaluated_ids))
+            if keep_other_versions:
+                delete = delete.where(eval_checks.c.evaluator_version == evaluator_version)
+            outcome.rows_deleted += connection.execute(delete).rowcount
+            if new_rows:
+                connection.execute(sa.insert(eval_checks), new_rows)
+            outcome.rows_inserted += len(new_rows)
+            outcome.evaluated += len(evaluated_ids)
+            outcome.verdicts_changed += sum(
+                1 for row in new_rows if (row["log_id"], row["check_name"]) not in previous
+                or previous[(row["log_id"], row["check_name"])] != row["passed"]
+            )
+        outcome.other_version_rows = connection.scalar(
+            sa.select(sa.func.count())
+            .select_from(eval_checks.join(llm_logs, eval_checks.c.log_id == llm_logs.c.id))
+            .where(window, eval_checks.c.evaluator_version != evaluator_version)
+        ) or 0
+    return outcome
+
+
+# -------------------------------------------------------------- reads for the daily aggregates
+
+USAGE_COLUMNS = (
+    "run_started_at", "provider", "model", "agent_name", "total_input_tokens", "total_output_tokens",
+    "cache_read_tokens", "cache_write_tokens", "input_cost", "output_cost", "total_cost", "duration_seconds",
+)
+
+
+def usage_rows(database: Database, start: datetime, end: datetime) -> list[tuple[Any, ...]]:
+    """Runs started in [start, end), with the columns of USAGE_COLUMNS."""
+    with database.connect() as connection:
+        return [
+            tuple(row)
+            for row in connection.execute(
+                sa.select(*(llm_logs.c[name] for name in USAGE_COLUMNS)).where(
+                    _in_window(llm_logs.c.run_started_at, start, end)
+                )
+            )
+        ]
+
+
+EVAL_COLUMNS = ("run_started_at", "check_name", "evaluator_version", "passed")
+
+
+def eval_rows(database: Database, start: datetime, end: datetime) -> list[tuple[Any, ...]]:
+    """Check rows (every evaluator version) of runs started in [start, end), with EVAL_COLUMNS."""
+    with database.connect() as connection:
+        return [
+            tuple(row)
+            for row in connection.execute(
+                sa.select(llm_logs.c.run_started_at, eval_checks.c.check_name, eval_checks.c.evaluator_version, eval_checks.c.passed)
+                .select_from(eval_checks.join(llm_logs, eval_checks.c.log_id == llm_logs.c.id))
+                .where(_in_window(llm_logs.c.run_started_at, start, end))
+            )
+        ]
+
+
+FEEDBACK_COLUMNS = ("run_started_at", "is_good")
+
+
+def feedback_rows(database: Database, start: datetime, end: datetime) -> list[tuple[Any, ...]]:
+    """Feedback on runs started in [start, end), with FEEDBACK_COLUMNS."""
+    with database.connect() as connection:
+        return [
+            tuple(row)
+            for row in connection.execute(
+                sa.select(llm_logs.c.run_started_at, feedback.c.is_good)
+                .select_from(feedback.join(llm_logs, feedback.c.log_id == llm_logs.c.id))
+                .where(_in_window(llm_logs.c.run_started_at, start, end))
+            )
+        ]
+
+
+def replace_daily_rows(
+    database: Database, table_name: str, first_day: date, end_day: date, rows: Sequence[dict[str, Any]]
+) -> int:
+    """Replace the rows of days [first_day, end_day) of a daily table; returns how many were deleted."""
+    table = DAILY_TABLES[table_name]
+    with database.transaction() as connection:
+        _serialize_rewrites(connection, table_name)
+        deleted = connection.execute(
+            sa.delete(table).where(table.c.day >= first_day, table.c.day < end_day)
+        ).rowcount
+        if rows:
+            connection.execute(sa.insert(table), list(rows))
+    return deleted
+
+
+def daily_rows(database: Database, table_name: str, first_day: date, end_day: date) -> list[dict[str, Any]]:
+    table = DAILY_TABLES[table_name]
+    with database.connect() as connection:
+        return [
+            dict(row._mapping)
+            for row in connection.execute(
+                sa.select(table).where(table.c.day >= first_day, table.c.day < end_day).order_by(table.c.day, table.c.id)
+            )
+        ]
+
+
+def latest_daily_day(database: Database, table_name: str) -> date | None:
+    table = DAILY_TABLES[table_name]
+    with database.connect() as connection:
+        return connection.scalar(sa.select(sa.func.max(table.c.day)))
+
+
+# -------------------------------------------------------------- reads for the aggregates sensor and the checks
+
+
+def run_days_created_between(database: Database, start: datetime, end: datetime) -> set[date]:
+    """UTC days of the runs stored (created_at) in [start, end]: the days an ingest touched."""
+    with database.connect() as connection:
+        stamps = connection.scalars(
+            sa.select(llm_logs.c.run_started_at)
+            .where(llm_logs.c.created_at >= start, llm_logs.c.created_at <= end, llm_logs.c.run_started_at.is_not(None))
+            .distinct()
+        )
+        return {stamp.date() for stamp in stamps}
+
+
+def run_day_span(database: Database) -> tuple[date, date] | None:
+    """First and last UTC day with runs, or None for an empty table."""
+    with database.connect() as connection:
+        first, last = connection.execute(
+            sa.select(sa.func.min(llm_logs.c.run_started_at), sa.func.max(llm_logs.c.run_started_at))
+        ).one()
+    if first is None or last is None:
+        return None
+    return first.date(), last.date()
+
+
+def feedback_changes_since(database: Database, since: datetime | None) -> tuple[set[date], datetime | None]:
+    """Run days of the feedback created or updated after `since`, and the latest such change."""
+    query = sa.select(llm_logs.c.run_started_at, feedback.c.created_at, feedback.c.updated_at).select_from(
+        feedback.join(llm_logs, feedback.c.log_id == llm_logs.c.id)
+    )
+    if since is not None:
+        query = query.where(sa.or_(feedback.c.created_at > since, feedback.c.updated_at > since))
+    days: set[date] = set()
+    latest = since
+    with database.connect() as connection:
+        for run_started_at, created_at, updated_at in connection.execute(query):
+            if run_started_at is not None:
+                days.add(run_started_at.date())
+            stamp = max(moment for moment in (created_at, updated_at) if moment is not None)
+            latest = stamp if latest is None or stamp > latest else latest
+    return days, latest
+
+
+def ingest_errors_since(database: Database, since: datetime) -> list[dict[str, Any]]:
+    """Unresolved ingest errors (files that failed to parse) seen at or after `since`, newest first."""
+    with database.connect() as connection:
+        return [
+            dict(row._mapping)
+            for row in connection.execute(
+                sa.select(ingest_errors.c.filepath, ingest_errors.c.error, ingest_errors.c.last_seen, ingest_errors.c.occurrences)
+                .where(ingest_errors.c.last_seen >= since, ingest_errors.c.resolved_at.is_(None))
+                .order_by(ingest_errors.c.last_seen.desc())
+            )
+        ]
+
+
+def runs_missing_checks(
+    database: Database, evaluator_version: str, check_names: Sequence[str], start: datetime | None = None, end: datetime | None = None
+) -> list[tuple[int, datetime | None]]:
+    """Runs (id, run_started_at) lacking a row of `evaluator_version` for any of `check_names`."""
+    present = (
+        sa.select(eval_checks.c.log_id, sa.func.count(sa.distinct(eval_checks.c.check_name)).label("checks"))
+        .where(eval_checks.c.evaluator_version == evaluator_version, eval_checks.c.check_name.in_(list(check_names)))
+        .group_by(eval_checks.c.log_id)
+        .subquery()
+    )
+    query = (
+        sa.select(llm_logs.c.id, llm_logs.c.run_started_at)
+        .select_from(llm_logs.outerjoin(present, present.c.log_id == llm_logs.c.id))
+        .where(sa.func.coalesce(present.c.checks, 0) < len(check_names))
+        .order_by(llm_logs.c.run_started_at)
+    )
+    if start is not None and end is not None:
+        query = query.where(_in_window(llm_logs.c.run_started_at, start, end))
+    with database.connect() as connection:
+        return [(log_id, started) for log_id, started in connection.execute(query)]
+
+
+# ---------------------------------------------------------------------------- generated (fake) data
+# llm_monitoring/fake_data.py stores its runs through store_runs with origin "fake"; this deletes them.
+
+
+def purge_origin(database: Database, origin: str) -> dict[str, int]:
+    """Delete the runs of one origin with their checks and feedback, in one transaction; rows deleted per table."""
+    runs = sa.select(llm_logs.c.id).where(llm_logs.c.origin == origin).scalar_subquery()
+    with database.transaction() as connection:
+        # Children first and explicitly: a SQLite file created without the foreign-key pragma has no cascade.
+        deleted_feedback = connection.execute(sa.delete(feedback).where(feedback.c.log_id.in_(runs))).rowcount
+        deleted_checks = connection.execute(sa.delete(eval_checks).where(eval_checks.c.log_id.in_(runs))).rowcount
+        deleted_runs = connection.execute(sa.delete(llm_logs).where(llm_logs.c.origin == origin)).rowcount
+    return {"llm_logs": deleted_runs, "eval_checks": deleted_checks, "feedback": deleted_feedback}

@@ -76,7 +76,7 @@ def ingest_files(
     """Ingest the named files (all pending ones when `names` is None), one transaction per batch."""
     settings = settings or get_settings()
     if names is None:
-        names = [log_file.name for log_file in source.list_pending()]
+        names = [log_file.name for log_file in source.list_pending(database.known_processed)]
     total = IngestReport()
     for batch in _chunks(list(names), settings.batch_files):
         report = _ingest_batch(source, database, batch, settings)
@@ -140,9 +140,15 @@ def _ingest_batch(source: LogSource, database: Database, names: list[str], setti
         report.stored = len(result.inserted)
         report.already_stored = sum(len(files_by_hash[digest]) for digest in runs) - report.stored
         report.stored_ids = sorted(result.inserted.values())
+    moves = []
     for digest in runs:
         for name in files_by_hash[digest]:
-            source.mark_processed(name)
+            moved_to = source.mark_processed(name)
+            if moved_to:
+                moves.append((name, source.relative(moved_to), digest))
+    # A crash before this line leaves a moved file unrecorded: with prefix marking the next pass
+    # reads it again, finds its content stored and moves it once more. Nothing is lost or doubled.
+    database.record_processed(moves)
     for item in rejected:
         _quarantine(source, database, item)
         report.errors.append((item.name, item.reason))

@@ -10,11 +10,16 @@ from __future__ import annotations
 
 import fnmatch
 import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
+from collections.abc import Callable, Collection, Sequence
 from typing import Protocol
 
 from llm_monitoring.config import Settings, get_settings
+
+
+KnownProcessed = Callable[[Sequence[str]], Collection[str]]
 
 
 @dataclass(frozen=True, order=True)
@@ -27,11 +32,13 @@ class LogFile:
 class LogSource(Protocol):
     def describe(self) -> str: ...
 
-    def list_pending(self) -> list[LogFile]: ...
+    def list_pending(self, known_processed: KnownProcessed | None = None) -> list[LogFile]: ...
 
     def stat(self, name: str) -> LogFile | None: ...
 
     def path_of(self, name: str) -> str: ...
+
+    def relative(self, path: str) -> str: ...
 
     def read(self, name: str) -> bytes: ...
 
@@ -80,38 +87,47 @@ class LocalDirectorySource:
         marking = f"moved to {self.processed_dir}/" if self.processed_dir else f"renamed with prefix {self.processed_prefix!r}"
         return f"{self.root} ({self.glob}; processed files {marking})"
 
-    def is_pending_name(self, name: str) -> bool:
-        if not fnmatch.fnmatchcase(name.lower(), self.glob):
-            return False
-        return not (self.processed_prefix and name.startswith(self.processed_prefix))
+    def matches(self, name: str) -> bool:
+        return fnmatch.fnmatchcase(name.lower(), self.glob)
 
-    def list_pending(self) -> list[LogFile]:
-        """Pending files, oldest first. Only names and one stat each: cheap for large folders."""
-        pending: list[LogFile] = []
+    def list_pending(self, known_processed: KnownProcessed | None = None) -> list[LogFile]:
+        """Pending files, oldest first: names and one stat per pending file, cheap on large folders.
+
+        With prefix marking, a name that starts with the prefix is pending unless `known_processed`
+        says the ingest gave it that name; without `known_processed` such names count as processed.
+        """
+        candidates: list[str] = []
+        prefixed: list[str] = []
         try:
             entries = os.scandir(self.root)
         except FileNotFoundError:
             return []
         with entries:
             for entry in entries:
-                if not self.is_pending_name(entry.name):
+                if not self.matches(entry.name):
                     continue
-                try:
-                    if not entry.is_file(follow_symlinks=False):
-                        continue
-                    info = entry.stat(follow_symlinks=False)
-                except FileNotFoundError:
-                    continue  # taken by another runner since the listing
-                pending.append(LogFile(info.st_mtime, entry.name, info.st_size))
+                if self.processed_prefix and entry.name.startswith(self.processed_prefix):
+                    prefixed.append(entry.name)
+                else:
+                    candidates.append(entry.name)
+        if prefixed and known_processed is not None:
+            done = known_processed(prefixed)
+            candidates += [name for name in prefixed if name not in done]
+        pending = [log_file for log_file in map(self.stat, candidates) if log_file is not None]
         pending.sort()
         return pending
 
     def stat(self, name: str) -> LogFile | None:
         try:
-            info = (self.root / name).stat()
+            info = os.stat(self.root / name, follow_symlinks=False)
         except FileNotFoundError:
+            return None  # taken by another runner since the listing
+        if not stat.S_ISREG(info.st_mode):
             return None
         return LogFile(info.st_mtime, name, info.st_size)
+
+    def relative(self, path: str) -> str:
+        return os.path.relpath(path, self.root)
 
     def path_of(self, name: str) -> str:
         return str(self.root / name)

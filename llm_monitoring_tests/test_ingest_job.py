@@ -11,11 +11,17 @@ import sqlalchemy as sa
 
 from llm_monitoring.db import Database, eval_checks, ingest_errors, llm_logs
 from llm_monitoring.defs.jobs import ingest_run_config
-from llm_monitoring.defs.resources import LogSourceResource
+from llm_monitoring.defs.resources import DatabaseResource, LogSourceResource
 from llm_monitoring.defs.sensors import new_log_files_sensor
 from llm_monitoring.runner import IngestFailed, run_ingest
 from llm_monitoring.samples import write_sample_logs
 from llm_monitoring_tests.conftest import FIXTURES, REAL_LOGS
+
+
+def sensor_resources(logs_dir: Path) -> dict:
+    # the ledger of processed names lives in the database: a throwaway SQLite file beside the logs
+    url = os.environ.get("DATABASE_URL") or f"sqlite:///{logs_dir.parent / 'sensor.db'}"
+    return {"log_source": LogSourceResource(logs_dir=str(logs_dir)), "database": DatabaseResource(url=url)}
 
 
 def copy_fixtures(logs_dir: Path) -> list[str]:
@@ -102,7 +108,7 @@ def test_sensor_requests_settled_files_in_batches(monkeypatch, logs_dir: Path):
         os.utime(path, (old, old))
     (logs_dir / "being_written.json").write_text("{")  # fresh: still being written
     with dg.instance_for_test() as instance:
-        context = dg.build_sensor_context(instance=instance, resources={"log_source": LogSourceResource(logs_dir=str(logs_dir))})
+        context = dg.build_sensor_context(instance=instance, resources=sensor_resources(logs_dir))
         result = new_log_files_sensor(context)
     assert [len(request.run_config["ops"]["ingest_logs"]["config"]["files"]) for request in result.run_requests] == [10, 10, 5]
     requested = {name for request in result.run_requests for name in request.run_config["ops"]["ingest_logs"]["config"]["files"]}
@@ -125,14 +131,13 @@ def test_sensor_skips_files_already_in_a_running_ingest_run(monkeypatch, logs_di
             tags={"dagster/sensor_name": "new_log_files_sensor"},
             status=dg.DagsterRunStatus.STARTED,
         )
-        context = dg.build_sensor_context(instance=instance, resources={"log_source": LogSourceResource(logs_dir=str(logs_dir))})
+        context = dg.build_sensor_context(instance=instance, resources=sensor_resources(logs_dir))
         result = new_log_files_sensor(context)
         files = [name for request in result.run_requests for name in request.run_config["ops"]["ingest_logs"]["config"]["files"]]
         assert files == [names[2]]
         # nothing left: a skip with a reason
-        for name in names[2:]:
-            (logs_dir / name).rename(logs_dir / f"_{name}")
-        skipped = new_log_files_sensor(dg.build_sensor_context(instance=instance, resources={"log_source": LogSourceResource(logs_dir=str(logs_dir))}))
+        (logs_dir / names[2]).unlink()
+        skipped = new_log_files_sensor(dg.build_sensor_context(instance=instance, resources=sensor_resources(logs_dir)))
         assert "no new settled log files" in skipped.skip_message
 
 
@@ -141,7 +146,7 @@ def test_sensor_run_request_executes_the_job(env, logs_dir: Path, database_url: 
     from llm_monitoring.definitions import defs
 
     with dg.instance_for_test() as instance:
-        context = dg.build_sensor_context(instance=instance, resources={"log_source": LogSourceResource(logs_dir=str(logs_dir))})
+        context = dg.build_sensor_context(instance=instance, resources=sensor_resources(logs_dir))
         request = new_log_files_sensor(context).run_requests[0]
         result = defs.resolve_job_def("ingest_logs_job").execute_in_process(
             run_config=request.run_config, tags=request.tags, instance=instance

@@ -37,10 +37,11 @@ class DatabaseResource(dg.ConfigurableResource):
     url: str | None = Field(default=None, description="SQLAlchemy URL; postgres:// and postgresql:// use psycopg 3.")
 
     @contextmanager
-    def open(self) -> Iterator[Database]:
+    def open(self, *, ensure_schema: bool = True) -> Iterator[Database]:
         database = Database(self.url)
         try:
-            database.ensure_schema()
+            if ensure_schema:
+                database.ensure_schema()
             yield database
         finally:
             database.dispose()

@@ -12,10 +12,12 @@ import hashlib
 import time
 
 import dagster as dg
+import sqlalchemy as sa
 
 from llm_monitoring.config import get_settings
 from llm_monitoring.defs.jobs import INGEST_JOB_NAME, ingest_job, ingest_run_config
-from llm_monitoring.defs.resources import LogSourceResource
+from llm_monitoring.db import Database, DatabaseUnavailable
+from llm_monitoring.defs.resources import DatabaseResource, LogSourceResource
 
 SENSOR_NAME = "new_log_files_sensor"
 MAX_RUNS_PER_TICK = 5
@@ -38,6 +40,15 @@ def files_in_flight(instance: dg.DagsterInstance) -> set[str]:
     return names
 
 
+def _known_processed(db: Database):
+    def known(names):
+        try:
+            return db.known_processed(names)
+        except sa.exc.OperationalError:
+            return set()  # no processed_files table yet: nothing was ever processed here
+    return known
+
+
 @dg.sensor(
     name=SENSOR_NAME,
     job=ingest_job,
@@ -45,11 +56,15 @@ def files_in_flight(instance: dg.DagsterInstance) -> set[str]:
     default_status=dg.DefaultSensorStatus.RUNNING,
     description="Requests ingest runs for new, settled log files in LOGS_DIR, many files per run.",
 )
-def new_log_files_sensor(context: dg.SensorEvaluationContext, log_source: LogSourceResource):
+def new_log_files_sensor(context: dg.SensorEvaluationContext, log_source: LogSourceResource, database: DatabaseResource):
     settings = get_settings()
     source = log_source.get_source()
     started = time.monotonic()
-    pending = source.list_pending()
+    try:
+        with database.open(ensure_schema=False) as db:
+            pending = source.list_pending(_known_processed(db))
+    except DatabaseUnavailable as error:
+        return dg.SkipReason(f"not listing {source.describe()}: {error}")
     settled_before = time.time() - settings.settle_seconds
     settled = [log_file for log_file in pending if log_file.mtime <= settled_before]
     busy = files_in_flight(context.instance) if settled else set()
