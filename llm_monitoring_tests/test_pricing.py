@@ -48,3 +48,33 @@ def test_openrouter_model_behind_openai_client_is_priced_at_openrouter():
     assert price.status.startswith("priced")
     assert "openrouter" in price.status
     assert price.total_cost == Decimal(0)  # a ":free" model really is free
+
+
+def test_cached_daily_rates_give_exactly_what_genai_prices_computes():
+    import random
+    from dataclasses import replace
+    from datetime import datetime, timezone
+
+    base = parse_run_log(fixture_bytes("text_answer_per_response_usage.json"))
+    rng = random.Random(3)
+    pairs = [("openai", "gpt-4o-mini"), ("openai", "gpt-4o"), ("anthropic", "claude-3-5-sonnet-latest"),
+             ("google-gla", "gemini-2.5-flash"), ("google-gla", "gemini-2.5-pro"), ("groq", "llama-3.3-70b-versatile")]
+    for _ in range(60):
+        provider, model = rng.choice(pairs)
+        input_tokens = rng.randint(0, 300_000)
+        cache_read = rng.randint(0, input_tokens // 2)
+        cache_write = rng.randint(0, (input_tokens - cache_read) // 4) if provider == "anthropic" else 0
+        record = replace(
+            base, provider=provider, model=model, input_tokens=input_tokens, output_tokens=rng.randint(0, 9000),
+            cache_read_tokens=cache_read, cache_write_tokens=cache_write,
+            run_started_at=datetime(2025, rng.randint(1, 12), rng.randint(1, 28), rng.randint(0, 23), tzinfo=timezone.utc),
+        )
+        expected = calc_price(
+            Usage(input_tokens=record.input_tokens, output_tokens=record.output_tokens,
+                  cache_read_tokens=cache_read, cache_write_tokens=cache_write),
+            model, provider_id=provider, genai_request_timestamp=record.run_started_at,
+        )
+        price = price_run(record)
+        assert (price.input_cost, price.output_cost, price.total_cost) == (
+            expected.input_price, expected.output_price, expected.total_price
+        ), (provider, model, input_tokens)

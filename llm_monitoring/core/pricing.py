@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import date, datetime, timezone
 from decimal import Decimal
 from functools import lru_cache
 
 import genai_prices
-from genai_prices import Usage, calc_price
+from genai_prices import Usage, calc_price, data_snapshot
+from genai_prices.types import TieredPrices
 
 from llm_monitoring.core.records import LogRecord, PriceResult
 
@@ -40,22 +41,72 @@ def price_run(record: LogRecord) -> PriceResult:
     resolution = resolve_model(record.provider, record.model)
     if isinstance(resolution, str):
         return _unpriced(resolution)
-    usage = Usage(
-        input_tokens=record.input_tokens or 0,
-        output_tokens=record.output_tokens or 0,
-        cache_read_tokens=record.cache_read_tokens or 0,
-        cache_write_tokens=record.cache_write_tokens or 0,
+    counts = (
+        record.input_tokens or 0,
+        record.output_tokens or 0,
+        record.cache_read_tokens or 0,
+        record.cache_write_tokens or 0,
     )
     when = record.run_started_at or datetime.now(timezone.utc)
-    price = calc_price(usage, resolution.model_ref, provider_id=resolution.provider_id, genai_request_timestamp=when)
+    rates = _daily_rates(resolution, when.astimezone(timezone.utc).date())
+    if rates is not None:
+        input_cost = sum((count * rate for count, rate in zip(counts, rates.input)), Decimal(0))
+        output_cost = sum((count * rate for count, rate in zip(counts, rates.output)), Decimal(0))
+    else:
+        price = calc_price(_usage(counts), resolution.model_ref, provider_id=resolution.provider_id, genai_request_timestamp=when)
+        input_cost, output_cost = Decimal(price.input_price), Decimal(price.output_price)
     status = STATUS_PRICED if not resolution.note else f"{STATUS_PRICED} ({resolution.note})"
     return PriceResult(
-        input_cost=Decimal(price.input_price),
-        output_cost=Decimal(price.output_price),
-        total_cost=Decimal(price.total_price),
+        input_cost=input_cost,
+        output_cost=output_cost,
+        total_cost=input_cost + output_cost,
         status=status,
         price_data_version=PRICE_DATA_VERSION,
     )
+
+
+def _usage(counts: tuple[int, int, int, int]) -> Usage:
+    input_tokens, output_tokens, cache_read, cache_write = counts
+    return Usage(input_tokens=input_tokens, output_tokens=output_tokens, cache_read_tokens=cache_read, cache_write_tokens=cache_write)
+
+
+@dataclass(frozen=True)
+class _Rates:
+    """USD per token for (input, output, cache read, cache write) counts, split by direction."""
+
+    input: tuple[Decimal, Decimal, Decimal, Decimal]
+    output: tuple[Decimal, Decimal, Decimal, Decimal]
+
+
+_PROBE = 1_000_000
+
+
+@lru_cache(maxsize=4096)
+def _daily_rates(resolution: _Resolution, day: date) -> _Rates | None:
+    """Per-token rates of a model on a day, or None when its prices are tiered (not linear in tokens).
+
+    genai-prices re-derives its unit registry on every call (about a millisecond); a batch of runs
+    of one model on one day shares its rates, so they are probed once. Input tokens include cache
+    reads and writes, so each cache rate is measured as the change it makes to a plain input.
+    """
+    when = datetime(day.year, day.month, day.day, 12, tzinfo=timezone.utc)
+    _, model = data_snapshot.get_snapshot().find_provider_model(resolution.model_ref, None, resolution.provider_id, None)
+    model_price = model.get_prices(when)
+    if any(isinstance(value, TieredPrices) for value in vars(model_price).values()):
+        return None
+    probes = [(_PROBE, 0, 0, 0), (0, _PROBE, 0, 0), (_PROBE, 0, _PROBE, 0), (_PROBE, 0, 0, _PROBE)]
+    prices = [model_price.calc_price(_usage(probe)) for probe in probes]
+
+    def per_token(direction: str) -> tuple[Decimal, Decimal, Decimal, Decimal]:
+        plain_input, output, with_read, with_write = (price[direction] for price in prices)
+        return (
+            plain_input / _PROBE,
+            output / _PROBE,
+            (with_read - plain_input) / _PROBE,
+            (with_write - plain_input) / _PROBE,
+        )
+
+    return _Rates(per_token("input_price"), per_token("output_price"))
 
 
 def _unpriced(status: str) -> PriceResult:

@@ -1,0 +1,153 @@
+"""Exactly-once ingest under real damage: SIGKILL mid-batch, two runners at once, a cut connection."""
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from llm_monitoring.db import Database, eval_checks, llm_logs
+from llm_monitoring.ingest import content_hash
+from llm_monitoring.samples import write_sample_logs
+
+ROOT = Path(__file__).resolve().parents[1]
+FILES = 160
+
+
+def runner_env(logs_dir: Path, url: str, **extra: str) -> dict[str, str]:
+    env = {**os.environ, "LOGS_DIR": str(logs_dir), "DATABASE_URL": url, "SETTLE_SECONDS": "0", "INGEST_BATCH_FILES": "8"}
+    env.pop("DAGSTER_HOME", None)
+    env.update(extra)
+    return env
+
+
+def start_runner(env: dict[str, str], *args: str) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "llm_monitoring.runner", *args],
+        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
+    )
+
+
+def finish(process: subprocess.Popen, timeout: float = 240) -> str:
+    output, _ = process.communicate(timeout=timeout)
+    assert process.returncode == 0, output.decode()
+    return output.decode()
+
+
+def write_logs(logs_dir: Path) -> dict[str, bytes]:
+    """The sample logs with their bytes, keyed by content hash."""
+    paths = write_sample_logs(logs_dir, FILES, seed=11, sizes_kb=(5, 12))
+    return {content_hash(path.read_bytes()): path.read_bytes() for path in paths}
+
+
+def assert_exactly_once(url: str, logs_dir: Path, originals: dict[str, bytes]) -> None:
+    database = Database(url)
+    with database.connect() as connection:
+        hashes = list(connection.scalars(sa.select(llm_logs.c.content_hash)))
+        per_log = connection.execute(
+            sa.select(eval_checks.c.log_id, sa.func.count()).group_by(eval_checks.c.log_id)
+        ).all()
+        orphans = connection.scalar(
+            sa.select(sa.func.count()).select_from(llm_logs.outerjoin(eval_checks, eval_checks.c.log_id == llm_logs.c.id)).where(eval_checks.c.id.is_(None))
+        )
+    database.dispose()
+    assert len(hashes) == len(set(hashes)) == len(originals)  # every run stored, none twice
+    assert set(hashes) == set(originals)
+    assert orphans == 0 and all(count == 7 for _, count in per_log)  # no run without its full set of checks
+    on_disk = {content_hash(path.read_bytes()) for path in logs_dir.rglob("*.json")}
+    assert on_disk == set(originals)  # every file's bytes still there
+    assert not [path for path in logs_dir.glob("*.json") if not path.name.startswith("_")]  # none left pending
+
+
+def stored_counts(url: str) -> tuple[int, int]:
+    database = Database(url)
+    try:
+        with database.connect() as connection:
+            if not sa.inspect(connection).has_table("eval_checks"):
+                return 0, 0
+            logs = connection.scalar(sa.select(sa.func.count()).select_from(llm_logs))
+            checks = connection.scalar(sa.select(sa.func.count()).select_from(eval_checks))
+            return logs, checks
+    finally:
+        database.dispose()
+
+
+def kill_after_progress(process: subprocess.Popen, url: str, at_least: int, rng: random.Random) -> None:
+    """SIGKILL the runner's process group once `at_least` runs are stored, at a random moment after."""
+    deadline = time.monotonic() + 120
+    while stored_counts(url)[0] < at_least and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    time.sleep(rng.uniform(0.0, 0.4))
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_runner_killed_mid_batch_leaves_no_partial_state(seed: int, logs_dir: Path, postgres_url: str):
+    originals = write_logs(logs_dir)
+    env = runner_env(logs_dir, postgres_url)
+    rng = random.Random(seed)
+    killed_at = []
+    for round_ in range(2):
+        process = start_runner(env)
+        kill_after_progress(process, postgres_url, rng.randint(1, 40) + 60 * round_, rng)
+        logs, checks = stored_counts(postgres_url)
+        killed_at.append(logs)
+        assert checks == 7 * logs  # never a run without its full set of checks
+    assert 0 < killed_at[0] < FILES  # the kill really came mid-run
+    finish(start_runner(env))
+    assert_exactly_once(postgres_url, logs_dir, originals)
+
+
+def test_runner_killed_on_sqlite_recovers_too(logs_dir: Path, sqlite_url: str):
+    originals = write_logs(logs_dir)
+    env = runner_env(logs_dir, sqlite_url)
+    process = start_runner(env)
+    kill_after_progress(process, sqlite_url, 20, random.Random(5))
+    logs, checks = stored_counts(sqlite_url)
+    assert 0 < logs < FILES and checks == 7 * logs
+    finish(start_runner(env))
+    assert_exactly_once(sqlite_url, logs_dir, originals)
+
+
+@pytest.mark.parametrize("database_kind", ["postgres", "sqlite"])
+def test_two_runners_on_one_folder_store_each_run_once(database_kind: str, logs_dir: Path, request: pytest.FixtureRequest):
+    url = request.getfixturevalue("postgres_url" if database_kind == "postgres" else "sqlite_url")
+    originals = write_logs(logs_dir)
+    env = runner_env(logs_dir, url)
+    first, second = start_runner(env), start_runner(env)
+    finish(first)
+    finish(second)
+    finish(start_runner(env))  # whatever one runner found gone, the other stored: nothing is left
+    assert_exactly_once(url, logs_dir, originals)
+
+
+def test_cut_postgres_connection_is_retried_and_nothing_is_lost(logs_dir: Path, postgres_url: str):
+    originals = write_logs(logs_dir)
+    url = postgres_url + "?application_name=llmmon_fault_test"
+    process = start_runner(runner_env(logs_dir, url))
+    admin = sa.create_engine(postgres_url, isolation_level="AUTOCOMMIT")
+    terminated = 0
+    deadline = time.monotonic() + 120
+    try:
+        while terminated < 2 and time.monotonic() < deadline and process.poll() is None:
+            with admin.connect() as connection:
+                stored = connection.exec_driver_sql(
+                    "SELECT count(*) FROM information_schema.tables WHERE table_name = 'llm_logs'"
+                ).scalar() and connection.exec_driver_sql("SELECT count(*) FROM llm_logs").scalar()
+                if stored and stored >= 16 * (terminated + 1):
+                    terminated += connection.exec_driver_sql(
+                        "SELECT count(*) FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                        "WHERE application_name = 'llmmon_fault_test') AS killed"
+                    ).scalar() and 1
+            time.sleep(0.05)
+    finally:
+        admin.dispose()
+    output = finish(process)
+    assert terminated >= 1, output
+    assert_exactly_once(postgres_url, logs_dir, originals)
