@@ -131,9 +131,31 @@ llm_logs = sa.Table(
 )
 # The review app lists runs newest first with undated runs last; Postgres needs an index in exactly
 # that order (SQLite sorts NULLs last in DESC already and rejects NULLS LAST in an index).
+# It also covers the columns the app filters and sums, so its totals are an index-only scan.
 sa.Index(
-    "ix_llm_logs_run_order", llm_logs.c.run_started_at.desc().nulls_last(), llm_logs.c.id.desc()
+    "ix_llm_logs_run_order",
+    llm_logs.c.run_started_at.desc().nulls_last(),
+    llm_logs.c.id.desc(),
+    postgresql_include=[
+        "provider", "model", "agent_name", "total_input_tokens", "total_output_tokens", "cache_read_tokens", "total_cost",
+    ],
 ).ddl_if(dialect="postgresql")
+# Word search in prompts and answers (see run_search_document); capped so that a huge answer can
+# never exceed the 1 MB limit of a tsvector and fail an ingest.
+SEARCH_DOCUMENT_CHARS = 100_000
+RUN_SEARCH_DOCUMENT = sa.func.to_tsvector(
+    sa.literal_column("'simple'::regconfig"),
+    sa.func.left(
+        sa.func.coalesce(llm_logs.c.user_prompt, sa.literal_column("''"))
+        .op("||")(sa.literal_column("' '"))
+        .op("||")(sa.func.coalesce(llm_logs.c.assistant_answer, sa.literal_column("''"))),
+        SEARCH_DOCUMENT_CHARS,
+    ),
+)
+# Attached explicitly: an expression that starts with a literal does not find its table by itself.
+llm_logs.append_constraint(
+    sa.Index("ix_llm_logs_search", RUN_SEARCH_DOCUMENT, postgresql_using="gin").ddl_if(dialect="postgresql")
+)
 
 eval_checks = sa.Table(
     "eval_checks",
@@ -148,6 +170,17 @@ eval_checks = sa.Table(
     sa.Column("created_at", UTCDateTime, nullable=False, server_default=sa.func.now()),
     sa.UniqueConstraint("log_id", "check_name", "evaluator_version", name="uq_eval_checks_log_check_version"),
     sa.Index("ix_eval_checks_check_name", "check_name", "evaluator_version"),
+    # The review app's "check passed/failed" filter reads only this index.
+    sa.Index("ix_eval_checks_outcome", "check_name", "passed", "log_id", postgresql_include=["evaluator_version"]),
+)
+# Postgres assumes a check's outcome is independent of its name, so it guessed 11,000 "not applicable"
+# rows for a check that never is, and scanned every run; statistics on the pair fix the estimate.
+sa.event.listen(
+    metadata,
+    "after_create",
+    sa.DDL(
+        "CREATE STATISTICS IF NOT EXISTS st_eval_checks_name_passed (mcv) ON check_name, passed FROM eval_checks"
+    ).execute_if(dialect="postgresql"),
 )
 
 feedback = sa.Table(
@@ -842,7 +875,7 @@ def _escape_like(text: str) -> str:
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
-def _run_conditions(filters: RunFilters) -> list[sa.ColumnElement[bool]]:
+def _run_conditions(filters: RunFilters, dialect: str) -> list[sa.ColumnElement[bool]]:
     conditions: list[sa.ColumnElement[bool]] = []
     for column, value in ((llm_logs.c.provider, filters.provider), (llm_logs.c.model, filters.model), (llm_logs.c.agent_name, filters.agent)):
         if value is not None:
@@ -862,14 +895,33 @@ def _run_conditions(filters: RunFilters) -> list[sa.ColumnElement[bool]]:
         conditions.append(has_any if filters.has_feedback else ~has_any)
     text = (filters.text or "").strip()
     if text:
-        pattern = f"%{_escape_like(text)}%"
+        conditions.append(_text_condition(text, dialect))
+    return conditions
+
+
+_SEARCH_WORD = re.compile(r"\w+")
+
+
+def _text_condition(text: str, dialect: str) -> sa.ColumnElement[bool]:
+    """Every word of `text` appears in the prompt or the answer, case-insensitively.
+
+    On Postgres a word matches the start of a word (an index-backed full-text search: a scan of
+    100,000 answers with ILIKE takes seconds); on SQLite it matches anywhere.
+    """
+    words = _SEARCH_WORD.findall(text.lower())
+    if dialect == "postgresql" and words:
+        query = " & ".join(f"{word}:*" for word in words)
+        return RUN_SEARCH_DOCUMENT.op("@@")(sa.func.to_tsquery(sa.literal_column("'simple'::regconfig"), query))
+    conditions = []
+    for word in words or [text]:
+        pattern = f"%{_escape_like(word)}%"
         conditions.append(
             sa.or_(
                 llm_logs.c.user_prompt.ilike(pattern, escape="\\"),
                 llm_logs.c.assistant_answer.ilike(pattern, escape="\\"),
             )
         )
-    return conditions
+    return sa.and_(*conditions)
 
 
 def _newest_first(dialect: str) -> list[sa.ColumnElement[Any]]:
@@ -904,7 +956,7 @@ def list_runs(database: Database, filters: RunFilters, *, limit: int = 100, offs
     with database.connect() as connection:
         query = (
             sa.select(*RUN_LIST_COLUMNS, sa.func.substr(llm_logs.c.user_prompt, 1, PROMPT_PREVIEW_CHARS).label("prompt_preview"))
-            .where(*_run_conditions(filters))
+            .where(*_run_conditions(filters, connection.dialect.name))
             .order_by(*_newest_first(connection.dialect.name))
             .limit(limit)
             .offset(offset)
@@ -942,8 +994,9 @@ def list_runs(database: Database, filters: RunFilters, *, limit: int = 100, offs
 
 def run_totals(database: Database, filters: RunFilters) -> RunTotals:
     """Runs, tokens and cost (USD) of every run the filters select, not only one page."""
-    conditions = _run_conditions(filters)
     with database.connect() as connection:
+        conditions = _run_conditions(filters, connection.dialect.name)
+        postgres = connection.dialect.name == "postgresql"
         sums = connection.execute(
             sa.select(
                 sa.func.count(),
@@ -951,10 +1004,11 @@ def run_totals(database: Database, filters: RunFilters) -> RunTotals:
                 sa.func.coalesce(sa.func.sum(llm_logs.c.total_output_tokens), 0),
                 sa.func.coalesce(sa.func.sum(llm_logs.c.cache_read_tokens), 0),
                 sa.func.count(llm_logs.c.total_cost),
+                sa.func.sum(llm_logs.c.total_cost) if postgres else sa.null(),
             ).where(*conditions)
         ).one()
-        if connection.dialect.name == "postgresql":
-            cost = connection.scalar(sa.select(sa.func.sum(llm_logs.c.total_cost)).where(*conditions)) or Decimal(0)
+        if postgres:
+            cost = sums[5] or Decimal(0)
         else:
             # SQLite keeps costs as decimal text and its SUM would round through REAL: add them exactly here.
             cost = sum(
@@ -963,7 +1017,7 @@ def run_totals(database: Database, filters: RunFilters) -> RunTotals:
                 )),
                 Decimal(0),
             )
-    runs, input_tokens, output_tokens, cache_read, priced = sums
+    runs, input_tokens, output_tokens, cache_read, priced = sums[:5]
     return RunTotals(
         runs=runs,
         input_tokens=int(input_tokens),
@@ -1401,6 +1455,17 @@ def run_days_created_between(database: Database, start: datetime, end: datetime)
         stamps = connection.scalars(
             sa.select(llm_logs.c.run_started_at)
             .where(llm_logs.c.created_at >= start, llm_logs.c.created_at <= end, llm_logs.c.run_started_at.is_not(None))
+            .distinct()
+        )
+        return {stamp.date() for stamp in stamps}
+
+
+def run_days_between_ids(database: Database, first_id: int, last_id: int) -> set[date]:
+    """UTC days of the runs with ids in [first_id, last_id]: the days one ingest run stored."""
+    with database.connect() as connection:
+        stamps = connection.scalars(
+            sa.select(llm_logs.c.run_started_at)
+            .where(llm_logs.c.id.between(first_id, last_id), llm_logs.c.run_started_at.is_not(None))
             .distinct()
         )
         return {stamp.date() for stamp in stamps}

@@ -1,0 +1,454 @@
+"""The Grafana dashboards: every panel's SQL runs on a real Postgres filled with fake data.
+
+No Grafana server runs here, so the test does what Grafana does before a query reaches Postgres:
+the frontend interpolates template variables (`$provider`, `${evaluator}`, `$__interval`) and the
+Postgres datasource expands its macros (`$__timeFilter`, `$__timeGroupAlias`, ...) exactly as
+`pkg/tsdb/grafana-postgresql-datasource/macros.go` does.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+import sqlalchemy as sa
+import yaml
+
+from llm_monitoring.core.evaluation import EVALUATOR_VERSION
+from llm_monitoring.db import Database, eval_checks
+from llm_monitoring.fake_data import FakeRunLog, build_dataset, store_dataset, to_run_to_store
+from llm_monitoring.grafana import build_dashboards
+from llm_monitoring.samples import AgentProfile, make_run_log
+from llm_monitoring_tests.conftest import create_postgres_database, drop_postgres_database
+
+GRAFANA = Path(build_dashboards.__file__).parent
+DASHBOARD_FILES = sorted((GRAFANA / "dashboards").glob("*.json"))
+FAKE_RUNS = 300
+
+PROTOTYPE_PANELS = {
+    "LLM Monitoring - Overview": {
+        "Total Requests", "Total Cost", "Requests Over Time", "Tokens Over Time", "Requests by Model", "Last 5 Requests",
+    },
+    "LLM Monitoring - Eval": {"Eval Checks Logged", "Pass Rate by Check", "Checks Over Time", "Recent Checks"},
+    "LLM Monitoring - Feedback": {"Good Feedback %", "Feedback Count", "Good / Bad", "Recent Feedback"},
+}
+ADDED_PANELS = {
+    "LLM Monitoring - Overview": {"Cost by Model Over Time", "Tokens by Type", "Duration p50 / p95", "Unpriced Runs"},
+    "LLM Monitoring - Eval": {"Pass Rate Over Time by Check"},
+    "LLM Monitoring - Feedback": {"Feedback Over Time"},
+}
+
+
+# ---------------------------------------------------------------------------- what Grafana does to a query
+
+
+def go_float(value: float) -> str:
+    """Go's %v of a float64, which macros.go uses for interval seconds: 300, 0.5, 1.2096e+06."""
+    if value == 0:
+        return "0"
+    number = Decimal(repr(float(value))).normalize()  # repr, like Go, gives the shortest round-trip digits
+    sign, digits, exp = number.as_tuple()
+    exponent = len(digits) + exp - 1
+    if -4 <= exponent < 6:  # Go switches to %e at exponent 6 for the shortest precision
+        return format(number, "f")
+    numerals = "".join(map(str, digits))
+    mantissa = numerals[0] + ("." + numerals[1:] if len(numerals) > 1 else "")
+    return f"{'-' if sign else ''}{mantissa}e{'+' if exponent >= 0 else '-'}{abs(exponent):02d}"
+
+
+_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, "y": 31536000}
+
+
+def interval_seconds(text: str) -> float:
+    match = re.fullmatch(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w|y)", text.strip().strip("'"))
+    if not match:
+        raise ValueError(f"error parsing interval {text}")
+    return float(match.group(1)) * _UNITS[match.group(2)]
+
+
+def rfc3339nano(moment: datetime) -> str:
+    """Go's time.RFC3339Nano in UTC: trailing zeros of the fraction dropped, "Z" for the zone."""
+    moment = moment.astimezone(timezone.utc)
+    text = moment.strftime("%Y-%m-%dT%H:%M:%S")
+    if moment.microsecond:
+        text += "." + f"{moment.microsecond:06d}".rstrip("0")
+    return text + "Z"
+
+
+_MACRO = re.compile(r"\$([_a-zA-Z0-9]+)\(([^\)]*)\)")
+
+
+def expand_macros(sql: str, time_from: datetime, time_to: datetime) -> str:
+    """The Postgres datasource's macro engine (non-TimescaleDB)."""
+
+    def evaluate(name: str, args: list[str]) -> str:
+        if name == "__time":
+            return f'{args[0]} AS "time"'
+        if name == "__timeEpoch":
+            return f'extract(epoch from {args[0]}) as "time"'
+        if name == "__timeFilter":
+            return f"{args[0]} BETWEEN '{rfc3339nano(time_from)}' AND '{rfc3339nano(time_to)}'"
+        if name == "__timeFrom":
+            return f"'{rfc3339nano(time_from)}'"
+        if name == "__timeTo":
+            return f"'{rfc3339nano(time_to)}'"
+        if name == "__timeGroup":
+            seconds = go_float(interval_seconds(args[1]))
+            return f"floor(extract(epoch from {args[0]})/{seconds})*{seconds}"
+        if name == "__timeGroupAlias":
+            return evaluate("__timeGroup", args) + ' AS "time"'
+        if name == "__unixEpochFilter":
+            return f"{args[0]} >= {int(time_from.timestamp())} AND {args[0]} <= {int(time_to.timestamp())}"
+        raise AssertionError(f"unknown macro {name!r}")
+
+    def replace(match: re.Match[str]) -> str:
+        name = match.group(1)
+        # macros.go: "$__timeGroup(...)," followed by a comma is the pre-5.3 form that adds the alias.
+        if name == "__timeGroup" and sql[match.end():match.end() + 1] == ",":
+            name = "__timeGroupAlias"
+        return evaluate(name, [arg.strip() for arg in match.group(2).split(",")])
+
+    return _MACRO.sub(replace, sql)
+
+
+@dataclass(frozen=True)
+class Selection:
+    """What a dashboard variable is set to: "All", or some values."""
+
+    values: tuple[str, ...] = ()
+
+    @property
+    def is_all(self) -> bool:
+        return not self.values
+
+
+def _quote(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+def format_variable(variable: dict[str, Any], selection: Selection) -> str:
+    """The SQL datasources' interpolateVariable, with the template service's custom-all-value rule."""
+    if selection.is_all:
+        if variable.get("allValue"):
+            return variable["allValue"]  # custom all values are inserted unformatted
+        raise AssertionError(f"variable {variable['name']} has no custom all value")
+    if variable.get("multi") or variable.get("includeAll"):
+        return ",".join(_quote(value) for value in selection.values)
+    return selection.values[0].replace("'", "''")
+
+
+_VARIABLE = re.compile(r"\$(\w+)|\[\[(\w+?)(?::(\w+))?\]\]|\$\{(\w+)(?::([^\}]+))?\}")
+
+
+def interpolate(sql: str, variables: dict[str, dict[str, Any]], selections: dict[str, Selection], interval: str) -> str:
+    """The frontend's template service, then the backend's $__interval replacement."""
+    builtins = {"__interval": interval, "__interval_ms": str(int(interval_seconds(interval) * 1000))}
+
+    def replace(match: re.Match[str]) -> str:
+        name = match.group(1) or match.group(2) or match.group(4)
+        if name in builtins:
+            return builtins[name]
+        if name in variables:
+            return format_variable(variables[name], selections.get(name, Selection()))
+        return match.group(0)  # macros and unknown names are left for the datasource
+
+    return _VARIABLE.sub(replace, sql)
+
+
+def to_postgres(sql: str, dashboard: dict[str, Any], selections: dict[str, Selection], time_from: datetime,
+                time_to: datetime, interval: str = "30m") -> str:
+    variables = {variable["name"]: variable for variable in dashboard["templating"]["list"]}
+    return expand_macros(interpolate(sql, variables, selections, interval), time_from, time_to)
+
+
+def test_macro_expansion_matches_grafanas_documented_output():
+    start = datetime(2017, 7, 18, 11, 15, 52, tzinfo=timezone.utc)
+    end = datetime(2017, 7, 18, 11, 25, 52, 500000, tzinfo=timezone.utc)
+    assert expand_macros("WHERE $__timeFilter(time_column)", start, end) == (
+        "WHERE time_column BETWEEN '2017-07-18T11:15:52Z' AND '2017-07-18T11:25:52.5Z'"
+    )
+    assert expand_macros("SELECT $__timeGroupAlias(t, 5m)", start, end) == 'SELECT floor(extract(epoch from t)/300)*300 AS "time"'
+    assert expand_macros("SELECT $__timeGroup(t, 1h), v", start, end) == 'SELECT floor(extract(epoch from t)/3600)*3600 AS "time", v'
+    assert expand_macros("GROUP BY $__timeGroup(t, 2w)", start, end) == "GROUP BY floor(extract(epoch from t)/1.2096e+06)*1.2096e+06"
+    assert expand_macros("$__timeFrom() $__timeTo()", start, end) == "'2017-07-18T11:15:52Z' '2017-07-18T11:25:52.5Z'"
+
+
+# ---------------------------------------------------------------------------- the files
+
+
+def load_dashboards() -> dict[str, dict[str, Any]]:
+    dashboards = {}
+    for path in DASHBOARD_FILES:
+        dashboard = json.loads(path.read_text(encoding="utf-8"))
+        dashboards[dashboard["title"]] = dashboard
+    return dashboards
+
+
+def provisioned_datasource() -> dict[str, Any]:
+    config = yaml.safe_load((GRAFANA / "provisioning" / "datasources" / "datasource.yaml").read_text())
+    (datasource,) = config["datasources"]
+    return datasource
+
+
+def panel_targets(dashboard: dict[str, Any]) -> Iterator[tuple[dict[str, Any], dict[str, Any]]]:
+    for panel in dashboard["panels"]:
+        for target in panel.get("targets", []):
+            yield panel, target
+
+
+def test_dashboard_files_are_what_the_generator_writes():
+    assert {path.name for path in DASHBOARD_FILES} == set(build_dashboards.DASHBOARDS)
+    for path in DASHBOARD_FILES:
+        assert path.read_text(encoding="utf-8") == build_dashboards.render(path.name), (
+            f"{path.name} is stale: run `uv run python -m llm_monitoring.grafana.build_dashboards`"
+        )
+
+
+def test_three_dashboards_are_valid_with_a_24_hour_default_range():
+    dashboards = load_dashboards()
+    assert set(dashboards) == set(PROTOTYPE_PANELS)
+    uids = [dashboard["uid"] for dashboard in dashboards.values()]
+    assert len(set(uids)) == 3
+    for dashboard in dashboards.values():
+        assert dashboard["time"] == {"from": "now-24h", "to": "now"}
+        assert isinstance(dashboard["schemaVersion"], int)
+        ids = [panel["id"] for panel in dashboard["panels"]]
+        assert len(ids) == len(set(ids))
+        for panel in dashboard["panels"]:
+            assert {"x", "y", "w", "h"} <= set(panel["gridPos"])
+            assert panel["gridPos"]["x"] + panel["gridPos"]["w"] <= 24
+            assert panel["targets"] and all(target["rawSql"].strip() for target in panel["targets"])
+
+
+def test_every_prototype_panel_and_the_requested_new_ones_are_present():
+    for title, dashboard in load_dashboards().items():
+        titles = {panel["title"] for panel in dashboard["panels"]}
+        assert PROTOTYPE_PANELS[title] <= titles, PROTOTYPE_PANELS[title] - titles
+        assert ADDED_PANELS[title] <= titles, ADDED_PANELS[title] - titles
+
+
+def test_every_panel_and_variable_uses_the_provisioned_datasource():
+    datasource = provisioned_datasource()
+    assert datasource["uid"] == build_dashboards.DATASOURCE_UID
+    for dashboard in load_dashboards().values():
+        for panel, target in panel_targets(dashboard):
+            assert panel["datasource"] == {"type": datasource["type"], "uid": datasource["uid"]}, panel["title"]
+            assert target["datasource"]["uid"] == datasource["uid"], panel["title"]
+        for variable in dashboard["templating"]["list"]:
+            assert variable["datasource"]["uid"] == datasource["uid"], variable["name"]
+
+
+def test_datasource_credentials_come_from_the_environment():
+    datasource = provisioned_datasource()
+    assert datasource["url"] == "${POSTGRES_HOST}:${POSTGRES_PORT}"
+    assert datasource["user"] == "${POSTGRES_USER}"
+    assert datasource["jsonData"]["database"] == "${POSTGRES_DB}"
+    assert datasource["secureJsonData"]["password"] == "${POSTGRES_PASSWORD}"
+
+
+def test_every_query_honours_the_time_range_on_run_time_and_the_three_filters():
+    for dashboard in load_dashboards().values():
+        assert {"provider", "model", "agent"} <= {variable["name"] for variable in dashboard["templating"]["list"]}
+        for variable in dashboard["templating"]["list"]:
+            if variable["name"] in {"provider", "model", "agent"}:
+                assert variable["multi"] and variable["includeAll"] and variable["allValue"]
+        for panel, target in panel_targets(dashboard):
+            sql = target["rawSql"]
+            assert re.findall(r"\$__timeFilter\(([^)]*)\)", sql) == ["l.run_started_at"], panel["title"]
+            for name in ("provider", "model", "agent"):
+                assert f"IN (${name})" in sql, (panel["title"], name)
+
+
+def test_pass_rates_leave_not_applicable_checks_out_and_costs_are_in_usd():
+    dashboards = load_dashboards()
+    for panel, target in panel_targets(dashboards["LLM Monitoring - Eval"]):
+        if "Pass" in panel["title"]:
+            assert "nullif(count(e.passed), 0)" in target["rawSql"], panel["title"]
+        assert "e.evaluator_version = '${evaluator}'" in target["rawSql"], panel["title"]
+    for title in ("Total Cost", "Cost by Model Over Time", "Avg Cost per Request"):
+        (panel,) = [p for p in dashboards["LLM Monitoring - Overview"]["panels"] if p["title"] == title]
+        assert panel["fieldConfig"]["defaults"]["unit"] == "currencyUSD"
+
+
+# ---------------------------------------------------------------------------- the queries on Postgres
+
+
+def _odd_run(rng: random.Random, started: datetime, *, provider: str, model: str, agent: str | None, index: int) -> FakeRunLog:
+    profile = AgentProfile(agent or "x", provider, model, model, "Answer briefly. Include references.", ("search",))
+    run_log = make_run_log(rng, started, profile=profile)
+    if agent is None:
+        del run_log["agent_name"]
+    return FakeRunLog(f"odd_{index}.json", json.dumps(run_log).encode(), started)
+
+
+@pytest.fixture(scope="module")
+def filled(postgres_server: str) -> Iterator[tuple[Database, datetime]]:
+    """300 fake runs over the last 24 h, plus an unpriced run, a run without agent, and older-version checks."""
+    name, url = create_postgres_database(postgres_server)
+    database = Database(url)
+    try:
+        database.ensure_schema()
+        now = datetime.now(timezone.utc)
+        store_dataset(database, build_dataset(FAKE_RUNS, 24, seed=11, end=now - timedelta(minutes=1)))
+        rng = random.Random(5)
+        odd = [
+            _odd_run(rng, now - timedelta(hours=2), provider="acme", model="mystery-model-9", agent="odd_agent", index=1),
+            _odd_run(rng, now - timedelta(hours=3), provider="openai", model="gpt-4o-mini", agent=None, index=2),
+        ]
+        database.store_runs([to_run_to_store(run_log) for run_log in odd])
+        with database.transaction() as connection:
+            # A re-evaluation that kept the previous version's rows for some runs.
+            rows = connection.execute(
+                sa.select(eval_checks.c.log_id, eval_checks.c.check_name, eval_checks.c.passed)
+                .where(eval_checks.c.log_id <= 20)
+            ).all()
+            connection.execute(sa.insert(eval_checks), [
+                {"log_id": log_id, "check_name": check, "passed": not passed if passed is not None else None,
+                 "score": None, "details": "older rules", "evaluator_version": "1"}
+                for log_id, check, passed in rows
+            ])
+        yield database, now
+    finally:
+        database.dispose()
+        drop_postgres_database(postgres_server, name)
+
+
+def run_query(database: Database, sql: str) -> tuple[list[str], list[tuple[Any, ...]]]:
+    """The SQL as Grafana sends it: text without parameters (so a "%" is just a character)."""
+    with database.connect() as connection:
+        cursor = connection.connection.driver_connection.execute(sql)
+        columns = [column.name for column in cursor.description]
+        rows = [tuple(row) for row in cursor.fetchall()]
+        connection.rollback()
+        return columns, rows
+
+
+def variable_options(database: Database, dashboard: dict[str, Any], name: str, time_from: datetime, time_to: datetime,
+                     selections: dict[str, Selection]) -> list[str]:
+    (variable,) = [v for v in dashboard["templating"]["list"] if v["name"] == name]
+    assert variable["datasource"]["uid"] == build_dashboards.DATASOURCE_UID
+    _, rows = run_query(database, to_postgres(variable["query"], dashboard, selections, time_from, time_to))
+    return [str(row[0]) for row in rows]
+
+
+def run_dashboard(database: Database, dashboard: dict[str, Any], selections: dict[str, Selection], time_from: datetime,
+                  time_to: datetime, interval: str) -> dict[str, tuple[list[str], list[tuple[Any, ...]]]]:
+    """Every panel's result by title, with the evaluator variable set as Grafana would (its first option)."""
+    selections = dict(selections)
+    if any(v["name"] == "evaluator" for v in dashboard["templating"]["list"]):
+        versions = variable_options(database, dashboard, "evaluator", time_from, time_to, selections)
+        # With no option Grafana leaves the variable empty.
+        selections["evaluator"] = Selection((versions[0] if versions else "",))
+    results = {}
+    for panel, target in panel_targets(dashboard):
+        sql = to_postgres(target["rawSql"], dashboard, selections, time_from, time_to, interval)
+        assert "$" not in sql.replace("$$", ""), f"{panel['title']}: unexpanded {sql}"
+        try:
+            columns, rows = run_query(database, sql)
+        except psycopg.Error as error:
+            pytest.fail(f"{dashboard['title']} / {panel['title']}: {error}\n{sql}")
+        if target["format"] == "time_series":
+            assert columns[0] == "time", (panel["title"], columns)
+            times = [row[0] for row in rows]
+            assert times == sorted(times), f"{panel['title']}: time series must be sorted by time"
+            for row in rows:
+                for column, value in zip(columns[1:], row[1:]):
+                    if column != "metric":
+                        assert value is None or isinstance(value, (int, float, Decimal)), (panel["title"], column, value)
+        results[panel["title"]] = (columns, rows)
+    return results
+
+
+SELECTIONS = {
+    "all": {},
+    "one provider": {"provider": Selection(("openai",))},
+    "one model and agent": {"model": Selection(("gpt-4o",)), "agent": Selection(("docs_search",))},
+    "two providers": {"provider": Selection(("openai", "anthropic"))},
+}
+
+
+@pytest.mark.parametrize("interval", ["1m", "30m", "1d"])
+@pytest.mark.parametrize("selection", list(SELECTIONS))
+def test_every_panel_query_runs_on_postgres_with_fake_data(filled, selection, interval):
+    database, now = filled
+    for dashboard in load_dashboards().values():
+        results = run_dashboard(database, dashboard, SELECTIONS[selection], now - timedelta(hours=24), now, interval)
+        assert len(results) == len(dashboard["panels"])
+
+
+def test_panels_show_the_runs_of_the_range_and_selection(filled):
+    database, now = filled
+    dashboards = load_dashboards()
+    day = (now - timedelta(hours=24), now)
+    overview = run_dashboard(database, dashboards["LLM Monitoring - Overview"], {}, *day, "30m")
+    assert overview["Total Requests"][1] == [(FAKE_RUNS + 2,)]  # "All" keeps the run without an agent
+    assert overview["Unpriced Runs"][1] == [(1,)]
+    assert [row[:2] for row in overview["Unpriced Runs by Model"][1]] == [("acme", "mystery-model-9")]
+    assert float(overview["Total Cost"][1][0][0]) > 0
+    assert len(overview["Last 5 Requests"][1]) == 5
+    assert sum(row[1] for row in overview["Requests Over Time"][1]) == FAKE_RUNS + 2
+
+    openai = run_dashboard(database, dashboards["LLM Monitoring - Overview"], {"provider": Selection(("openai",))}, *day, "30m")
+    _, by_model = openai["Requests by Model"]
+    assert {model for model, _ in by_model} <= {"gpt-4o", "gpt-4o-mini"}
+    assert openai["Total Requests"][1][0][0] == sum(count for _, count in by_model)
+
+
+def test_variables_list_what_ran_in_the_range(filled):
+    database, now = filled
+    dashboard = load_dashboards()["LLM Monitoring - Overview"]
+    day = (now - timedelta(hours=24), now)
+    assert variable_options(database, dashboard, "provider", *day, {}) == ["acme", "anthropic", "google-gla", "openai"]
+    assert variable_options(database, dashboard, "model", *day, {"provider": Selection(("openai",))}) == ["gpt-4o", "gpt-4o-mini"]
+    assert "odd_agent" in variable_options(database, dashboard, "agent", *day, {})
+    long_ago = (now - timedelta(days=400), now - timedelta(days=399))
+    assert variable_options(database, dashboard, "provider", *long_ago, {}) == []
+
+
+def test_pass_rates_count_one_evaluator_version_and_leave_not_applicable_out(filled):
+    database, now = filled
+    dashboard = load_dashboards()["LLM Monitoring - Eval"]
+    day = (now - timedelta(hours=24), now)
+    assert variable_options(database, dashboard, "evaluator", *day, {}) == [EVALUATOR_VERSION, "1"]
+    results = run_dashboard(database, dashboard, {}, *day, "30m")
+    assert results["Eval Checks Logged"][1] == [((FAKE_RUNS + 2) * 7,)]
+    with database.connect() as connection:
+        expected = dict(connection.execute(
+            sa.select(eval_checks.c.check_name,
+                      100.0 * sa.func.count().filter(eval_checks.c.passed.is_(True)) / sa.func.nullif(sa.func.count(eval_checks.c.passed), 0))
+            .where(eval_checks.c.evaluator_version == EVALUATOR_VERSION)
+            .group_by(eval_checks.c.check_name)
+        ).all())
+    columns, rows = results["Pass Rate by Check"]
+    assert columns[:2] == ["Check", "Pass %"]
+    assert {check: pytest.approx(float(rate)) for check, rate, *_ in rows} == {k: pytest.approx(float(v)) for k, v in expected.items()}
+
+
+def test_feedback_panels_show_the_generated_shares(filled):
+    database, now = filled
+    results = run_dashboard(database, load_dashboards()["LLM Monitoring - Feedback"], {}, now - timedelta(hours=24), now, "30m")
+    assert results["Feedback Count"][1] == [(FAKE_RUNS // 2,)]
+    assert float(results["Good Feedback %"][1][0][0]) == pytest.approx(65, abs=1)
+    good, bad = results["Good / Bad"][1][0]
+    assert good + bad == FAKE_RUNS // 2
+    assert len(results["Recent Feedback"][1]) == 10
+
+
+def test_an_empty_time_range_gives_empty_panels_not_errors(filled):
+    database, now = filled
+    long_ago = (now - timedelta(days=400), now - timedelta(days=399))
+    for dashboard in load_dashboards().values():
+        results = run_dashboard(database, dashboard, {}, *long_ago, "30m")
+        if dashboard["title"] == "LLM Monitoring - Overview":
+            assert results["Total Requests"][1] == [(0,)]
+            assert results["Requests Over Time"][1] == []
