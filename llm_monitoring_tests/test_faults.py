@@ -151,3 +151,43 @@ def test_cut_postgres_connection_is_retried_and_nothing_is_lost(logs_dir: Path, 
     output = finish(process)
     assert terminated >= 1, output
     assert_exactly_once(postgres_url, logs_dir, originals)
+
+
+def test_watch_backs_off_while_the_database_is_down_and_recovers(logs_dir: Path, postgres_server: str):
+    from llm_monitoring_tests.conftest import drop_postgres_database
+
+    name = f"llmmon_test_watch_{os.getpid()}"
+    url = sa.make_url(postgres_server).set(database=name).render_as_string(hide_password=False)
+    write_sample_logs(logs_dir, 5, seed=3)
+    process = start_runner(runner_env(logs_dir, url, POLL_SECONDS="0.5"), "--watch")
+    lines: list[str] = []
+    try:
+        import selectors
+
+        selector = selectors.DefaultSelector()
+        selector.register(process.stdout, selectors.EVENT_READ)
+        deadline = time.monotonic() + 90
+        while sum("retrying in" in line for line in lines) < 2 and time.monotonic() < deadline:
+            if selector.select(timeout=1):
+                lines.append(process.stdout.readline().decode())
+        failures = [line for line in lines if "retrying in" in line]
+        assert len(failures) == 2, "".join(lines)
+        assert f"/{name} is unavailable" in failures[0]
+        delays = [float(line.rsplit("retrying in ", 1)[1].split("s")[0]) for line in failures]
+        assert delays[1] > delays[0]  # backs off instead of spinning
+        assert len(list(logs_dir.glob("_*.json"))) == 0  # files stay in place
+        engine = sa.create_engine(postgres_server, isolation_level="AUTOCOMMIT")
+        with engine.connect() as connection:
+            connection.exec_driver_sql(f'CREATE DATABASE "{name}"')
+        engine.dispose()
+        deadline = time.monotonic() + 90
+        while len(list(logs_dir.glob("_*.json"))) < 5 and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert len(list(logs_dir.glob("_*.json"))) == 5  # recovered once the database came back
+        os.killpg(process.pid, signal.SIGINT)
+        assert process.wait(timeout=30) == 0  # Ctrl-C stops cleanly
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+        drop_postgres_database(postgres_server, name)

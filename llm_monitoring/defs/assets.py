@@ -44,7 +44,7 @@ class IngestConfig(dg.Config):
         ),
     ],
     # A database restart is the usual cause of a failed ingest: retry the step before failing the run.
-    retry_policy=dg.RetryPolicy(max_retries=2, delay=2, backoff=dg.Backoff.EXPONENTIAL),
+    retry_policy=dg.RetryPolicy(max_retries=2, delay=1, backoff=dg.Backoff.EXPONENTIAL),
 )
 def ingest_logs(
     context: dg.AssetExecutionContext,
