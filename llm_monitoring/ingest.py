@@ -15,6 +15,7 @@ import hashlib
 import logging
 import time
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
@@ -73,16 +74,32 @@ def ingest_files(
     settings: Settings | None = None,
     on_batch: Callable[[IngestReport], None] | None = None,
 ) -> IngestReport:
-    """Ingest the named files (all pending ones when `names` is None), one transaction per batch."""
+    """Ingest the named files (all pending ones when `names` is None), one transaction per batch.
+
+    Batches are pipelined: while one batch is written and its files moved (a second thread,
+    mostly waiting on the database), the next one is read, parsed, priced and evaluated. At most
+    two batches are in memory, so memory stays bounded whatever the number of files.
+    """
     settings = settings or get_settings()
     if names is None:
         names = [log_file.name for log_file in source.list_pending(database.known_processed)]
     total = IngestReport()
-    for batch in _chunks(list(names), settings.batch_files):
-        report = _ingest_batch(source, database, batch, settings)
+
+    def collect(future: Future[IngestReport]) -> None:
+        report = future.result()
         total.add(report)
         if on_batch:
             on_batch(report)
+
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="ingest-writer") as writer:
+        in_flight: Future[IngestReport] | None = None
+        for batch in _chunks(list(names), settings.batch_files):
+            prepared = _prepare_batch(source, batch, settings)
+            if in_flight is not None:
+                collect(in_flight)  # a failed write stops here, before the next batch is written
+            in_flight = writer.submit(_commit_batch, source, database, prepared)
+        if in_flight is not None:
+            collect(in_flight)
     return total
 
 
@@ -91,11 +108,18 @@ def _chunks(names: list[str], size: int) -> Iterator[list[str]]:
         yield names[start:start + size]
 
 
-def _ingest_batch(source: LogSource, database: Database, names: list[str], settings: Settings) -> IngestReport:
-    report = IngestReport(files_seen=len(names))
-    runs: dict[str, RunToStore] = {}
-    files_by_hash: dict[str, list[str]] = {}
-    rejected: list[_Rejected] = []
+@dataclass
+class _PreparedBatch:
+    report: IngestReport
+    runs: dict[str, RunToStore] = field(default_factory=dict)
+    files_by_hash: dict[str, list[str]] = field(default_factory=dict)
+    rejected: list[_Rejected] = field(default_factory=list)
+
+
+def _prepare_batch(source: LogSource, names: list[str], settings: Settings) -> _PreparedBatch:
+    """Read, parse, price and evaluate a batch: no database, no file moves."""
+    batch = _PreparedBatch(IngestReport(files_seen=len(names)))
+    report, runs, files_by_hash, rejected = batch.report, batch.runs, batch.files_by_hash, batch.rejected
     now = time.time()
     for name in names:
         log_file = source.stat(name)
@@ -103,7 +127,8 @@ def _ingest_batch(source: LogSource, database: Database, names: list[str], setti
             report.missing += 1
             continue
         if log_file.size > settings.max_log_bytes:
-            rejected.append(_Rejected(name, _hash_large_file(source, name), f"file is {log_file.size} bytes, over MAX_LOG_BYTES={settings.max_log_bytes}"))
+            reason = f"file is {log_file.size} bytes, over MAX_LOG_BYTES={settings.max_log_bytes}"
+            rejected.append(_Rejected(name, _hash_large_file(source, name), reason))
             continue
         try:
             raw = source.read(name)
@@ -112,19 +137,19 @@ def _ingest_batch(source: LogSource, database: Database, names: list[str], setti
             continue
         report.bytes_read += len(raw)
         digest = content_hash(raw)
-        files_by_hash.setdefault(digest, []).append(name)
         if digest in runs:
+            files_by_hash[digest].append(name)
             continue
         modified = datetime.fromtimestamp(log_file.mtime, timezone.utc)
         try:
             text, record = parse_log_bytes(raw, fallback_time=modified)
         except ParseError as error:
-            files_by_hash[digest].remove(name)
             if now - log_file.mtime < settings.settle_seconds:
                 report.unsettled += 1  # probably still being written: look again once it settles
                 continue
             rejected.append(_Rejected(name, digest, error.reason))
             continue
+        files_by_hash[digest] = [name]
         runs[digest] = RunToStore(
             filepath=source.path_of(name),
             content_hash=digest,
@@ -135,6 +160,12 @@ def _ingest_batch(source: LogSource, database: Database, names: list[str], setti
             parser_version=PARSER_VERSION,
             evaluator_version=EVALUATOR_VERSION,
         )
+    return batch
+
+
+def _commit_batch(source: LogSource, database: Database, batch: _PreparedBatch) -> IngestReport:
+    """Store a prepared batch in one transaction, then move its files and quarantine the rejects."""
+    report, runs, files_by_hash = batch.report, batch.runs, batch.files_by_hash
     if runs:
         result = database.store_runs(list(runs.values()))
         report.stored = len(result.inserted)
@@ -149,10 +180,10 @@ def _ingest_batch(source: LogSource, database: Database, names: list[str], setti
     # A crash before this line leaves a moved file unrecorded: with prefix marking the next pass
     # reads it again, finds its content stored and moves it once more. Nothing is lost or doubled.
     database.record_processed(moves)
-    for item in rejected:
+    for item in batch.rejected:
         _quarantine(source, database, item)
         report.errors.append((item.name, item.reason))
-    report.quarantined = len(rejected)
+    report.quarantined = len(batch.rejected)
     return report
 
 

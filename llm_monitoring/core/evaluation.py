@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from functools import lru_cache
 
 from llm_monitoring.core.records import CheckResult, LogRecord
 
@@ -36,7 +37,13 @@ _STOP_WORDS = frozenset(
 
 
 def words(text: str | None) -> list[str]:
-    return _WORD.findall(text.lower()) if text else []
+    return list(_words(text)) if text else []
+
+
+@lru_cache(maxsize=64)
+def _words(text: str) -> tuple[str, ...]:
+    # Several checks read the same answer and prompt: tokenize each text once per run.
+    return tuple(_WORD.findall(text.lower()))
 
 
 def search_call_count(record: LogRecord) -> int:
