@@ -90,6 +90,56 @@ def cmd_retry_quarantined(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_feedback(args: argparse.Namespace) -> int:
+    """`feedback LOG_ID --good|--bad ...`, `feedback import FILE`, `feedback list [LOG_ID]`."""
+    from llm_monitoring.feedback import FeedbackError, import_feedback, list_feedback, save_feedback
+
+    parser: argparse.ArgumentParser = args.feedback_parser
+    target, extra = args.target, args.extra
+    database = Database()
+    try:
+        database.ensure_schema()
+        if target == "import":
+            if extra is None:
+                parser.error("feedback import needs a FILE (.csv or .jsonl)")
+            report = import_feedback(database, extra)
+            for row_error in report.errors:
+                print(f"{extra}: {row_error}", file=sys.stderr)
+            print(f"{extra}: {report.line()}")
+            return 1 if report.errors else 0
+        if target == "list":
+            log_id = _log_id(parser, extra) if extra is not None else None
+            entries = list_feedback(database, log_id, reviewer=args.reviewer, limit=args.limit)
+            for entry in entries:
+                mark = "good" if entry.is_good else "bad "
+                who = f" by {entry.reviewer}" if entry.reviewer else ""
+                comment = "  " + " ".join(entry.comments.split()) if entry.comments else ""
+                print(f"#{entry.id}  run #{entry.log_id}  {mark}{who}  {entry.created_at:%Y-%m-%d %H:%M}{comment}")
+            print(f"{len(entries)} feedback shown")
+            return 0
+        if extra is not None:
+            parser.error(f"unexpected argument {extra!r}")
+        if args.is_good is None:
+            parser.error("say --good or --bad")
+        log_id = _log_id(parser, target)
+        feedback_id = save_feedback(
+            database, log_id, args.is_good, comments=args.comment, reference_answer=args.reference, reviewer=args.reviewer
+        )
+        print(f"feedback #{feedback_id} stored for run #{log_id} ({'good' if args.is_good else 'bad'})")
+        return 0
+    except (FeedbackError, OSError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    finally:
+        database.dispose()
+
+
+def _log_id(parser: argparse.ArgumentParser, text: str) -> int:
+    if not text.lstrip("#").isdigit():
+        parser.error(f"LOG_ID must be a run id (an integer), got {text!r}")
+    return int(text.lstrip("#"))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="llm-monitoring", description="Monitor, price and evaluate LLM agent runs.")
     parser.add_argument("--debug", action="store_true", help="verbose logs (also DEBUG=1)")
@@ -115,6 +165,26 @@ def build_parser() -> argparse.ArgumentParser:
     retry.add_argument("names", nargs="*", help="only these file names (default: all)")
     retry.add_argument("--ingest", action="store_true", help="run the ingest right away")
     retry.set_defaults(handler=cmd_retry_quarantined)
+
+    # One positional pair instead of nested subparsers: "feedback 42 --good" and "feedback import FILE"
+    # then share a command, and a run id can never be mistaken for a subcommand name.
+    feedback_cmd = commands.add_parser(
+        "feedback",
+        help="add feedback on a run, import feedback from a file, or list it",
+        usage="llm-monitoring feedback LOG_ID (--good | --bad) [--comment TEXT] [--reference TEXT] [--reviewer NAME]\n"
+        "       llm-monitoring feedback import FILE.csv|FILE.jsonl\n"
+        "       llm-monitoring feedback list [LOG_ID] [--reviewer NAME] [--limit N]",
+    )
+    feedback_cmd.add_argument("target", metavar="LOG_ID|import|list", help="a run id, or 'import', or 'list'")
+    feedback_cmd.add_argument("extra", nargs="?", metavar="FILE|LOG_ID", help="the file to import, or the run to list")
+    verdict = feedback_cmd.add_mutually_exclusive_group()
+    verdict.add_argument("--good", dest="is_good", action="store_true", default=None, help="the answer is good")
+    verdict.add_argument("--bad", dest="is_good", action="store_false", help="the answer is bad")
+    feedback_cmd.add_argument("--comment", help="comments")
+    feedback_cmd.add_argument("--reference", help="a reference answer")
+    feedback_cmd.add_argument("--reviewer", help="who gives the feedback (with list: only theirs)")
+    feedback_cmd.add_argument("--limit", type=int, default=50, help="with list: how many (default 50)")
+    feedback_cmd.set_defaults(handler=cmd_feedback, feedback_parser=feedback_cmd)
     return parser
 
 

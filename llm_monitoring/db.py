@@ -1298,7 +1298,7 @@ def replace_checks_in_window(
     evaluator_version: str,
     *,
     keep_other_versions: bool = True,
-    chunk_size: int = 200,
+    chunk_size: int = 500,
 ) -> ReevaluationOutcome:
     """Re-evaluate every run started in [start, end) and replace its rows of `evaluator_version`.
 
@@ -1345,7 +1345,9 @@ def replace_checks_in_window(
             if keep_other_versions:
                 delete = delete.where(eval_checks.c.evaluator_version == evaluator_version)
             outcome.rows_deleted += connection.execute(delete).rowcount
-            if new_rows:
+            if new_rows and connection.dialect.name == "postgresql":
+                _copy_rows(connection, eval_checks, new_rows)
+            elif new_rows:
                 connection.execute(sa.insert(eval_checks), new_rows)
             outcome.rows_inserted += len(new_rows)
             outcome.evaluated += len(evaluated_ids)

@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -52,14 +53,20 @@ LINEAGE = "{ assetNodes { assetKey { path } dependencyKeys { path } } }"
 def test_dagster_dev_sensor_ingests_dropped_files_and_ui_shows_runs_and_lineage(tmp_path: Path):
     logs = tmp_path / "logs"
     logs.mkdir()
-    home = tmp_path / "dagster_home"
-    home.mkdir()
     url = f"sqlite:///{tmp_path / 'monitoring.db'}"
     port = free_port()
-    env = {**os.environ, "LOGS_DIR": str(logs), "DATABASE_URL": url, "DAGSTER_HOME": str(home), "SETTLE_SECONDS": "1"}
+    # exactly the README's `uv run dagster dev`: no DAGSTER_HOME, no Postgres, the repo's dagster.yaml
+    env = {**os.environ, "LOGS_DIR": str(logs), "DATABASE_URL": url, "SETTLE_SECONDS": "1"}
+    for key in ("DAGSTER_HOME", "DAGSTER_PG_HOST"):
+        env.pop(key, None)
+    # a copy of the project's top-level Dagster files, so the local .dagster_home it creates is the test's
+    project = tmp_path / "project"
+    project.mkdir()
+    for name in ("pyproject.toml", "dagster.yaml", "workspace.yaml"):
+        shutil.copy(ROOT / name, project / name)
     process = subprocess.Popen(
         [sys.executable, "-m", "dagster", "dev", "-h", "127.0.0.1", "-p", str(port)],
-        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+        cwd=project, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
     )
     try:
         def server_up():
@@ -88,6 +95,7 @@ def test_dagster_dev_sensor_ingests_dropped_files_and_ui_shows_runs_and_lineage(
         }
         assert edges["llm_logs"] == {"log_files"}
         assert "llm_logs" in edges["eval_checks"]
+        assert (project / ".dagster_home" / "storage").is_dir()  # runs kept beside the project, no Postgres
     finally:
         os.killpg(process.pid, signal.SIGTERM)
         try:

@@ -39,9 +39,9 @@ def finish(process: subprocess.Popen, timeout: float = 240) -> str:
     return output.decode()
 
 
-def write_logs(logs_dir: Path) -> dict[str, bytes]:
+def write_logs(logs_dir: Path, count: int = FILES) -> dict[str, bytes]:
     """The sample logs with their bytes, keyed by content hash."""
-    paths = write_sample_logs(logs_dir, FILES, seed=11, sizes_kb=(5, 12))
+    paths = write_sample_logs(logs_dir, count, seed=11, sizes_kb=(5, 12))
     return {content_hash(path.read_bytes()): path.read_bytes() for path in paths}
 
 
@@ -105,12 +105,13 @@ def test_runner_killed_mid_batch_leaves_no_partial_state(seed: int, logs_dir: Pa
 
 
 def test_runner_killed_on_sqlite_recovers_too(logs_dir: Path, sqlite_url: str):
-    originals = write_logs(logs_dir)
-    env = runner_env(logs_dir, sqlite_url)
+    # small batches of many files: SQLite commits fast, and the kill must land mid-run
+    originals = write_logs(logs_dir, 600)
+    env = runner_env(logs_dir, sqlite_url, INGEST_BATCH_FILES="3")
     process = start_runner(env)
     kill_after_progress(process, sqlite_url, 20, random.Random(5))
     logs, checks = stored_counts(sqlite_url)
-    assert 0 < logs < FILES and checks == 7 * logs
+    assert 0 < logs < 600 and checks == 7 * logs
     finish(start_runner(env))
     assert_exactly_once(sqlite_url, logs_dir, originals)
 

@@ -109,6 +109,12 @@ def _daily_rates(resolution: _Resolution, day: date) -> _Rates | None:
     return _Rates(per_token("input_price"), per_token("output_price"))
 
 
+def forget_price_data() -> None:
+    """Drop the cached model resolutions and daily rates, after the price data changed (a refresh)."""
+    resolve_model.cache_clear()
+    _daily_rates.cache_clear()
+
+
 def _unpriced(status: str) -> PriceResult:
     return PriceResult(None, None, None, status, PRICE_DATA_VERSION)
 

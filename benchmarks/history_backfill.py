@@ -1,0 +1,94 @@
+"""Backfill times over a month of history: re-evaluate, re-price and aggregate N runs spread over D days.
+
+    uv run python benchmarks/history_backfill.py --runs 10000 --days 30
+
+Stores the runs (sample logs of 5, 30 and 90 KB, parsed, priced and evaluated as the ingest does)
+in a fresh Postgres database on TEST_DATABASE_URL's server (dropped afterwards), then runs each
+backfill job once over the whole range, as one Dagster run, the way a UI backfill does. Prints, never asserts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import random
+import sys
+import time
+from datetime import date, datetime, timedelta, timezone
+from pathlib import Path
+
+import dagster as dg
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from llm_monitoring.core.evaluation import EVALUATOR_VERSION, evaluate_run  # noqa: E402
+from llm_monitoring.core.parsing import PARSER_VERSION, parse_log_bytes  # noqa: E402
+from llm_monitoring.core.pricing import price_run  # noqa: E402
+from llm_monitoring.db import Database, RunToStore, eval_checks  # noqa: E402
+from llm_monitoring.samples import PROFILES, make_run_log  # noqa: E402
+from llm_monitoring_tests.conftest import _server_url, create_postgres_database, drop_postgres_database  # noqa: E402
+
+FIRST_DAY = date(2026, 1, 1)
+
+
+def store(database: Database, runs: int, days: int, sizes_kb: tuple[int, ...]) -> None:
+    rng = random.Random(0)
+    batch: list[RunToStore] = []
+    spread = timedelta(days=days) / runs
+    start = datetime.combine(FIRST_DAY, datetime.min.time(), tzinfo=timezone.utc)
+    for index in range(runs):
+        log = make_run_log(rng, start + spread * index, size_kb=sizes_kb[index % len(sizes_kb)], profile=PROFILES[index % len(PROFILES)])
+        raw = json.dumps(log).encode()
+        text, record = parse_log_bytes(raw)
+        batch.append(RunToStore(
+            filepath=f"logs/run_{index:06d}.json", content_hash=hashlib.sha256(raw).hexdigest(), raw_json=text, record=record,
+            price=price_run(record), checks=evaluate_run(record), parser_version=PARSER_VERSION, evaluator_version=EVALUATOR_VERSION,
+        ))
+        if len(batch) == 500:
+            database.store_runs(batch)
+            batch = []
+    database.store_runs(batch)
+
+
+def backfill(job_name: str, instance: dg.DagsterInstance, days: int) -> float:
+    from llm_monitoring.definitions import defs
+
+    last = FIRST_DAY + timedelta(days=days - 1)
+    started = time.perf_counter()
+    result = defs.resolve_job_def(job_name).execute_in_process(
+        instance=instance,
+        tags={"dagster/asset_partition_range_start": FIRST_DAY.isoformat(), "dagster/asset_partition_range_end": last.isoformat()},
+    )
+    elapsed = time.perf_counter() - started
+    assert result.success, job_name
+    return elapsed
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=10_000)
+    parser.add_argument("--days", type=int, default=30)
+    parser.add_argument("--sizes-kb", default="5,30,90", help="log sizes to cycle through, in KB")
+    args = parser.parse_args()
+    server = _server_url()
+    name, url = create_postgres_database(server)
+    os.environ["DATABASE_URL"] = url
+    try:
+        database = Database(url)
+        database.ensure_schema()
+        started = time.perf_counter()
+        store(database, args.runs, args.days, tuple(int(size) for size in args.sizes_kb.split(",")))
+        print(f"stored {args.runs} runs over {args.days} days in {time.perf_counter() - started:.1f}s")
+        with dg.instance_for_test() as instance:
+            for job_name in ("reevaluate_logs", "reprice_logs", "daily_aggregates_job"):
+                print(f"{job_name:<22} {args.days}-day backfill, one run: {backfill(job_name, instance, args.days):6.1f}s")
+        print(f"eval_checks rows: {database.count(eval_checks)} (= {args.runs} x 7: re-evaluation replaced, never added)")
+        database.dispose()
+    finally:
+        drop_postgres_database(server, name)
+
+
+if __name__ == "__main__":
+    main()

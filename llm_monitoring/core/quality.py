@@ -1,0 +1,169 @@
+"""Quality gates over daily aggregates: unpriced share, pass-rate drop, cost spike.
+
+Pure functions over the rows of the daily tables; thresholds come from environment variables
+(read by `QualityThresholds.from_env`) so a deployment tunes them without code.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import date, timedelta
+from decimal import Decimal
+from typing import Any
+
+
+def _number(environ: Mapping[str, str], name: str, default: float) -> float:
+    raw = environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        return float(raw)
+    except ValueError:
+        raise ValueError(f"{name} must be a number, got {raw!r}") from None
+
+
+@dataclass(frozen=True)
+class QualityThresholds:
+    max_unpriced_share: float = 0.05  # QUALITY_MAX_UNPRICED_SHARE
+    max_parse_failures: int = 0  # QUALITY_MAX_PARSE_FAILURES, per last 24 hours
+    max_pass_rate_drop: float = 0.2  # QUALITY_MAX_PASS_RATE_DROP, absolute (0.2 = 20 points)
+    min_check_runs: int = 20  # QUALITY_MIN_CHECK_RUNS: applicable runs a day (and its baseline) need to be judged
+    min_drop_z: float = 3.0  # QUALITY_MIN_DROP_Z: how many standard errors a drop must span to count
+    cost_spike_factor: float = 2.0  # QUALITY_COST_SPIKE_FACTOR: day cost over baseline mean
+    min_baseline_cost: Decimal = Decimal("0.01")  # QUALITY_MIN_BASELINE_COST (USD/day)
+    baseline_days: int = 7  # QUALITY_BASELINE_DAYS
+    min_baseline_days: int = 3  # QUALITY_MIN_BASELINE_DAYS: days with data the baseline needs
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str]) -> QualityThresholds:
+        default = cls()
+        return cls(
+            max_unpriced_share=_number(environ, "QUALITY_MAX_UNPRICED_SHARE", default.max_unpriced_share),
+            max_parse_failures=int(_number(environ, "QUALITY_MAX_PARSE_FAILURES", default.max_parse_failures)),
+            max_pass_rate_drop=_number(environ, "QUALITY_MAX_PASS_RATE_DROP", default.max_pass_rate_drop),
+            min_check_runs=int(_number(environ, "QUALITY_MIN_CHECK_RUNS", default.min_check_runs)),
+            min_drop_z=_number(environ, "QUALITY_MIN_DROP_Z", default.min_drop_z),
+            cost_spike_factor=_number(environ, "QUALITY_COST_SPIKE_FACTOR", default.cost_spike_factor),
+            min_baseline_cost=Decimal(str(_number(environ, "QUALITY_MIN_BASELINE_COST", float(default.min_baseline_cost)))),
+            baseline_days=max(1, int(_number(environ, "QUALITY_BASELINE_DAYS", default.baseline_days))),
+            min_baseline_days=max(1, int(_number(environ, "QUALITY_MIN_BASELINE_DAYS", default.min_baseline_days))),
+        )
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One day (and check, where it applies) that breaks a gate, said in one line."""
+
+    day: date
+    subject: str
+    line: str
+
+
+def unpriced_findings(usage_rows: Iterable[Mapping[str, Any]], days: Iterable[date], max_share: float) -> tuple[list[Finding], dict[date, float]]:
+    """Days whose share of runs without a price is above `max_share`, and each day's share."""
+    runs: dict[date, int] = {}
+    unpriced: dict[date, int] = {}
+    models: dict[date, set[str]] = {}
+    for row in usage_rows:
+        day = row["day"]
+        runs[day] = runs.get(day, 0) + row["runs"]
+        unpriced[day] = unpriced.get(day, 0) + row["unpriced_runs"]
+        if row["unpriced_runs"]:
+            models.setdefault(day, set()).add(f"{row['provider'] or '?'}/{row['model'] or '?'}")
+    shares: dict[date, float] = {}
+    findings = []
+    for day in sorted(set(days)):
+        if not runs.get(day):
+            continue
+        share = unpriced[day] / runs[day]
+        shares[day] = round(share, 4)
+        if share > max_share:
+            findings.append(Finding(
+                day, "unpriced",
+                f"{day}: {unpriced[day]} of {runs[day]} runs unpriced ({share:.0%} > {max_share:.0%}); "
+                f"models: {', '.join(sorted(models.get(day, ())))}",
+            ))
+    return findings, shares
+
+
+def pass_rate_findings(
+    summary_rows: Iterable[Mapping[str, Any]], days: Iterable[date], thresholds: QualityThresholds
+) -> tuple[list[Finding], int]:
+    """(day, check) pairs whose pass rate fell more than the allowed drop below the previous days'.
+
+    The baseline pools the previous `baseline_days` days (passed / applicable), so a quiet day
+    weighs less than a busy one. A drop counts only when it is also `min_drop_z` standard errors
+    wide (two-proportion z-test): with 20 runs a day, a 20-point dip is ordinary noise.
+    Returns the findings and how many (day, check) pairs were judged.
+    """
+    by_day_check: dict[tuple[date, str], tuple[int, int]] = {}
+    for row in summary_rows:
+        key = (row["day"], row["check_name"])
+        passed, applicable = by_day_check.get(key, (0, 0))
+        by_day_check[key] = (passed + row["passed"], applicable + row["applicable"])
+    checks = sorted({check for _, check in by_day_check})
+    findings, judged = [], 0
+    for day in sorted(set(days)):
+        for check in checks:
+            passed, applicable = by_day_check.get((day, check), (0, 0))
+            if applicable < thresholds.min_check_runs:
+                continue
+            base_passed = base_applicable = 0
+            for back in range(1, thresholds.baseline_days + 1):
+                p, a = by_day_check.get((day - timedelta(days=back), check), (0, 0))
+                base_passed, base_applicable = base_passed + p, base_applicable + a
+            if base_applicable < thresholds.min_check_runs:
+                continue
+            judged += 1
+            rate, baseline = passed / applicable, base_passed / base_applicable
+            z = drop_z(passed, applicable, base_passed, base_applicable)
+            if baseline - rate > thresholds.max_pass_rate_drop and z >= thresholds.min_drop_z:
+                findings.append(Finding(
+                    day, check,
+                    f"{day} {check}: pass rate {rate:.0%} ({passed}/{applicable}) vs {baseline:.0%} over the previous "
+                    f"{thresholds.baseline_days} days, a drop of {baseline - rate:.0%} (> {thresholds.max_pass_rate_drop:.0%}, z={z:.1f})",
+                ))
+    return findings, judged
+
+
+def drop_z(passed: int, applicable: int, base_passed: int, base_applicable: int) -> float:
+    """Two-proportion z statistic of the drop from the baseline rate to the day's rate."""
+    pooled = (passed + base_passed) / (applicable + base_applicable)
+    spread = math.sqrt(pooled * (1 - pooled) * (1 / applicable + 1 / base_applicable))
+    drop = base_passed / base_applicable - passed / applicable
+    if spread == 0:
+        return math.inf if drop > 0 else 0.0
+    return drop / spread
+
+
+def cost_spike_findings(
+    usage_rows: Iterable[Mapping[str, Any]], days: Iterable[date], thresholds: QualityThresholds
+) -> tuple[list[Finding], dict[date, dict[str, Any]]]:
+    """Days whose total cost is over `cost_spike_factor` times the mean of the previous days with runs."""
+    cost: dict[date, Decimal] = {}
+    runs: dict[date, int] = {}
+    for row in usage_rows:
+        cost[row["day"]] = cost.get(row["day"], Decimal(0)) + Decimal(row["total_cost"])
+        runs[row["day"]] = runs.get(row["day"], 0) + row["runs"]
+    findings = []
+    details: dict[date, dict[str, Any]] = {}
+    for day in sorted(set(days)):
+        if day not in cost:
+            continue
+        previous = [cost[d] for d in (day - timedelta(days=back) for back in range(1, thresholds.baseline_days + 1)) if d in cost]
+        if len(previous) < thresholds.min_baseline_days:
+            details[day] = {"cost": float(cost[day]), "baseline": None}
+            continue
+        baseline = sum(previous, Decimal(0)) / len(previous)
+        details[day] = {"cost": float(cost[day]), "baseline": float(round(baseline, 6)), "runs": runs[day]}
+        if baseline >= thresholds.min_baseline_cost and cost[day] > baseline * Decimal(str(thresholds.cost_spike_factor)):
+            per_run = cost[day] / runs[day] if runs[day] else Decimal(0)
+            findings.append(Finding(
+                day, "cost",
+                f"{day}: cost ${cost[day]:.4f} over {runs[day]} runs (${per_run:.6f}/run) is "
+                f"{cost[day] / baseline:.1f}x the previous {len(previous)} days' mean ${baseline:.4f} "
+                f"(> {thresholds.cost_spike_factor}x)",
+            ))
+    return findings, details

@@ -1,0 +1,269 @@
+"""Recomputing history over a window of run days: re-price, re-evaluate, rebuild the daily tables.
+
+Plain Python on top of the Database, like `ingest.py`; the partitioned Dagster assets call it with
+their partition time window, so a backfill of thirty days is one call over a thirty-day window.
+Windows are [start, end) on `llm_logs.run_started_at`, in UTC.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
+from datetime import date, datetime, time, timedelta, timezone
+from decimal import Decimal
+from typing import Any
+
+from genai_prices import UpdatePrices, data_snapshot
+from genai_prices.update_prices import DEFAULT_UPDATE_URL
+
+from llm_monitoring import db
+from llm_monitoring.core import aggregates, evaluation
+from llm_monitoring.core.parsing import parse_run_log
+from llm_monitoring.core.pricing import PRICE_DATA_VERSION, forget_price_data, price_run
+from llm_monitoring.core.records import CheckResult, LogRecord, ParseError, PriceResult
+from llm_monitoring.db import Database, PricingRow, StoredRunLog
+
+logger = logging.getLogger("llm_monitoring.recompute")
+
+PRICE_REFRESH_TIMEOUT_SECONDS = 30.0
+
+
+# ---------------------------------------------------------------------------- re-pricing
+
+
+@dataclass
+class ModelCostChange:
+    runs: int = 0
+    changed: int = 0
+    cost_before: Decimal = Decimal(0)
+    cost_after: Decimal = Decimal(0)
+
+
+@dataclass
+class RepriceReport:
+    runs: int = 0
+    rows_updated: int = 0  # rows written: costs, status or price-data version differ
+    cost_changed: int = 0  # of which the cost or the pricing status changed
+    newly_priced: int = 0
+    newly_unpriced: int = 0
+    cost_before: Decimal = Decimal(0)
+    cost_after: Decimal = Decimal(0)
+    price_data_version: str = PRICE_DATA_VERSION
+    price_refresh: str = "not requested"
+    by_model: dict[str, ModelCostChange] = field(default_factory=dict)
+
+    @property
+    def cost_delta(self) -> Decimal:
+        return self.cost_after - self.cost_before
+
+    def line(self) -> str:
+        return (
+            f"{self.runs} runs: {self.rows_updated} rows updated, {self.cost_changed} with a new cost or status "
+            f"({self.newly_priced} newly priced, {self.newly_unpriced} newly unpriced); "
+            f"cost ${self.cost_before:.6f} -> ${self.cost_after:.6f} ({self.cost_delta:+.6f}) with {self.price_data_version}"
+        )
+
+
+def record_for_pricing(row: PricingRow) -> LogRecord:
+    """The stored fields pricing reads, as a LogRecord (the rest of the run is not needed)."""
+    return LogRecord(
+        agent_name=None,
+        provider=row.provider,
+        model=row.model,
+        user_prompt=None,
+        instructions=None,
+        assistant_answer=None,
+        input_tokens=row.input_tokens,
+        output_tokens=row.output_tokens,
+        cache_read_tokens=row.cache_read_tokens,
+        cache_write_tokens=row.cache_write_tokens,
+        requests=0,
+        tool_calls=(),
+        finish_reasons=(),
+        run_started_at=row.run_started_at,
+        run_finished_at=None,
+    )
+
+
+@contextmanager
+def price_data(refresh: bool, url: str | None = None, timeout: float = PRICE_REFRESH_TIMEOUT_SECONDS) -> Iterator[tuple[str, str]]:
+    """The price-data version to record and a note on the refresh, with fresh prices if asked and reachable.
+
+    A failed refresh (no network, bad payload) is reported and pricing uses the installed data.
+    The refreshed prices apply inside the block only, so one re-pricing never changes what later
+    ingests in the same process use.
+    """
+    if not refresh:
+        yield PRICE_DATA_VERSION, "not requested"
+        return
+    url = url or DEFAULT_UPDATE_URL
+    before = data_snapshot.get_snapshot()
+    updater = UpdatePrices(url=url)
+    updater.start()
+    try:
+        updated = updater.wait(timeout)
+        problem = None if updated else f"no answer within {timeout:.0f}s"
+    # genai-prices re-raises whatever its fetch raised (HTTP, JSON, validation errors): all of
+    # them mean "keep the installed prices", and the reason goes into the report.
+    except Exception as error:  # noqa: BLE001
+        updated, problem = False, f"{type(error).__name__}: {error}"
+    finally:
+        updater.stop()
+    try:
+        forget_price_data()
+        if updated:
+            snapshot = data_snapshot.get_snapshot()
+            version = f"{PRICE_DATA_VERSION} + update {snapshot.timestamp:%Y-%m-%dT%H:%M:%S}"
+            yield version, f"refreshed from {url}: {len(snapshot.providers)} providers"
+        else:
+            logger.warning("price refresh from %s failed (%s); using the installed prices", url, problem)
+            yield PRICE_DATA_VERSION, f"refresh from {url} failed ({problem}); priced with the installed data"
+    finally:
+        data_snapshot.set_custom_snapshot(before)
+        forget_price_data()
+
+
+def reprice(
+    database: Database,
+    start: datetime,
+    end: datetime,
+    *,
+    refresh_prices: bool = False,
+    update_url: str | None = None,
+) -> RepriceReport:
+    """Re-price every run started in [start, end) and store what changed, in one transaction."""
+    report = RepriceReport()
+    with price_data(refresh_prices, update_url) as (version, note):
+        report.price_data_version, report.price_refresh = version, note
+
+        def reprice_row(row: PricingRow) -> PriceResult:
+            price = replace(price_run(record_for_pricing(row)), price_data_version=version)
+            _tally_price(report, row, price)
+            return price
+
+        report.runs, report.rows_updated = db.reprice_window(database, start, end, reprice_row)
+    return report
+
+
+def _tally_price(report: RepriceReport, row: PricingRow, price: PriceResult) -> None:
+    model = report.by_model.setdefault(f"{row.provider or '?'}/{row.model or '?'}", ModelCostChange())
+    before, after = row.total_cost or Decimal(0), price.total_cost or Decimal(0)
+    model.runs += 1
+    model.cost_before += before
+    model.cost_after += after
+    report.cost_before += before
+    report.cost_after += after
+    changed = row.pricing_status != price.status or not db.same_money(row.total_cost, price.total_cost)
+    if changed:
+        model.changed += 1
+        report.cost_changed += 1
+        report.newly_priced += row.total_cost is None and price.total_cost is not None
+        report.newly_unpriced += row.total_cost is not None and price.total_cost is None
+
+
+# ---------------------------------------------------------------------------- re-evaluation
+
+
+@dataclass
+class ReevaluateReport:
+    evaluator_version: str
+    outcome: db.ReevaluationOutcome
+    applicable: dict[str, int] = field(default_factory=dict)
+    passed: dict[str, int] = field(default_factory=dict)
+    problems: list[str] = field(default_factory=list)  # runs skipped, with the reason
+
+    def line(self) -> str:
+        o = self.outcome
+        return (
+            f"{o.runs} runs: {o.evaluated} re-evaluated with evaluator {self.evaluator_version}, {o.skipped} skipped; "
+            f"{o.rows_deleted} rows replaced by {o.rows_inserted}, {o.verdicts_changed} verdicts changed, "
+            f"{o.other_version_rows} rows of other versions kept"
+        )
+
+    def pass_rates(self) -> list[dict[str, Any]]:
+        return [
+            {
+                "check_name": name,
+                "applicable": self.applicable[name],
+                "passed": self.passed.get(name, 0),
+                "pass_rate": round(self.passed.get(name, 0) / self.applicable[name], 4) if self.applicable[name] else None,
+            }
+            for name in sorted(self.applicable)
+        ]
+
+
+def reevaluate(database: Database, start: datetime, end: datetime, *, keep_other_versions: bool = True) -> ReevaluateReport:
+    """Re-parse the stored logs of runs started in [start, end), rerun the checks and replace this version's rows."""
+    # Read at call time: the version belongs to the rules in force now, not at import.
+    version = evaluation.EVALUATOR_VERSION
+    report = ReevaluateReport(version, db.ReevaluationOutcome())
+
+    def evaluate_stored(run: StoredRunLog) -> list[CheckResult] | None:
+        if not run.raw_json:
+            report.problems.append(f"run {run.id}: no stored log")
+            return None
+        try:
+            record = parse_run_log(run.raw_json.encode("utf-8"), fallback_time=run.run_started_at)
+        except ParseError as error:
+            report.problems.append(f"run {run.id}: {error.reason}")
+            return None
+        checks = evaluation.evaluate_run(record)
+        for check in checks:
+            report.applicable.setdefault(check.check_name, 0)
+            if check.passed is not None:
+                report.applicable[check.check_name] += 1
+                report.passed[check.check_name] = report.passed.get(check.check_name, 0) + bool(check.passed)
+        return checks
+
+    report.outcome = db.replace_checks_in_window(
+        database, start, end, evaluate_stored, version, keep_other_versions=keep_other_versions
+    )
+    return report
+
+
+# ---------------------------------------------------------------------------- daily aggregates
+
+
+@dataclass(frozen=True)
+class DailyRebuild:
+    table: str
+    first_day: date
+    end_day: date  # exclusive
+    rows: list[dict[str, Any]]
+    deleted: int
+
+    @property
+    def days(self) -> int:
+        return (self.end_day - self.first_day).days
+
+
+def day_range(start: datetime, end: datetime) -> tuple[date, date]:
+    """The UTC days [first, end) a window covers."""
+    start, end = start.astimezone(timezone.utc), end.astimezone(timezone.utc)
+    end_day = end.date() if end.time() == time(0) else end.date() + timedelta(days=1)
+    return start.date(), end_day
+
+
+def _rebuild(database: Database, table: str, start: datetime, end: datetime, rows: list[dict[str, Any]]) -> DailyRebuild:
+    first_day, end_day = day_range(start, end)
+    now = datetime.now(timezone.utc)
+    rows = [{**row, "computed_at": now} for row in rows if first_day <= row["day"] < end_day]
+    deleted = db.replace_daily_rows(database, table, first_day, end_day, rows)
+    return DailyRebuild(table, first_day, end_day, rows, deleted)
+
+
+def rebuild_daily_usage(database: Database, start: datetime, end: datetime) -> DailyRebuild:
+    rows = aggregates.daily_usage(db.usage_rows(database, start, end), db.USAGE_COLUMNS)
+    return _rebuild(database, "daily_usage", start, end, rows)
+
+
+def rebuild_daily_eval_summary(database: Database, start: datetime, end: datetime) -> DailyRebuild:
+    rows = aggregates.daily_eval_summary(db.eval_rows(database, start, end), db.EVAL_COLUMNS)
+    return _rebuild(database, "daily_eval_summary", start, end, rows)
+
+
+def rebuild_daily_feedback(database: Database, start: datetime, end: datetime) -> DailyRebuild:
+    rows = aggregates.daily_feedback(db.feedback_rows(database, start, end), db.FEEDBACK_COLUMNS)
+    return _rebuild(database, "daily_feedback", start, end, rows)

@@ -1,0 +1,127 @@
+"""Stored runs over several days, parsed, priced and evaluated the way the ingest does it."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+from collections.abc import Callable
+from datetime import date, datetime, time, timedelta, timezone
+from typing import Any
+
+import dagster as dg
+import sqlalchemy as sa
+
+from llm_monitoring.core.evaluation import EVALUATOR_VERSION, evaluate_run
+from llm_monitoring.core.parsing import PARSER_VERSION, parse_log_bytes
+from llm_monitoring.core.pricing import price_run
+from llm_monitoring.db import Database, RunToStore
+from llm_monitoring.samples import PROFILES, AgentProfile, make_run_log
+
+RANGE_START = "dagster/asset_partition_range_start"
+RANGE_END = "dagster/asset_partition_range_end"
+
+
+def day_at(day: date, hour: int = 9, minute: int = 0) -> datetime:
+    return datetime.combine(day, time(hour, minute), tzinfo=timezone.utc)
+
+
+def sample_run(
+    rng: random.Random,
+    started: datetime,
+    profile: AgentProfile,
+    mutate: Callable[[dict[str, Any]], None] | None = None,
+) -> RunToStore:
+    log = make_run_log(rng, started, profile=profile)
+    if mutate:
+        mutate(log)
+    raw = json.dumps(log).encode()
+    text, record = parse_log_bytes(raw)
+    digest = hashlib.sha256(raw).hexdigest()
+    return RunToStore(
+        filepath=f"logs/{profile.agent_name}_{digest[:12]}.json",
+        content_hash=digest,
+        raw_json=text,
+        record=record,
+        price=price_run(record),
+        checks=evaluate_run(record),
+        parser_version=PARSER_VERSION,
+        evaluator_version=EVALUATOR_VERSION,
+    )
+
+
+def store_day(
+    database: Database,
+    day: date,
+    count: int,
+    *,
+    seed: int = 0,
+    profiles: tuple[AgentProfile, ...] = PROFILES,
+    mutate: Callable[[dict[str, Any]], None] | None = None,
+) -> list[int]:
+    """Store `count` runs started on `day` (one every 7 minutes from 09:00 UTC); returns their ids."""
+    rng = random.Random(f"{day}-{seed}")
+    runs = [
+        sample_run(rng, day_at(day) + timedelta(minutes=7 * index), profiles[index % len(profiles)], mutate)
+        for index in range(count)
+    ]
+    return sorted(database.store_runs(runs).inserted.values())
+
+
+def store_days(database: Database, first: date, days: int, per_day: int, **options: Any) -> dict[date, list[int]]:
+    return {
+        first + timedelta(days=offset): store_day(database, first + timedelta(days=offset), per_day, **options)
+        for offset in range(days)
+    }
+
+
+def unknown_model(log: dict[str, Any]) -> None:
+    """The agent switched to a model genai-prices does not know."""
+    log["model"] = "mystery-model-9000"
+    for message in log["messages"]:
+        if message.get("kind") == "response":
+            message["model_name"] = "mystery-model-9000"
+
+
+def gives_up(log: dict[str, Any]) -> None:
+    """The agent stopped answering: a short non-answer without references."""
+    log["output"] = "I don't know."
+
+
+def range_tags(first: str, last: str) -> dict[str, str]:
+    return {RANGE_START: first, RANGE_END: last}
+
+
+def run_job(name: str, instance: dg.DagsterInstance, *, first: str, last: str, run_config: dict | None = None) -> dg.ExecuteInProcessResult:
+    """Execute a job of the project's definitions over a range of day partitions, as one run."""
+    from llm_monitoring.definitions import defs
+
+    return defs.resolve_job_def(name).execute_in_process(
+        instance=instance, tags=range_tags(first, last), run_config=run_config or {}
+    )
+
+
+def materializations(result: dg.ExecuteInProcessResult) -> dict[str, list[dg.AssetMaterialization]]:
+    found: dict[str, list[dg.AssetMaterialization]] = {}
+    for event in result.get_asset_materialization_events():
+        materialization = event.event_specific_data.materialization
+        found.setdefault(materialization.asset_key.to_user_string(), []).append(materialization)
+    return found
+
+
+def metadata(materialization: dg.AssetMaterialization) -> dict[str, Any]:
+    return {key: value.value for key, value in materialization.metadata.items()}
+
+
+def check_results(result: dg.ExecuteInProcessResult) -> dict[str, Any]:
+    return {evaluation.asset_check_key.name: evaluation for evaluation in result.get_asset_check_evaluations()}
+
+
+def select(database: Database, statement: sa.Select) -> list[Any]:
+    with database.connect() as connection:
+        return list(connection.execute(statement))
+
+
+def day_of(moment: datetime) -> date:
+    return moment.astimezone(timezone.utc).date()
+

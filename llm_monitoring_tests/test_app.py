@@ -1,0 +1,363 @@
+"""The review app under Streamlit's AppTest, on real SQLite and Postgres databases."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+import re
+from collections.abc import Iterable, Iterator
+from datetime import datetime, timedelta, timezone
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from streamlit.testing.v1 import AppTest
+
+from llm_monitoring.core.evaluation import EVALUATOR_VERSION, evaluate_run
+from llm_monitoring.core.parsing import PARSER_VERSION, parse_log_bytes
+from llm_monitoring.core.pricing import price_run
+from llm_monitoring.core.records import CheckResult
+from llm_monitoring.core.timeline import message_timeline
+from llm_monitoring.db import (
+    Database,
+    RunFilters,
+    RunToStore,
+    check_rows,
+    eval_checks,
+    filter_options,
+    list_runs,
+    run_checks,
+    run_totals,
+)
+from llm_monitoring.feedback import list_feedback, save_feedback
+from llm_monitoring.samples import PROFILES, make_run_log
+
+APP = Path(__file__).resolve().parents[1] / "llm_monitoring" / "app.py"
+REAL_LOGS = Path(__file__).resolve().parents[2] / "shared" / "reallogs" / "valid"
+START = datetime(2026, 1, 5, 9, 0, tzinfo=timezone.utc)
+
+
+def store_logs(database: Database, logs: Iterable[tuple[str, bytes]]) -> list[int]:
+    """Parse, price, evaluate and store run logs as the ingest does; returns their ids in order."""
+    runs = []
+    for name, raw in logs:
+        text, record = parse_log_bytes(raw, fallback_time=START)
+        runs.append(
+            RunToStore(
+                filepath=name,
+                content_hash=hashlib.sha256(raw).hexdigest(),
+                raw_json=text,
+                record=record,
+                price=price_run(record),
+                checks=evaluate_run(record),
+                parser_version=PARSER_VERSION,
+                evaluator_version=EVALUATOR_VERSION,
+            )
+        )
+    result = database.store_runs(runs)
+    return [result.inserted[run.content_hash] for run in runs]
+
+
+def sample_logs(count: int, *, seed: int = 7) -> Iterator[tuple[str, bytes]]:
+    """`count` runs an hour apart, cycling through the sample agents (so providers alternate)."""
+    rng = random.Random(seed)
+    for index in range(count):
+        started = START + timedelta(hours=index)
+        log = make_run_log(rng, started, profile=PROFILES[index % len(PROFILES)])
+        yield f"logs/run_{index:03d}.json", json.dumps(log).encode()
+
+
+@pytest.fixture
+def app_env(monkeypatch: pytest.MonkeyPatch, database: Database, database_url: str) -> Database:
+    monkeypatch.setenv("DATABASE_URL", database_url)
+    return database
+
+
+def started_app() -> AppTest:
+    app = AppTest.from_file(str(APP), default_timeout=60)
+    app.run()
+    assert not app.exception, [item.value for item in app.exception]
+    return app
+
+
+def texts(app: AppTest) -> str:
+    """Everything the page says in text elements, one string."""
+    parts: list[str] = []
+    for kind in ("title", "caption", "markdown", "code", "success", "error", "info", "warning", "subheader", "text"):
+        parts += [str(element.value) for element in getattr(app, kind)]
+    for kind in ("caption", "markdown"):
+        parts += [str(element.value) for element in getattr(app.sidebar, kind)]
+    parts += [f"{metric.label} {metric.value}" for metric in app.metric]
+    return "\n".join(parts)
+
+
+def run_ids(app: AppTest) -> list[int]:
+    return [int(value) for value in app.dataframe[0].value["Run"]]
+
+
+def metric(app: AppTest, label: str) -> str:
+    return next(item.value for item in app.metric if item.label == label)
+
+
+def test_list_shows_runs_newest_first_with_totals_and_newest_selected(app_env: Database) -> None:
+    ids = store_logs(app_env, sample_logs(12))
+    app = started_app()
+
+    assert app.title[0].value == "LLM Log Monitor"
+    assert "Browse ingested logs, view evaluation results, and add feedback." in texts(app)
+    assert run_ids(app) == sorted(ids, reverse=True)
+    assert metric(app, "Runs") == "12"
+    summary = app_env.summary()
+    assert metric(app, "Tokens in") == f"{summary['input_tokens']:,}"
+    newest = max(ids)
+    assert app.selectbox(key="selected_run").value == newest
+    assert f"Run #{newest}" in texts(app)
+    assert "Your feedback on run #" + str(newest) in texts(app)
+
+
+def test_filters_narrow_the_list_and_the_totals(app_env: Database) -> None:
+    ids = store_logs(app_env, sample_logs(10))
+    app = started_app()
+
+    app.selectbox(key="provider").select("openai").run()
+    shown = run_ids(app)
+    openai_ids = [log_id for log_id in ids if app_env.get_log(log_id)["provider"] == "openai"]
+    assert sorted(shown) == sorted(openai_ids) and 0 < len(shown) < len(ids)
+    assert metric(app, "Runs") == str(len(openai_ids))
+    assert app.selectbox(key="selected_run").value == max(openai_ids)
+
+    word = max(re.findall(r"\w+", app_env.get_log(openai_ids[0])["user_prompt"]), key=len).upper()
+    app.text_input(key="search").input(word).run()
+    found = run_ids(app)
+    assert openai_ids[0] in found
+    for log_id in found:
+        log = app_env.get_log(log_id)
+        assert word.lower() in (log["user_prompt"] + log["assistant_answer"]).lower()
+        assert log["provider"] == "openai"
+
+
+def test_check_filter_keeps_runs_whose_check_failed(app_env: Database) -> None:
+    ids = store_logs(app_env, sample_logs(10))
+    app = started_app()
+
+    app.selectbox(key="check").select("tool_call_search").run()
+    app.radio(key="check_outcome").set_value("failed").run()
+    failed = run_ids(app)
+    # Only the support bot has no search tool, so only its runs fail this check.
+    expected = [log_id for log_id in ids if app_env.get_log(log_id)["agent_name"] == "support_bot"]
+    assert sorted(failed) == sorted(expected)
+
+
+def test_pagination_pages_through_the_filtered_runs(app_env: Database) -> None:
+    ids = store_logs(app_env, sample_logs(25))
+    app = started_app()
+    app.number_input(key="page_size").set_value(10).run()
+    assert run_ids(app) == sorted(ids, reverse=True)[:10]
+    assert "Page 1 of 3" in texts(app)
+
+
+def test_feedback_form_stores_a_row_and_the_confirmation_stays_visible(app_env: Database) -> None:
+    ids = store_logs(app_env, sample_logs(3))
+    app = started_app()
+    newest = max(ids)
+
+    app.radio(key="fb_verdict").set_value("👎 No")
+    app.text_area(key="fb_comments").input("Misses the second step")
+    app.text_area(key="fb_reference").input("Step two is ...")
+    app.text_input(key="fb_reviewer").input("ana")
+    app.button(key="fb_submit").click().run()
+
+    assert not app.exception
+    stored = list_feedback(app_env, newest)
+    assert [(entry.is_good, entry.comments, entry.reference_answer, entry.reviewer) for entry in stored] == [
+        (False, "Misses the second step", "Step two is ...", "ana")
+    ]
+    assert any(f"saved for run #{newest}" in item.value for item in app.success)
+    # The form is empty again, the reviewer's name is kept, and the history shows the row.
+    assert app.text_area(key="fb_comments").value == ""
+    assert app.text_input(key="fb_reviewer").value == "ana"
+    history = app.dataframe[-1].value
+    assert list(history["Comments"]) == ["Misses the second step"]
+
+
+def test_feedback_form_without_a_verdict_stores_nothing(app_env: Database) -> None:
+    store_logs(app_env, sample_logs(2))
+    app = started_app()
+    app.text_area(key="fb_comments").input("forgot to choose")
+    app.button(key="fb_submit").click().run()
+    assert list_feedback(app_env) == []
+    assert any("Choose" in item.value for item in app.warning)
+
+
+def test_feedback_filter_shows_runs_with_bad_feedback(app_env: Database) -> None:
+    ids = store_logs(app_env, sample_logs(6))
+    save_feedback(app_env, ids[1], False, comments="wrong")
+    save_feedback(app_env, ids[2], True)
+    app = started_app()
+    app.selectbox(key="feedback_filter").select("With 👎").run()
+    assert run_ids(app) == [ids[1]]
+    app.selectbox(key="feedback_filter").select("Without feedback").run()
+    assert sorted(run_ids(app)) == sorted(set(ids) - {ids[1], ids[2]})
+
+
+def test_password_never_appears(monkeypatch: pytest.MonkeyPatch, postgres_url: str) -> None:
+    # The test server trusts local connections, so a password in the URL is accepted and ignored.
+    secret = "s3cret-Pa55word"
+    url = postgres_url.replace("postgres@", f"postgres:{secret}@", 1)
+    assert secret in url
+    database = Database(url)
+    database.ensure_schema()
+    store_logs(database, sample_logs(2))
+    monkeypatch.setenv("DATABASE_URL", url)
+    app = started_app()
+    page = texts(app)
+    assert "postgres:***@" in page
+    assert secret not in page
+    assert secret not in repr(app)
+    database.dispose()
+
+
+def test_unreachable_database_shows_a_message_without_the_password(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DATABASE_URL", "postgresql://monitor:hunter2-secret@127.0.0.1:9/monitoring?connect_timeout=2")
+    app = started_app()
+    assert app.error, "expected an error message"
+    message = app.error[0].value
+    assert "Cannot reach the database" in message and "***" in message
+    assert "hunter2-secret" not in texts(app) and "hunter2-secret" not in repr(app)
+    assert not app.exception
+
+
+def test_empty_database_invites_to_ingest(monkeypatch: pytest.MonkeyPatch, sqlite_url: str) -> None:
+    monkeypatch.setenv("DATABASE_URL", sqlite_url)
+    app = started_app()
+    assert any("No runs yet" in item.value for item in app.info)
+
+
+def test_timeline_shows_tool_calls_and_answer_when_opened(app_env: Database) -> None:
+    ids = store_logs(app_env, sample_logs(1))
+    app = AppTest.from_file(str(APP), default_timeout=60)
+    app.session_state["timeline_open"] = True
+    app.run()
+    assert not app.exception
+    log = app_env.get_log(ids[0])
+    page = texts(app)
+    assert "Tool call `search`" in page
+    assert "Tool return `search`" in page
+    assert log["user_prompt"] in page
+
+
+@pytest.mark.skipif(not REAL_LOGS.is_dir(), reason="the real logs folder is not next to the project")
+def test_real_log_shows_prompt_answer_tool_calls_and_checks(app_env: Database) -> None:
+    names = sorted(path.name for path in REAL_LOGS.glob("*.json"))
+    chosen = next(
+        name for name in names
+        if (record := parse_log_bytes((REAL_LOGS / name).read_bytes())[1]).tool_calls and record.assistant_answer
+    )
+    [log_id] = store_logs(app_env, [(chosen, (REAL_LOGS / chosen).read_bytes())])
+    record = parse_log_bytes((REAL_LOGS / chosen).read_bytes())[1]
+    app = AppTest.from_file(str(APP), default_timeout=60)
+    app.session_state["timeline_open"] = True
+    app.run()
+    assert not app.exception
+    page = texts(app)
+    assert record.user_prompt in page
+    assert record.assistant_answer.strip()[:200] in page
+    assert f"Tool call `{record.tool_calls[0].tool_name}`" in page
+    checks = next(frame.value for frame in app.dataframe if "Check" in frame.value.columns)
+    assert len(checks) == 7 and set(checks["Result"]) <= {"✅ pass", "❌ fail", "➖ n/a"}
+    assert log_id == app.selectbox(key="selected_run").value
+
+
+# ---------------------------------------------------------------------------- the queries behind the app
+
+
+def test_totals_equal_the_sum_of_the_listed_runs(database: Database) -> None:
+    store_logs(database, sample_logs(15))
+    for filters in (RunFilters(), RunFilters(provider="openai"), RunFilters(check_name="answer_clear", check_outcome="passed")):
+        rows = list_runs(database, filters, limit=1000)
+        totals = run_totals(database, filters)
+        assert totals.runs == len(rows)
+        assert totals.input_tokens == sum(row["total_input_tokens"] or 0 for row in rows)
+        assert totals.total_cost == sum((row["total_cost"] for row in rows if row["total_cost"] is not None), Decimal(0))
+        assert totals.unpriced_runs == sum(1 for row in rows if row["total_cost"] is None)
+
+
+def test_list_is_newest_first_pages_without_overlap_and_never_reads_raw_json(database: Database) -> None:
+    ids = store_logs(database, sample_logs(7))
+    first = list_runs(database, RunFilters(), limit=4)
+    second = list_runs(database, RunFilters(), limit=4, offset=4)
+    assert [row["id"] for row in first + second] == sorted(ids, reverse=True)
+    assert "raw_json" not in first[0]
+    assert {"checks_passed", "checks_failed", "checks_not_applicable", "feedback_good", "feedback_bad"} <= set(first[0])
+
+
+def test_check_filter_follows_the_newest_evaluator_version(database: Database) -> None:
+    [log_id] = store_logs(database, sample_logs(1))
+    now = datetime.now(timezone.utc)
+    newer = [CheckResult("answer_clear", False, 0.0, "a newer rule says no")]
+    with database.transaction() as connection:
+        connection.execute(sa.insert(eval_checks), check_rows(log_id, newer, "10", now))
+    failed = RunFilters(check_name="answer_clear", check_outcome="failed")
+    passed = RunFilters(check_name="answer_clear", check_outcome="passed")
+    assert [row["id"] for row in list_runs(database, failed)] == [log_id]
+    assert list_runs(database, passed) == []
+    assert run_totals(database, failed).runs == 1
+    assert run_checks(database, log_id)[0]["evaluator_version"] == "10"
+
+
+def test_text_search_is_case_insensitive_needs_every_word_and_treats_wildcards_as_text(database: Database) -> None:
+    ids = store_logs(database, sample_logs(16))
+    docker = {log_id for log_id in ids if "docker" in database.get_log(log_id)["user_prompt"].lower()}
+    assert docker
+    assert {row["id"] for row in list_runs(database, RunFilters(text="DOCKER"))} == docker
+    assert {row["id"] for row in list_runs(database, RunFilters(text="docker windows"))} == docker
+    assert list_runs(database, RunFilters(text="docker capybara")) == []
+    assert list_runs(database, RunFilters(text="%")) == []
+
+
+def test_date_range_and_feedback_filters(database: Database) -> None:
+    ids = store_logs(database, sample_logs(30))  # one an hour from START
+    day_two = RunFilters(started_from=START + timedelta(days=1), started_before=START + timedelta(days=2))
+    assert run_totals(database, day_two).runs == 6  # hours 15 to 20 of the first day are not on day two
+    save_feedback(database, ids[0], True)
+    assert [row["id"] for row in list_runs(database, RunFilters(has_feedback=True))] == [ids[0]]
+    assert [row["id"] for row in list_runs(database, RunFilters(feedback_is_good=True))] == [ids[0]]
+    assert list_runs(database, RunFilters(feedback_is_good=False)) == []
+    assert run_totals(database, RunFilters(has_feedback=False)).runs == 29
+
+
+def test_filter_options_are_the_distinct_values(database: Database) -> None:
+    store_logs(database, sample_logs(10))
+    options = filter_options(database)
+    assert options.providers == sorted({profile.provider for profile in PROFILES})
+    assert options.agents == sorted({profile.agent_name for profile in PROFILES})
+    assert options.models == sorted({profile.model for profile in PROFILES})
+    assert len(options.check_names) == 7
+
+
+# ---------------------------------------------------------------------------- the message timeline
+
+
+def test_timeline_lists_prompt_tool_calls_returns_and_answer_once_for_a_streamed_run() -> None:
+    rng = random.Random(3)
+    log = make_run_log(rng, START, profile=next(profile for profile in PROFILES if profile.structured))
+    entries = message_timeline(json.dumps(log))
+    kinds = [entry.kind for entry in entries]
+    assert kinds[0] == "user" and kinds[-1] == "answer"
+    assert kinds.count("answer") == 1  # the streamed repeat of the final response is shown once
+    calls = [entry for entry in entries if entry.kind == "tool_call"]
+    returns = [entry for entry in entries if entry.kind == "tool_return"]
+    assert calls and len(calls) == len(returns)
+    assert all(call.tool_name == "search" and '"query"' in call.content for call in calls)
+    assert json.loads(entries[-1].content)["found_answer"] is True
+
+
+def test_timeline_reads_role_content_messages_and_skips_empty_thinking() -> None:
+    raw = json.dumps({"messages": [
+        {"role": "user", "content": "hi"},
+        {"parts": [{"part_kind": "thinking", "content": ""}, {"part_kind": "text", "content": "hello"}], "kind": "response"},
+    ]})
+    assert [(entry.kind, entry.content) for entry in message_timeline(raw)] == [("user", "hi"), ("answer", "hello")]
+    assert message_timeline("not json") == [] and message_timeline(None) == []

@@ -1,0 +1,112 @@
+"""Quality gates: pass on steady days, fail on the day that breaks them (unpriced models, a pass-rate drop, a cost spike)."""
+
+from collections.abc import Iterator
+from datetime import date
+
+import dagster as dg
+import pytest
+
+from llm_monitoring.core.quality import QualityThresholds, pass_rate_findings
+from llm_monitoring.db import Database
+from llm_monitoring.defs.aggregates import AGGREGATES_JOB_NAME
+from llm_monitoring.defs.checks import recent_parse_failures, unpriced_runs_share
+from llm_monitoring.defs.resources import DatabaseResource
+from llm_monitoring_tests.history_data import check_results, gives_up, run_job, store_day, store_days, unknown_model
+
+PER_DAY = 20
+
+
+@pytest.fixture
+def database(monkeypatch: pytest.MonkeyPatch, postgres_url: str) -> Iterator[Database]:
+    monkeypatch.setenv("DATABASE_URL", postgres_url)
+    monkeypatch.delenv("DAGSTER_HOME", raising=False)
+    db = Database(postgres_url)
+    db.ensure_schema()
+    yield db
+    db.dispose()
+
+
+@pytest.fixture(scope="module")
+def instance() -> Iterator[dg.DagsterInstance]:
+    with dg.instance_for_test() as test_instance:
+        yield test_instance
+
+
+def verdicts(result: dg.ExecuteInProcessResult) -> dict[str, tuple[bool, str]]:
+    return {
+        name: (evaluation.passed, evaluation.metadata["failing_days"].value if "failing_days" in evaluation.metadata else "")
+        for name, evaluation in check_results(result).items()
+    }
+
+
+def test_gates_pass_on_steady_days_and_each_fails_on_the_day_that_breaks_it(database: Database, instance: dg.DagsterInstance):
+    store_days(database, date(2026, 1, 1), 8, PER_DAY)
+    steady = run_job(AGGREGATES_JOB_NAME, instance, first="2026-01-01", last="2026-01-08")
+    assert {name: passed for name, (passed, _) in verdicts(steady).items()} == {
+        "unpriced_runs_share": True, "cost_spike": True, "pass_rate_drop": True, "eval_coverage": True,
+        "recent_parse_failures": True,
+    }
+
+    store_day(database, date(2026, 1, 9), PER_DAY, mutate=gives_up)  # answers collapse
+    store_day(database, date(2026, 1, 10), PER_DAY)
+    store_day(database, date(2026, 1, 10), 5, seed=1, mutate=unknown_model)  # a fifth of the runs unpriced
+    store_day(database, date(2026, 1, 11), 4 * PER_DAY)  # four times the usual traffic
+    bad = run_job(AGGREGATES_JOB_NAME, instance, first="2026-01-09", last="2026-01-11")
+
+    assert bad.success  # failing gates warn; they do not fail the run
+    found = verdicts(bad)
+    assert found["pass_rate_drop"] == (False, "2026-01-09")
+    assert found["unpriced_runs_share"] == (False, "2026-01-10")
+    assert found["cost_spike"] == (False, "2026-01-11")
+    assert found["eval_coverage"][0] and found["recent_parse_failures"][0]
+    evaluations = check_results(bad)
+    assert evaluations["unpriced_runs_share"].severity == dg.AssetCheckSeverity.WARN
+    assert "mystery-model-9000" in evaluations["unpriced_runs_share"].description
+    assert "answer" in evaluations["pass_rate_drop"].description
+
+    # Run on its own (the UI's "Execute" button), a gate judges the latest day with data.
+    context = dg.build_asset_check_context(resources={"database": DatabaseResource()}, instance=instance)
+    latest = unpriced_runs_share(context)
+    assert latest.passed and latest.metadata["days_checked"].value == "2026-01-11..2026-01-11"
+
+
+def test_parse_failure_gate_fails_while_a_recent_failure_is_unresolved(database: Database, instance: dg.DagsterInstance):
+    context = dg.build_asset_check_context(resources={"database": DatabaseResource()}, instance=instance)
+    assert recent_parse_failures(context).passed
+
+    database.record_ingest_error("logs/broken.json", "f" * 64, "truncated JSON: the document ends early", None)
+    failing = recent_parse_failures(context)
+    assert not failing.passed
+    assert failing.metadata["failures_last_24h"].value == 1
+    assert "broken.json" in failing.metadata["latest"].value
+
+    database.resolve_ingest_errors(["f" * 64])
+    assert recent_parse_failures(context).passed
+
+
+def summary_rows(day: date, check: str, passed: int, applicable: int) -> dict:
+    return {"day": day, "check_name": check, "passed": passed, "applicable": applicable}
+
+
+@pytest.mark.parametrize(
+    ("day_passed", "day_applicable", "flagged"),
+    [
+        (12, 20, False),  # 60% vs 85%: a dip that 20 runs make ordinary
+        (2, 20, True),  # 10% vs 85%: a collapse
+        (160, 200, False),  # 80% vs 85%: within the allowed drop
+        (100, 200, True),  # 50% vs 85% on a busy day
+        (1, 10, False),  # too few runs to judge
+    ],
+)
+def test_pass_rate_gate_needs_a_drop_both_large_and_significant(day_passed: int, day_applicable: int, flagged: bool):
+    baseline = [summary_rows(date(2026, 1, n), "answer_clear", 17, 20) for n in range(1, 8)]
+    today = summary_rows(date(2026, 1, 8), "answer_clear", day_passed, day_applicable)
+    findings, _ = pass_rate_findings([*baseline, today], [date(2026, 1, 8)], QualityThresholds())
+    assert bool(findings) is flagged
+
+
+def test_thresholds_come_from_the_environment():
+    thresholds = QualityThresholds.from_env({"QUALITY_MAX_UNPRICED_SHARE": "0.25", "QUALITY_COST_SPIKE_FACTOR": "3"})
+    assert (thresholds.max_unpriced_share, thresholds.cost_spike_factor) == (0.25, 3.0)
+    with pytest.raises(ValueError, match="QUALITY_BASELINE_DAYS"):
+        QualityThresholds.from_env({"QUALITY_BASELINE_DAYS": "a week"})
