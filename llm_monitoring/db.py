@@ -123,7 +123,8 @@ llm_logs = sa.Table(
     sa.Column("origin", sa.String(16), nullable=False, server_default="file"),
     sa.Column("created_at", UTCDateTime, nullable=False, server_default=sa.func.now()),
     sa.UniqueConstraint("content_hash", name="uq_llm_logs_content_hash"),
-    sa.Index("ix_llm_logs_run_started_at", "run_started_at"),
+    # On Postgres ix_llm_logs_run_order (below) leads with run_started_at and serves the same queries.
+    sa.Index("ix_llm_logs_run_started_at", "run_started_at").ddl_if(dialect="sqlite"),
     sa.Index("ix_llm_logs_model_run_started_at", "model", "run_started_at"),
     sa.Index("ix_llm_logs_provider_run_started_at", "provider", "run_started_at"),
     sa.Index("ix_llm_logs_agent_name", "agent_name"),
@@ -169,7 +170,6 @@ eval_checks = sa.Table(
     sa.Column("evaluator_version", sa.String(16), nullable=False),
     sa.Column("created_at", UTCDateTime, nullable=False, server_default=sa.func.now()),
     sa.UniqueConstraint("log_id", "check_name", "evaluator_version", name="uq_eval_checks_log_check_version"),
-    sa.Index("ix_eval_checks_check_name", "check_name", "evaluator_version"),
     # The review app's "check passed/failed" filter reads only this index.
     sa.Index("ix_eval_checks_outcome", "check_name", "passed", "log_id", postgresql_include=["evaluator_version"]),
 )
@@ -448,7 +448,10 @@ class Database:
         now = datetime.now(timezone.utc)
         rows = [{"name": n, "processed_as": p, "content_hash": h, "processed_at": now} for n, p, h in moves]
         with self.transaction() as connection:
-            connection.execute(sa.insert(processed_files), rows)
+            if connection.dialect.name == "postgresql":
+                _copy_rows(connection, processed_files, rows)
+            else:
+                connection.execute(sa.insert(processed_files), rows)
 
     def record_ingest_error(self, filepath: str, content_hash: str, error: str, quarantined_as: str | None) -> None:
         now = datetime.now(timezone.utc)
@@ -590,23 +593,23 @@ def _copy_logs(connection: Connection, runs: Sequence[RunToStore]) -> dict[str, 
 
 def _copy_rows(connection: Connection, table: sa.Table, rows: Sequence[dict[str, Any]]) -> None:
     columns = list(rows[0])
-    binders = [_copy_binder(table.c[name].type) for name in columns]
+    # Only text columns need a NUL guard; every other value goes to COPY as it is.
+    guarded = [index for index, name in enumerate(columns) if isinstance(table.c[name].type, SafeText)]
     quoted = ", ".join(f'"{name}"' for name in columns)
     cursor = connection.connection.driver_connection.cursor()
     try:
         with cursor.copy(f'COPY "{table.name}" ({quoted}) FROM STDIN') as copy:
             for row in rows:
-                copy.write_row([bind(row[name]) for bind, name in zip(binders, columns)])
+                values = [row[name] for name in columns]
+                for index in guarded:
+                    value = values[index]
+                    if value.__class__ is str and "\x00" in value:
+                        values[index] = value.replace("\x00", "\ufffd")
+                copy.write_row(values)
     except Exception as error:  # psycopg errors -> SQLAlchemy's, so callers handle one family
         raise _as_sqlalchemy_error(error) from error
     finally:
         cursor.close()
-
-
-def _copy_binder(column_type: sa.types.TypeEngine[Any]) -> Any:
-    if isinstance(column_type, SafeText):
-        return lambda value: value.replace("\x00", "\ufffd") if isinstance(value, str) and "\x00" in value else value
-    return lambda value: value
 
 
 def _as_sqlalchemy_error(error: Exception) -> Exception:

@@ -13,9 +13,12 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import multiprocessing
+import os
 import time
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections import deque
+from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
@@ -76,31 +79,38 @@ def ingest_files(
 ) -> IngestReport:
     """Ingest the named files (all pending ones when `names` is None), one transaction per batch.
 
-    Batches are pipelined: while one batch is written and its files moved (a second thread,
-    mostly waiting on the database), the next one is read, parsed, priced and evaluated. At most
-    two batches are in memory, so memory stays bounded whatever the number of files.
+    With more than one batch, batches are pipelined over the machine's cores: a worker process
+    reads, parses, prices and evaluates the next batches while this process writes the current
+    one and moves its files. At most two prepared batches wait, so memory stays bounded whatever
+    the number of files. A single batch is prepared here: no process to start.
     """
     settings = settings or get_settings()
     if names is None:
         names = [log_file.name for log_file in source.list_pending(database.known_processed)]
+    batches = list(_chunks(list(names), settings.batch_files))
     total = IngestReport()
-
-    def collect(future: Future[IngestReport]) -> None:
-        report = future.result()
+    for prepared in _prepared_batches(source, batches, settings):
+        report = _commit_batch(source, database, prepared)  # a failed write stops the pass here
         total.add(report)
         if on_batch:
             on_batch(report)
-
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="ingest-writer") as writer:
-        in_flight: Future[IngestReport] | None = None
-        for batch in _chunks(list(names), settings.batch_files):
-            prepared = _prepare_batch(source, batch, settings)
-            if in_flight is not None:
-                collect(in_flight)  # a failed write stops here, before the next batch is written
-            in_flight = writer.submit(_commit_batch, source, database, prepared)
-        if in_flight is not None:
-            collect(in_flight)
     return total
+
+
+def _prepared_batches(source: LogSource, batches: list[list[str]], settings: Settings) -> Iterator[_PreparedBatch]:
+    if len(batches) < 2 or (os.cpu_count() or 1) < 2:
+        for batch in batches:
+            yield _prepare_batch(source, batch, settings)
+        return
+    # fork: the worker inherits the imported modules, so it starts in milliseconds.
+    with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("fork")) as preparer:
+        waiting: deque[Future[_PreparedBatch]] = deque()
+        for batch in batches:
+            waiting.append(preparer.submit(_prepare_batch, source, batch, settings))
+            if len(waiting) > 2:
+                yield waiting.popleft().result()
+        while waiting:
+            yield waiting.popleft().result()
 
 
 def _chunks(names: list[str], size: int) -> Iterator[list[str]]:

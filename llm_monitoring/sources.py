@@ -157,7 +157,8 @@ class LocalDirectorySource:
         return str(target)
 
     def _move(self, name: str, folder: Path, prefix: str = "") -> str | None:
-        folder.mkdir(parents=True, exist_ok=True)
+        if folder != self.root:
+            folder.mkdir(parents=True, exist_ok=True)
         target = _free_name(folder, prefix + name)
         try:
             # os.link + unlink would be atomic against overwrite, but rename is atomic on one
