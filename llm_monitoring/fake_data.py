@@ -31,11 +31,9 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
-from llm_monitoring.core.evaluation import EVALUATOR_VERSION, evaluate_run
-from llm_monitoring.core.parsing import PARSER_VERSION, parse_log_bytes
-from llm_monitoring.core.pricing import price_run
+from llm_monitoring.core.parsing import parse_log_bytes
 from llm_monitoring.db import Database, DatabaseUnavailable, RunToStore, insert_feedback, purge_origin
-from llm_monitoring.ingest import content_hash
+from llm_monitoring.ingest import build_run, content_hash
 from llm_monitoring.samples import PROFILES, AgentProfile, make_run_log
 
 FAKE_ORIGIN = "fake"
@@ -219,19 +217,9 @@ def to_run_to_store(run_log: FakeRunLog) -> RunToStore:
     """Parse, price and evaluate the log's bytes exactly as the ingest does, marked as fake."""
     text, record = parse_log_bytes(run_log.raw)
     finished = record.run_finished_at or run_log.started
-    return RunToStore(
-        filepath=f"fake://{run_log.name}",
-        content_hash=content_hash(run_log.raw),
-        raw_json=text,
-        record=record,
-        price=price_run(record),
-        checks=evaluate_run(record),
-        parser_version=PARSER_VERSION,
-        evaluator_version=EVALUATOR_VERSION,
-        origin=FAKE_ORIGIN,
-        # "Stored" a few seconds after the run finished, as the sensor would; fixed for a seed.
-        created_at=finished + timedelta(seconds=5),
-    )
+    # "Stored" a few seconds after the run finished, as the sensor would; fixed for a seed.
+    created_at = finished + timedelta(seconds=5)
+    return build_run(f"fake://{run_log.name}", content_hash(run_log.raw), text, record, origin=FAKE_ORIGIN, created_at=created_at)
 
 
 def store_dataset(database: Database, dataset: FakeDataset) -> FakeReport:

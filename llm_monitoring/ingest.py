@@ -26,7 +26,7 @@ from llm_monitoring.config import Settings, get_settings
 from llm_monitoring.core.evaluation import EVALUATOR_VERSION, evaluate_run
 from llm_monitoring.core.parsing import PARSER_VERSION, parse_log_bytes
 from llm_monitoring.core.pricing import price_run
-from llm_monitoring.core.records import ParseError
+from llm_monitoring.core.records import LogRecord, ParseError
 from llm_monitoring.db import Database, RunToStore
 from llm_monitoring.sources import LogSource
 
@@ -67,6 +67,36 @@ class _Rejected:
 
 def content_hash(raw: bytes) -> str:
     return hashlib.sha256(raw).hexdigest()
+
+
+def build_run(
+    filepath: str,
+    digest: str,
+    text: str,
+    record: LogRecord,
+    *,
+    origin: str = "file",
+    created_at: datetime | None = None,
+) -> RunToStore:
+    """A parsed run, priced and evaluated with the current rules: what one batch row holds."""
+    return RunToStore(
+        filepath=filepath,
+        content_hash=digest,
+        raw_json=text,
+        record=record,
+        price=price_run(record),
+        checks=evaluate_run(record),
+        parser_version=PARSER_VERSION,
+        evaluator_version=EVALUATOR_VERSION,
+        origin=origin,
+        created_at=created_at,
+    )
+
+
+def run_from_bytes(raw: bytes, filepath: str, *, fallback_time: datetime | None = None, **options: object) -> RunToStore:
+    """Parse, price and evaluate a log's bytes exactly as the ingest does (raises ParseError)."""
+    text, record = parse_log_bytes(raw, fallback_time=fallback_time)
+    return build_run(filepath, content_hash(raw), text, record, **options)  # type: ignore[arg-type]
 
 
 def ingest_files(
@@ -160,16 +190,7 @@ def _prepare_batch(source: LogSource, names: list[str], settings: Settings) -> _
             rejected.append(_Rejected(name, digest, error.reason))
             continue
         files_by_hash[digest] = [name]
-        runs[digest] = RunToStore(
-            filepath=source.path_of(name),
-            content_hash=digest,
-            raw_json=text,
-            record=record,
-            price=price_run(record),
-            checks=evaluate_run(record),
-            parser_version=PARSER_VERSION,
-            evaluator_version=EVALUATOR_VERSION,
-        )
+        runs[digest] = build_run(source.path_of(name), digest, text, record)
     return batch
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import random
 from collections.abc import Callable
@@ -12,10 +11,8 @@ from typing import Any
 import dagster as dg
 import sqlalchemy as sa
 
-from llm_monitoring.core.evaluation import EVALUATOR_VERSION, evaluate_run
-from llm_monitoring.core.parsing import PARSER_VERSION, parse_log_bytes
-from llm_monitoring.core.pricing import price_run
 from llm_monitoring.db import Database, RunToStore
+from llm_monitoring.ingest import content_hash, run_from_bytes
 from llm_monitoring.samples import PROFILES, AgentProfile, make_run_log
 
 RANGE_START = "dagster/asset_partition_range_start"
@@ -36,18 +33,7 @@ def sample_run(
     if mutate:
         mutate(log)
     raw = json.dumps(log).encode()
-    text, record = parse_log_bytes(raw)
-    digest = hashlib.sha256(raw).hexdigest()
-    return RunToStore(
-        filepath=f"logs/{profile.agent_name}_{digest[:12]}.json",
-        content_hash=digest,
-        raw_json=text,
-        record=record,
-        price=price_run(record),
-        checks=evaluate_run(record),
-        parser_version=PARSER_VERSION,
-        evaluator_version=EVALUATOR_VERSION,
-    )
+    return run_from_bytes(raw, f"logs/{profile.agent_name}_{content_hash(raw)[:12]}.json")
 
 
 def store_day(

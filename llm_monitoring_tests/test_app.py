@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import random
 import re
@@ -15,15 +14,12 @@ import pytest
 import sqlalchemy as sa
 from streamlit.testing.v1 import AppTest
 
-from llm_monitoring.core.evaluation import EVALUATOR_VERSION, evaluate_run
-from llm_monitoring.core.parsing import PARSER_VERSION, parse_log_bytes
-from llm_monitoring.core.pricing import price_run
+from llm_monitoring.core.parsing import parse_log_bytes
 from llm_monitoring.core.records import CheckResult
 from llm_monitoring.core.timeline import message_timeline
 from llm_monitoring.db import (
     Database,
     RunFilters,
-    RunToStore,
     check_rows,
     eval_checks,
     filter_options,
@@ -32,6 +28,7 @@ from llm_monitoring.db import (
     run_totals,
 )
 from llm_monitoring.feedback import list_feedback, save_feedback
+from llm_monitoring.ingest import run_from_bytes
 from llm_monitoring.samples import PROFILES, make_run_log
 
 APP = Path(__file__).resolve().parents[1] / "llm_monitoring" / "app.py"
@@ -43,19 +40,7 @@ def store_logs(database: Database, logs: Iterable[tuple[str, bytes]]) -> list[in
     """Parse, price, evaluate and store run logs as the ingest does; returns their ids in order."""
     runs = []
     for name, raw in logs:
-        text, record = parse_log_bytes(raw, fallback_time=START)
-        runs.append(
-            RunToStore(
-                filepath=name,
-                content_hash=hashlib.sha256(raw).hexdigest(),
-                raw_json=text,
-                record=record,
-                price=price_run(record),
-                checks=evaluate_run(record),
-                parser_version=PARSER_VERSION,
-                evaluator_version=EVALUATOR_VERSION,
-            )
-        )
+        runs.append(run_from_bytes(raw, name, fallback_time=START))
     result = database.store_runs(runs)
     return [result.inserted[run.content_hash] for run in runs]
 

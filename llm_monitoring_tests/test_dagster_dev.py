@@ -11,7 +11,6 @@ import time
 import urllib.request
 from pathlib import Path
 
-import sqlalchemy as sa
 
 from llm_monitoring.db import Database, llm_logs
 from llm_monitoring.samples import write_sample_logs

@@ -9,7 +9,6 @@ Postgres datasource expands its macros (`$__timeFilter`, `$__timeGroupAlias`, ..
 from __future__ import annotations
 
 import json
-import math
 import random
 import re
 from collections.abc import Iterator

@@ -3,18 +3,13 @@ from decimal import Decimal
 
 import sqlalchemy as sa
 
-from llm_monitoring.core.evaluation import EVALUATOR_VERSION, evaluate_run
-from llm_monitoring.core.parsing import PARSER_VERSION, parse_log_bytes
-from llm_monitoring.core.pricing import price_run
 from llm_monitoring.db import Database, RunToStore, eval_checks, llm_logs, mask_url, normalize_url
-from llm_monitoring.ingest import content_hash
+from llm_monitoring.ingest import run_from_bytes
 from llm_monitoring_tests.conftest import fixture_bytes
 
 
 def run_to_store(name: str, raw: bytes | None = None) -> RunToStore:
-    raw = raw if raw is not None else fixture_bytes(name)
-    text, record = parse_log_bytes(raw)
-    return RunToStore(name, content_hash(raw), text, record, price_run(record), evaluate_run(record), PARSER_VERSION, EVALUATOR_VERSION)
+    return run_from_bytes(raw if raw is not None else fixture_bytes(name), name)
 
 
 def test_batch_stores_logs_with_all_their_checks(database: Database):
