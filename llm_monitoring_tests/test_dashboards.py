@@ -25,6 +25,7 @@ import yaml
 
 from llm_monitoring.core.evaluation import EVALUATOR_VERSION
 from llm_monitoring.db import Database, eval_checks
+from llm_monitoring.recompute import rebuild_daily_usage
 from llm_monitoring.fake_data import FakeRunLog, build_dataset, store_dataset, to_run_to_store
 from llm_monitoring.grafana import build_dashboards
 from llm_monitoring.samples import AgentProfile, make_run_log
@@ -263,7 +264,8 @@ def test_every_query_honours_the_time_range_on_run_time_and_the_three_filters():
                 assert variable["multi"] and variable["includeAll"] and variable["allValue"]
         for panel, target in panel_targets(dashboard):
             sql = target["rawSql"]
-            assert re.findall(r"\$__timeFilter\(([^)]*)\)", sql) == ["l.run_started_at"], panel["title"]
+            # run time, or its UTC day in the daily_usage aggregate
+            assert re.findall(r"\$__timeFilter\(([^)]*)\)", sql) in (["l.run_started_at"], ["d.day::timestamptz"]), panel["title"]
             for name in ("provider", "model", "agent"):
                 assert f"IN (${name})" in sql, (panel["title"], name)
 
@@ -316,6 +318,8 @@ def filled(postgres_server: str) -> Iterator[tuple[Database, datetime]]:
                  "score": None, "details": "older rules", "evaluator_version": "1"}
                 for log_id, check, passed in rows
             ])
+        # The daily aggregate, as Dagster's sensor keeps it after each ingest.
+        rebuild_daily_usage(database, now - timedelta(days=2), now + timedelta(days=1))
         yield database, now
     finally:
         database.dispose()
@@ -396,6 +400,12 @@ def test_panels_show_the_runs_of_the_range_and_selection(filled):
     assert float(overview["Total Cost"][1][0][0]) > 0
     assert len(overview["Last 5 Requests"][1]) == 5
     assert sum(row[1] for row in overview["Requests Over Time"][1]) == FAKE_RUNS + 2
+    # the long-range panels read the daily aggregate: the same runs and cost, by UTC day
+    long_range = run_dashboard(database, dashboards["LLM Monitoring - Overview"], {}, now - timedelta(days=2), now, "1d")
+    assert sum(row[1] for row in long_range["Daily Runs and Unpriced Runs (long ranges)"][1]) == FAKE_RUNS + 2
+    assert sum(row[2] for row in long_range["Daily Cost by Model (long ranges)"][1]) == sum(
+        row[2] for row in run_dashboard(database, dashboards["LLM Monitoring - Overview"], {}, now - timedelta(days=2), now, "1d")["Cost by Model Over Time"][1]
+    )
 
     openai = run_dashboard(database, dashboards["LLM Monitoring - Overview"], {"provider": Selection(("openai",))}, *day, "30m")
     _, by_model = openai["Requests by Model"]

@@ -40,6 +40,12 @@ CHECKS = (
 )
 FEEDBACK = "FROM feedback f\nJOIN llm_logs l ON l.id = f.log_id\nWHERE $__timeFilter(l.run_started_at)" + RUN_FILTERS
 TIME_BUCKET = "$__timeGroupAlias(l.run_started_at, $__interval)"
+# The daily_usage aggregate (one row per day x provider x model x agent) answers long ranges
+# (months) without scanning every run; Dagster keeps it current after each ingest.
+DAILY = (
+    "FROM daily_usage d\nWHERE $__timeFilter(d.day::timestamptz)"
+    + RUN_FILTERS.replace("l.provider", "d.provider").replace("l.model", "d.model").replace("l.agent_name", "d.agent_name")
+)
 
 
 # ---------------------------------------------------------------------------- building blocks
@@ -292,6 +298,16 @@ def overview() -> dict[str, Any]:
               "  coalesce(l.pricing_status, '?') AS \"Why\", count(*) AS \"Runs\", max(l.run_started_at) AS \"Last run\"\n"
               f"{RUNS}\n  AND l.total_cost IS NULL\nGROUP BY 1, 2, 3\nORDER BY 4 DESC\nLIMIT 20",
               (16, 28, 8, 7)),
+        timeseries("Daily Cost by Model (long ranges)",
+                   "Cost in USD per UTC day by provider / model, from the daily_usage aggregate: fast over months.",
+                   "SELECT d.day::timestamptz AS \"time\",\n  coalesce(d.provider, '?') || ' / ' || coalesce(d.model, '?') AS metric,\n"
+                   f"  sum(d.total_cost) AS \"Cost\"\n{DAILY}\nGROUP BY 1, 2\nORDER BY 1",
+                   (0, 35, 12, 8), unit="currencyUSD", bars=True, stacked=True),
+        timeseries("Daily Runs and Unpriced Runs (long ranges)",
+                   "Runs per UTC day and those without a price, from the daily_usage aggregate.",
+                   "SELECT d.day::timestamptz AS \"time\",\n  sum(d.runs) AS \"Runs\",\n  sum(d.unpriced_runs) AS \"Unpriced\"\n"
+                   f"{DAILY}\nGROUP BY 1\nORDER BY 1",
+                   (12, 35, 12, 8), bars=True),
     ]
     return dashboard(
         "llm-monitoring-overview", "LLM Monitoring - Overview",
