@@ -7,6 +7,7 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+import dagster as dg
 import pytest
 import sqlalchemy as sa
 
@@ -110,3 +111,22 @@ def env(monkeypatch: pytest.MonkeyPatch, logs_dir: Path, database_url: str) -> d
 
 def fixture_bytes(name: str) -> bytes:
     return (FIXTURES / name).read_bytes()
+
+
+@pytest.fixture
+def postgres_env_database(monkeypatch: pytest.MonkeyPatch, postgres_url: str, logs_dir: Path) -> Iterator[Database]:
+    """A fresh Postgres database that the project's settings (and so its definitions) point at."""
+    for key, value in {"DATABASE_URL": postgres_url, "LOGS_DIR": str(logs_dir), "SETTLE_SECONDS": "0"}.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.delenv("DAGSTER_HOME", raising=False)
+    db = Database(postgres_url)
+    db.ensure_schema()
+    yield db
+    db.dispose()
+
+
+@pytest.fixture(scope="module")
+def instance() -> Iterator[dg.DagsterInstance]:
+    """A real, temporary Dagster instance shared by a module's tests."""
+    with dg.instance_for_test() as test_instance:
+        yield test_instance

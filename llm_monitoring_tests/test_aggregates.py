@@ -1,6 +1,5 @@
 """Daily aggregates: equal to the same figures computed in SQL, rebuilt not duplicated, kept current by the sensor."""
 
-from collections.abc import Iterator
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 
@@ -17,20 +16,8 @@ from llm_monitoring_tests.history_data import materializations, run_job, select,
 
 
 @pytest.fixture
-def database(monkeypatch: pytest.MonkeyPatch, postgres_url: str, logs_dir: Path) -> Iterator[Database]:
-    for key, value in {"DATABASE_URL": postgres_url, "LOGS_DIR": str(logs_dir), "SETTLE_SECONDS": "0"}.items():
-        monkeypatch.setenv(key, value)
-    monkeypatch.delenv("DAGSTER_HOME", raising=False)
-    db = Database(postgres_url)
-    db.ensure_schema()
-    yield db
-    db.dispose()
-
-
-@pytest.fixture(scope="module")
-def instance() -> Iterator[dg.DagsterInstance]:
-    with dg.instance_for_test() as test_instance:
-        yield test_instance
+def database(postgres_env_database: Database) -> Database:
+    return postgres_env_database
 
 
 def add_feedback(database: Database, verdicts: dict[int, bool]) -> None:

@@ -1,6 +1,5 @@
 """Quality gates: pass on steady days, fail on the day that breaks them (unpriced models, a pass-rate drop, a cost spike)."""
 
-from collections.abc import Iterator
 from datetime import date
 
 import dagster as dg
@@ -17,19 +16,8 @@ PER_DAY = 20
 
 
 @pytest.fixture
-def database(monkeypatch: pytest.MonkeyPatch, postgres_url: str) -> Iterator[Database]:
-    monkeypatch.setenv("DATABASE_URL", postgres_url)
-    monkeypatch.delenv("DAGSTER_HOME", raising=False)
-    db = Database(postgres_url)
-    db.ensure_schema()
-    yield db
-    db.dispose()
-
-
-@pytest.fixture(scope="module")
-def instance() -> Iterator[dg.DagsterInstance]:
-    with dg.instance_for_test() as test_instance:
-        yield test_instance
+def database(postgres_env_database: Database) -> Database:
+    return postgres_env_database
 
 
 def verdicts(result: dg.ExecuteInProcessResult) -> dict[str, tuple[bool, str]]:

@@ -34,20 +34,8 @@ NEW_OUTPUT_PER_MTOK = Decimal("40")
 
 
 @pytest.fixture
-def database(monkeypatch: pytest.MonkeyPatch, postgres_url: str) -> Iterator[Database]:
-    """The project's definitions pointed at a fresh Postgres database."""
-    monkeypatch.setenv("DATABASE_URL", postgres_url)
-    monkeypatch.delenv("DAGSTER_HOME", raising=False)
-    db = Database(postgres_url)
-    db.ensure_schema()
-    yield db
-    db.dispose()
-
-
-@pytest.fixture(scope="module")
-def instance() -> Iterator[dg.DagsterInstance]:
-    with dg.instance_for_test() as test_instance:
-        yield test_instance
+def database(postgres_env_database: Database) -> Database:
+    return postgres_env_database
 
 
 def runs_launched(instance: dg.DagsterInstance, action) -> tuple[int, dg.ExecuteInProcessResult]:
