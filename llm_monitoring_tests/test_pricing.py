@@ -78,3 +78,17 @@ def test_cached_daily_rates_give_exactly_what_genai_prices_computes():
         assert (price.input_cost, price.output_cost, price.total_cost) == (
             expected.input_price, expected.output_price, expected.total_price
         ), (provider, model, input_tokens)
+
+
+def test_off_peak_prices_follow_the_time_of_day():
+    from dataclasses import replace
+    from datetime import datetime, timezone
+
+    base = parse_run_log(fixture_bytes("text_answer_per_response_usage.json"))
+    for hour in (3, 17):  # DeepSeek's off-peak window and its standard hours (UTC)
+        when = datetime(2025, 3, 10, hour, 0, tzinfo=timezone.utc)
+        record = replace(base, provider="deepseek", model="deepseek-chat", run_started_at=when,
+                         input_tokens=100_000, output_tokens=10_000, cache_read_tokens=0)
+        expected = calc_price(Usage(input_tokens=100_000, output_tokens=10_000), "deepseek-chat",
+                              provider_id="deepseek", genai_request_timestamp=when)
+        assert price_run(record).total_cost == expected.total_price

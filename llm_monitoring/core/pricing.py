@@ -10,7 +10,7 @@ from functools import lru_cache
 
 import genai_prices
 from genai_prices import Usage, calc_price, data_snapshot
-from genai_prices.types import TieredPrices
+from genai_prices.types import ModelPrice, TieredPrices, TimeOfDateConstraint
 
 from llm_monitoring.core.records import LogRecord, PriceResult
 
@@ -91,6 +91,10 @@ def _daily_rates(resolution: _Resolution, day: date) -> _Rates | None:
     """
     when = datetime(day.year, day.month, day.day, 12, tzinfo=timezone.utc)
     _, model = data_snapshot.get_snapshot().find_provider_model(resolution.model_ref, None, resolution.provider_id, None)
+    if not isinstance(model.prices, ModelPrice) and any(
+        isinstance(conditional.constraint, TimeOfDateConstraint) for conditional in model.prices
+    ):
+        return None  # off-peak hours (DeepSeek): the price depends on the time of day, not only the day
     model_price = model.get_prices(when)
     if any(isinstance(value, TieredPrices) for value in vars(model_price).values()):
         return None
