@@ -191,3 +191,13 @@ def test_real_logs_are_stored_once_and_truncated_ones_quarantined(env, logs_dir:
         shutil.copy(path, logs_dir / path.name)
     assert run_ingest().metadata["runs_stored"] == 0
     assert counts(database_url)[0] == len(valid)
+
+
+def test_sensor_on_a_database_without_tables_lists_prefix_named_files(logs_dir: Path, postgres_url: str):
+    shutil.copy(FIXTURES / "gemini_thinking.json", logs_dir / "_search_20251103_144350_8459d5.json")
+    old = time.time() - 60
+    os.utime(logs_dir / "_search_20251103_144350_8459d5.json", (old, old))
+    resources = {"log_source": LogSourceResource(logs_dir=str(logs_dir)), "database": DatabaseResource(url=postgres_url)}
+    with dg.instance_for_test() as instance:
+        result = new_log_files_sensor(dg.build_sensor_context(instance=instance, resources=resources))
+    assert result.run_requests[0].run_config["ops"]["ingest_logs"]["config"]["files"] == ["_search_20251103_144350_8459d5.json"]

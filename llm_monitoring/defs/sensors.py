@@ -44,8 +44,8 @@ def _known_processed(db: Database):
     def known(names):
         try:
             return db.known_processed(names)
-        except sa.exc.OperationalError:
-            return set()  # no processed_files table yet: nothing was ever processed here
+        except (sa.exc.OperationalError, sa.exc.ProgrammingError):
+            return set()  # no processed_files table yet (SQLite, Postgres): nothing was ever processed here
     return known
 
 
