@@ -432,6 +432,8 @@ class Database:
         if not names:
             return found
         with self.connect() as connection:
+            if not sa.inspect(connection).has_table(processed_files.name):
+                return found  # a database the ingest never wrote to has processed nothing
             if connection.dialect.name == "postgresql":
                 column = processed_files.c.processed_as
                 found.update(connection.scalars(sa.select(column).where(column == sa.func.any(sa.literal(list(names), postgresql.ARRAY(sa.Text))))))

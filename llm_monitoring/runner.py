@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import dagster as dg
 
 from llm_monitoring.config import get_settings
-from llm_monitoring.db import mask_url
+from llm_monitoring.db import Database, DatabaseUnavailable, mask_url
 from llm_monitoring.defs.jobs import INGEST_JOB_NAME, ingest_run_config
 from llm_monitoring.sources import LocalDirectorySource
 
@@ -106,21 +106,25 @@ def watch(poll_seconds: float | None = None, *, stop_after: float | None = None)
     deadline = None if stop_after is None else time.monotonic() + stop_after
     logger.info("watching %s every %.1fs (Ctrl-C stops)", source.describe(), poll)
     instance = open_instance()
+    database = Database()
     try:
         while deadline is None or time.monotonic() < deadline:
             settled_before = time.time() - settings.settle_seconds
-            if any(log_file.mtime <= settled_before for log_file in source.list_pending()):
-                try:
-                    outcome = run_ingest(instance=instance)
-                    logger.info(outcome.line())
-                    backoff = poll
-                except IngestFailed as error:
-                    backoff = min(max(backoff * 2, poll), MAX_BACKOFF_SECONDS)
-                    logger.error("%s; retrying in %.0fs", error, backoff)
-                    time.sleep(backoff)
-                    continue
+            try:
+                # The same listing as the sensor's (prefix-named new files included), so a pass
+                # starts only when there is work; the run itself lists again.
+                pending = source.list_pending(database.known_processed)
+                if any(log_file.mtime <= settled_before for log_file in pending):
+                    logger.info(run_ingest(instance=instance).line())
+                backoff = poll
+            except (IngestFailed, DatabaseUnavailable) as error:
+                backoff = min(max(backoff * 2, poll), MAX_BACKOFF_SECONDS)
+                logger.error("%s; retrying in %.0fs", error, backoff)
+                time.sleep(backoff)
+                continue
             time.sleep(poll)
     finally:
+        database.dispose()
         instance.dispose()
 
 

@@ -101,3 +101,14 @@ def test_upper_case_extension_and_prefix_named_new_files_are_ingested(env, logs_
     assert names == {"__search_20251103_144350_8459d5.json", "_RUN.JSON", "notes.txt"}
     # processed files (recorded under their new names) are not read again
     assert run_ingest().metadata["files_seen"] == 0
+
+
+def test_watch_picks_up_a_prefix_named_new_file(env, logs_dir: Path, database_url: str):
+    from llm_monitoring.runner import watch
+
+    shutil.copy(FIXTURES / "gemini_thinking.json", logs_dir / "_search_20251103_144350_8459d5.json")
+    watch(0.2, stop_after=6)
+    assert (logs_dir / "__search_20251103_144350_8459d5.json").exists()
+    database = Database(database_url)
+    assert database.count(llm_logs) == 1
+    database.dispose()

@@ -12,11 +12,10 @@ import hashlib
 import time
 
 import dagster as dg
-import sqlalchemy as sa
 
 from llm_monitoring.config import get_settings
 from llm_monitoring.defs.jobs import INGEST_JOB_NAME, ingest_job, ingest_run_config
-from llm_monitoring.db import Database, DatabaseUnavailable
+from llm_monitoring.db import DatabaseUnavailable
 from llm_monitoring.defs.resources import DatabaseResource, LogSourceResource
 
 SENSOR_NAME = "new_log_files_sensor"
@@ -40,15 +39,6 @@ def files_in_flight(instance: dg.DagsterInstance) -> set[str]:
     return names
 
 
-def _known_processed(db: Database):
-    def known(names):
-        try:
-            return db.known_processed(names)
-        except (sa.exc.OperationalError, sa.exc.ProgrammingError):
-            return set()  # no processed_files table yet (SQLite, Postgres): nothing was ever processed here
-    return known
-
-
 @dg.sensor(
     name=SENSOR_NAME,
     job=ingest_job,
@@ -62,7 +52,7 @@ def new_log_files_sensor(context: dg.SensorEvaluationContext, log_source: LogSou
     started = time.monotonic()
     try:
         with database.open(ensure_schema=False) as db:
-            pending = source.list_pending(_known_processed(db))
+            pending = source.list_pending(db.known_processed)
     except DatabaseUnavailable as error:
         return dg.SkipReason(f"not listing {source.describe()}: {error}")
     settled_before = time.time() - settings.settle_seconds
