@@ -48,7 +48,6 @@ ANY = "All"
 FEEDBACK_CHOICES = ("Any", "With feedback", "Without feedback", "With 👍", "With 👎")
 VERDICTS = ("👍 Yes", "👎 No")
 TOOL_TEXT_LIMIT = 4000
-FILTER_KEYS = ("provider", "model", "agent", "date_from", "date_to", "check", "check_outcome", "feedback_filter", "search", "page_size")
 
 
 # ---------------------------------------------------------------------------- database

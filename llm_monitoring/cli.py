@@ -8,6 +8,7 @@ from collections.abc import Sequence
 
 from llm_monitoring.config import get_settings
 from llm_monitoring.db import Database, DatabaseUnavailable
+from llm_monitoring.ingest import content_hash
 from llm_monitoring.runner import IngestFailed, configure_logging, run_ingest, watch
 from llm_monitoring.samples import write_sample_logs
 from llm_monitoring.sources import LocalDirectorySource
@@ -82,8 +83,18 @@ def cmd_retry_quarantined(args: argparse.Namespace) -> int:
     names = source.list_quarantined()
     if args.names:
         names = [name for name in names if name in set(args.names)]
+    hashes = []
     for name in names:
+        hashes.append(content_hash(source.read_quarantined(name)))
         print(f"restored {source.restore_quarantined(name)}")
+    # The cause is said to be fixed: the errors no longer count as open (quality gate, summary);
+    # a file that fails again re-opens its row.
+    if hashes:
+        database = Database()
+        try:
+            database.resolve_ingest_errors(hashes)
+        finally:
+            database.dispose()
     print(f"{len(names)} quarantined files put back; the next ingest or sensor tick retries them")
     if names and args.ingest:
         print(run_ingest().line())

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
+from decimal import Decimal
 from pathlib import Path
+
+from llm_monitoring.core.quality import QualityThresholds
 
 _TRUE = {"1", "true", "yes", "on"}
 
@@ -20,8 +24,8 @@ def _flag(*names: str) -> bool:
     return any(os.environ.get(name, "").strip().lower() in _TRUE for name in names)
 
 
-def _number(name: str, default: float) -> float:
-    raw = os.environ.get(name, "").strip()
+def _number(name: str, default: float, environ: Mapping[str, str] = os.environ) -> float:
+    raw = environ.get(name, "").strip()
     if not raw:
         return default
     try:
@@ -60,4 +64,24 @@ def get_settings() -> Settings:
         batch_files=max(1, int(_number("INGEST_BATCH_FILES", 200))),
         run_files=max(1, int(_number("INGEST_RUN_FILES", 1000))),
         debug=_flag("DEBUG", "MONITORING_DEBUG"),
+    )
+
+
+def quality_thresholds(environ: Mapping[str, str] = os.environ) -> QualityThresholds:
+    """The quality gates' thresholds: QUALITY_* variables, else the defaults of QualityThresholds."""
+    default = QualityThresholds()
+
+    def number(name: str, value: float) -> float:
+        return _number(name, value, environ)
+
+    return QualityThresholds(
+        max_unpriced_share=number("QUALITY_MAX_UNPRICED_SHARE", default.max_unpriced_share),
+        max_parse_failures=int(number("QUALITY_MAX_PARSE_FAILURES", default.max_parse_failures)),
+        max_pass_rate_drop=number("QUALITY_MAX_PASS_RATE_DROP", default.max_pass_rate_drop),
+        min_check_runs=int(number("QUALITY_MIN_CHECK_RUNS", default.min_check_runs)),
+        min_drop_z=number("QUALITY_MIN_DROP_Z", default.min_drop_z),
+        cost_spike_factor=number("QUALITY_COST_SPIKE_FACTOR", default.cost_spike_factor),
+        min_baseline_cost=Decimal(str(number("QUALITY_MIN_BASELINE_COST", float(default.min_baseline_cost)))),
+        baseline_days=max(1, int(number("QUALITY_BASELINE_DAYS", default.baseline_days))),
+        min_baseline_days=max(1, int(number("QUALITY_MIN_BASELINE_DAYS", default.min_baseline_days))),
     )

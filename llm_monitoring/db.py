@@ -382,17 +382,6 @@ class Database:
 
     # -------------------------------------------------------------- ingest
 
-    def stored_hashes(self, hashes: Iterable[str]) -> set[str]:
-        wanted = list(dict.fromkeys(hashes))
-        if not wanted:
-            return set()
-        with self.connect() as connection:
-            found: set[str] = set()
-            for start in range(0, len(wanted), 1000):
-                chunk = wanted[start:start + 1000]
-                found.update(connection.scalars(sa.select(llm_logs.c.content_hash).where(llm_logs.c.content_hash.in_(chunk))))
-            return found
-
     def store_runs(self, runs: Sequence[RunToStore]) -> BatchResult:
         """Store runs and their checks in one transaction. Content already stored is skipped, never duplicated."""
         unique = list({run.content_hash: run for run in runs}.values())

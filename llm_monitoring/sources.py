@@ -48,6 +48,8 @@ class LogSource(Protocol):
 
     def list_quarantined(self) -> list[str]: ...
 
+    def read_quarantined(self, name: str) -> bytes: ...
+
     def restore_quarantined(self, name: str) -> str: ...
 
 
@@ -149,6 +151,9 @@ class LocalDirectorySource:
         if not folder.is_dir():
             return []
         return sorted(entry.name for entry in os.scandir(folder) if entry.is_file())
+
+    def read_quarantined(self, name: str) -> bytes:
+        return (self.root / self.quarantine_dir / name).read_bytes()
 
     def restore_quarantined(self, name: str) -> str:
         source = self.root / self.quarantine_dir / name

@@ -68,6 +68,10 @@ def test_retry_quarantined_puts_files_back_once_the_cause_is_fixed(env, logs_dir
     assert (logs_dir / "_quarantine" / "truncated.json").exists()
     assert errors(database_url)["truncated.json"] == (errors(database_url)["truncated.json"][0], 2)
     database = Database(database_url)
+    open_errors = {Path(row["filepath"]).name for row in database.open_ingest_errors()}
+    database.dispose()
+    assert open_errors == {"truncated.json"}  # the fixed one is resolved, the one failing again re-opened
+    database = Database(database_url)
     assert database.count(llm_logs) == 1
     database.dispose()
 

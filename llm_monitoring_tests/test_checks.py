@@ -5,12 +5,20 @@ from datetime import date
 import dagster as dg
 import pytest
 
+from llm_monitoring.config import quality_thresholds
 from llm_monitoring.core.quality import QualityThresholds, pass_rate_findings
 from llm_monitoring.db import Database
 from llm_monitoring.defs.aggregates import AGGREGATES_JOB_NAME
 from llm_monitoring.defs.checks import recent_parse_failures, unpriced_runs_share
 from llm_monitoring.defs.resources import DatabaseResource
-from llm_monitoring_tests.history_data import check_results, gives_up, run_job, store_day, store_days, unknown_model
+from llm_monitoring_tests.history_data import (
+    check_results,
+    gives_up,
+    run_job,
+    store_day,
+    store_days,
+    unknown_model,
+)
 
 PER_DAY = 20
 
@@ -94,7 +102,7 @@ def test_pass_rate_gate_needs_a_drop_both_large_and_significant(day_passed: int,
 
 
 def test_thresholds_come_from_the_environment():
-    thresholds = QualityThresholds.from_env({"QUALITY_MAX_UNPRICED_SHARE": "0.25", "QUALITY_COST_SPIKE_FACTOR": "3"})
+    thresholds = quality_thresholds({"QUALITY_MAX_UNPRICED_SHARE": "0.25", "QUALITY_COST_SPIKE_FACTOR": "3"})
     assert (thresholds.max_unpriced_share, thresholds.cost_spike_factor) == (0.25, 3.0)
     with pytest.raises(ValueError, match="QUALITY_BASELINE_DAYS"):
-        QualityThresholds.from_env({"QUALITY_BASELINE_DAYS": "a week"})
+        quality_thresholds({"QUALITY_BASELINE_DAYS": "a week"})

@@ -15,13 +15,6 @@ import pandas as pd
 
 GROUP_KEYS = ("provider", "model", "agent_name")
 
-USAGE_FIELDS = (
-    "day", "provider", "model", "agent_name", "runs", "priced_runs", "unpriced_runs",
-    "input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens",
-    "input_cost", "output_cost", "total_cost", "duration_p50_seconds", "duration_p95_seconds",
-)
-EVAL_FIELDS = ("day", "check_name", "evaluator_version", "runs", "applicable", "passed", "pass_rate")
-FEEDBACK_FIELDS = ("day", "feedback", "good", "bad", "good_pct")
 
 
 def _day(moment: datetime) -> date:
@@ -49,17 +42,22 @@ def _none_if_nan(value: Any) -> Any:
     return None if _is_nan(value) else value
 
 
+def _dated_frame(rows: Sequence[Sequence[Any]], columns: Sequence[str]) -> pd.DataFrame:
+    """The rows as a frame with their run's UTC day; rows of undated runs belong to no day."""
+    frame = pd.DataFrame.from_records(list(rows), columns=list(columns))
+    frame = frame[frame["run_started_at"].notna()]
+    return frame.assign(day=frame["run_started_at"].map(_day)) if not frame.empty else frame
+
+
 def daily_usage(rows: Sequence[Sequence[Any]], columns: Sequence[str]) -> list[dict[str, Any]]:
     """Usage by UTC day x provider x model x agent from run rows (see db.USAGE_COLUMNS).
 
     Costs sum the priced runs only; tokens sum the runs that report usage; durations give p50/p95
     with linear interpolation (pandas' and numpy's default).
     """
-    frame = pd.DataFrame.from_records(list(rows), columns=list(columns))
-    frame = frame[frame["run_started_at"].notna()]
+    frame = _dated_frame(rows, columns)
     if frame.empty:
         return []
-    frame = frame.assign(day=frame["run_started_at"].map(_day))
     result = []
     for keys, group in frame.groupby(["day", *GROUP_KEYS], dropna=False, sort=True):
         day, provider, model, agent_name = keys
@@ -87,11 +85,9 @@ def daily_usage(rows: Sequence[Sequence[Any]], columns: Sequence[str]) -> list[d
 
 def daily_eval_summary(rows: Sequence[Sequence[Any]], columns: Sequence[str]) -> list[dict[str, Any]]:
     """Pass rate by UTC day x check x evaluator version; "not applicable" (NULL) rows are left out of the rate."""
-    frame = pd.DataFrame.from_records(list(rows), columns=list(columns))
-    frame = frame[frame["run_started_at"].notna()]
+    frame = _dated_frame(rows, columns)
     if frame.empty:
         return []
-    frame = frame.assign(day=frame["run_started_at"].map(_day))
     result = []
     for (day, check_name, version), group in frame.groupby(["day", "check_name", "evaluator_version"], sort=True):
         verdicts = group["passed"].dropna().astype(bool)
@@ -110,11 +106,9 @@ def daily_eval_summary(rows: Sequence[Sequence[Any]], columns: Sequence[str]) ->
 
 def daily_feedback(rows: Sequence[Sequence[Any]], columns: Sequence[str]) -> list[dict[str, Any]]:
     """Good and bad feedback counts by UTC day of the run they are about."""
-    frame = pd.DataFrame.from_records(list(rows), columns=list(columns))
-    frame = frame[frame["run_started_at"].notna()]
+    frame = _dated_frame(rows, columns)
     if frame.empty:
         return []
-    frame = frame.assign(day=frame["run_started_at"].map(_day))
     result = []
     for day, group in frame.groupby("day", sort=True):
         good = int(group["is_good"].astype(bool).sum())

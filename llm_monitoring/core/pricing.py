@@ -132,7 +132,7 @@ def resolve_model(provider: str | None, model: str) -> _Resolution | str:
     """
     candidates: list[tuple[str | None, str, str]] = [(provider, model, "")]
     if "/" in model:
-        vendor, _, bare = model.partition("/")
+        bare = model.partition("/")[2]
         candidates.append((provider, bare, f"model {model!r} priced as {bare!r}"))
         candidates += [(other, model, f"priced as {other} {model!r}") for other in _FALLBACK_PROVIDERS if other != provider]
     if provider is None:

@@ -1,7 +1,7 @@
 """Quality gates over daily aggregates: unpriced share, pass-rate drop, cost spike.
 
-Pure functions over the rows of the daily tables; thresholds come from environment variables
-(read by `QualityThresholds.from_env`) so a deployment tunes them without code.
+Pure functions over the rows of the daily tables; the thresholds come from environment variables
+(read by `llm_monitoring.config.quality_thresholds`) so a deployment tunes them without code.
 """
 
 from __future__ import annotations
@@ -12,16 +12,6 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 from decimal import Decimal
 from typing import Any
-
-
-def _number(environ: Mapping[str, str], name: str, default: float) -> float:
-    raw = environ.get(name, "").strip()
-    if not raw:
-        return default
-    try:
-        return float(raw)
-    except ValueError:
-        raise ValueError(f"{name} must be a number, got {raw!r}") from None
 
 
 @dataclass(frozen=True)
@@ -35,21 +25,6 @@ class QualityThresholds:
     min_baseline_cost: Decimal = Decimal("0.01")  # QUALITY_MIN_BASELINE_COST (USD/day)
     baseline_days: int = 7  # QUALITY_BASELINE_DAYS
     min_baseline_days: int = 3  # QUALITY_MIN_BASELINE_DAYS: days with data the baseline needs
-
-    @classmethod
-    def from_env(cls, environ: Mapping[str, str]) -> QualityThresholds:
-        default = cls()
-        return cls(
-            max_unpriced_share=_number(environ, "QUALITY_MAX_UNPRICED_SHARE", default.max_unpriced_share),
-            max_parse_failures=int(_number(environ, "QUALITY_MAX_PARSE_FAILURES", default.max_parse_failures)),
-            max_pass_rate_drop=_number(environ, "QUALITY_MAX_PASS_RATE_DROP", default.max_pass_rate_drop),
-            min_check_runs=int(_number(environ, "QUALITY_MIN_CHECK_RUNS", default.min_check_runs)),
-            min_drop_z=_number(environ, "QUALITY_MIN_DROP_Z", default.min_drop_z),
-            cost_spike_factor=_number(environ, "QUALITY_COST_SPIKE_FACTOR", default.cost_spike_factor),
-            min_baseline_cost=Decimal(str(_number(environ, "QUALITY_MIN_BASELINE_COST", float(default.min_baseline_cost)))),
-            baseline_days=max(1, int(_number(environ, "QUALITY_BASELINE_DAYS", default.baseline_days))),
-            min_baseline_days=max(1, int(_number(environ, "QUALITY_MIN_BASELINE_DAYS", default.min_baseline_days))),
-        )
 
 
 @dataclass(frozen=True)

@@ -36,10 +36,6 @@ feedback = dg.AssetSpec(
 )
 
 
-def _fail_if_unavailable(error: DatabaseUnavailable) -> dg.Failure:
-    return dg.Failure(description=str(error), allow_retries=True)
-
-
 def _rebuild_metadata(rebuild: DailyRebuild, window: dg.TimeWindow) -> dict[str, object]:
     return {
         "window": window_label(window.start, window.end),
@@ -64,11 +60,8 @@ def _rebuild_metadata(rebuild: DailyRebuild, window: dg.TimeWindow) -> dict[str,
 )
 def daily_usage(context: dg.AssetExecutionContext, database: DatabaseResource) -> dg.MaterializeResult:
     window = context.partition_time_window
-    try:
-        with database.open() as monitoring_db:
-            rebuild = rebuild_daily_usage(monitoring_db, window.start, window.end)
-    except DatabaseUnavailable as error:
-        raise _fail_if_unavailable(error) from None
+    with database.open_for_step() as monitoring_db:
+        rebuild = rebuild_daily_usage(monitoring_db, window.start, window.end)
     rows = rebuild.rows
     top = sorted(rows, key=lambda row: row["total_cost"], reverse=True)
     return dg.MaterializeResult(
@@ -100,11 +93,8 @@ def daily_usage(context: dg.AssetExecutionContext, database: DatabaseResource) -
 )
 def daily_eval_summary(context: dg.AssetExecutionContext, database: DatabaseResource) -> dg.MaterializeResult:
     window = context.partition_time_window
-    try:
-        with database.open() as monitoring_db:
-            rebuild = rebuild_daily_eval_summary(monitoring_db, window.start, window.end)
-    except DatabaseUnavailable as error:
-        raise _fail_if_unavailable(error) from None
+    with database.open_for_step() as monitoring_db:
+        rebuild = rebuild_daily_eval_summary(monitoring_db, window.start, window.end)
     overall: dict[tuple[str, str], list[int]] = {}
     for row in rebuild.rows:
         entry = overall.setdefault((row["check_name"], row["evaluator_version"]), [0, 0])
@@ -135,11 +125,8 @@ def daily_eval_summary(context: dg.AssetExecutionContext, database: DatabaseReso
 )
 def daily_feedback(context: dg.AssetExecutionContext, database: DatabaseResource) -> dg.MaterializeResult:
     window = context.partition_time_window
-    try:
-        with database.open() as monitoring_db:
-            rebuild = rebuild_daily_feedback(monitoring_db, window.start, window.end)
-    except DatabaseUnavailable as error:
-        raise _fail_if_unavailable(error) from None
+    with database.open_for_step() as monitoring_db:
+        rebuild = rebuild_daily_feedback(monitoring_db, window.start, window.end)
     good = sum(row["good"] for row in rebuild.rows)
     total = sum(row["feedback"] for row in rebuild.rows)
     return dg.MaterializeResult(

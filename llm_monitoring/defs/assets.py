@@ -5,7 +5,6 @@ import dagster as dg
 from pydantic import Field
 
 from llm_monitoring.core.evaluation import EVALUATOR_VERSION
-from llm_monitoring.db import DatabaseUnavailable
 from llm_monitoring.defs.resources import DatabaseResource, LogSourceResource, database_kind
 from llm_monitoring.ingest import IngestReport, ingest_files
 
@@ -54,17 +53,14 @@ def ingest_logs(
 ):
     """Parse, price and evaluate log files and store them; one transaction per batch of files."""
     source = log_source.get_source()
-    try:
-        with database.open() as db:
-            report = ingest_files(
-                source,
-                db,
-                config.files or None,
-                on_batch=lambda batch: context.log.info(f"batch: {batch.line()}"),
-            )
-    except DatabaseUnavailable as error:
-        # One clear line (password masked); the files stay in place for the retry.
-        raise dg.Failure(description=str(error), allow_retries=True) from None
+    # An outage fails the step with one clear line; the files stay in place for the retry.
+    with database.open_for_step() as db:
+        report = ingest_files(
+            source,
+            db,
+            config.files or None,
+            on_batch=lambda batch: context.log.info(f"batch: {batch.line()}"),
+        )
     for name, reason in report.errors:
         context.log.warning(f"quarantined {name}: {reason}")
     context.log.info(report.line())

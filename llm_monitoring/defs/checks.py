@@ -5,21 +5,27 @@ partition window; run on its own (the "Execute" button), it judges the latest da
 (coverage: the whole history). Thresholds are environment variables, see QualityThresholds.
 """
 
-import os
 from datetime import date, datetime, timedelta, timezone
 
 import dagster as dg
 
 from llm_monitoring import db
+from llm_monitoring.config import quality_thresholds
 from llm_monitoring.core import evaluation
-from llm_monitoring.core.quality import Finding, QualityThresholds, cost_spike_findings, pass_rate_findings, unpriced_findings
+from llm_monitoring.core.quality import (
+    Finding,
+    QualityThresholds,
+    cost_spike_findings,
+    pass_rate_findings,
+    unpriced_findings,
+)
 from llm_monitoring.defs.resources import DatabaseResource
 
 PARSE_FAILURE_WINDOW = timedelta(hours=24)
 
 
 def thresholds() -> QualityThresholds:
-    return QualityThresholds.from_env(os.environ)
+    return quality_thresholds()
 
 
 def _window(context: dg.AssetCheckExecutionContext) -> tuple[datetime, datetime] | None:
@@ -61,7 +67,7 @@ def _span(days: list[date]) -> str:
 )
 def unpriced_runs_share(context: dg.AssetCheckExecutionContext, database: DatabaseResource) -> dg.AssetCheckResult:
     limits = thresholds()
-    with database.open(ensure_schema=False) as monitoring_db:
+    with database.open_for_step(ensure_schema=False) as monitoring_db:
         days = judged_days(context, monitoring_db, "daily_usage")
         rows = db.daily_rows(monitoring_db, "daily_usage", days[0], days[-1] + timedelta(days=1)) if days else []
     findings, shares = unpriced_findings(rows, days, limits.max_unpriced_share)
@@ -89,7 +95,7 @@ def unpriced_runs_share(context: dg.AssetCheckExecutionContext, database: Databa
 )
 def cost_spike(context: dg.AssetCheckExecutionContext, database: DatabaseResource) -> dg.AssetCheckResult:
     limits = thresholds()
-    with database.open(ensure_schema=False) as monitoring_db:
+    with database.open_for_step(ensure_schema=False) as monitoring_db:
         days = judged_days(context, monitoring_db, "daily_usage")
         rows = (
             db.daily_rows(monitoring_db, "daily_usage", days[0] - timedelta(days=limits.baseline_days), days[-1] + timedelta(days=1))
@@ -124,7 +130,7 @@ def cost_spike(context: dg.AssetCheckExecutionContext, database: DatabaseResourc
 def pass_rate_drop(context: dg.AssetCheckExecutionContext, database: DatabaseResource) -> dg.AssetCheckResult:
     limits = thresholds()
     version = evaluation.EVALUATOR_VERSION
-    with database.open(ensure_schema=False) as monitoring_db:
+    with database.open_for_step(ensure_schema=False) as monitoring_db:
         days = judged_days(context, monitoring_db, "daily_eval_summary")
         rows = (
             db.daily_rows(monitoring_db, "daily_eval_summary", days[0] - timedelta(days=limits.baseline_days), days[-1] + timedelta(days=1))
@@ -159,7 +165,7 @@ def pass_rate_drop(context: dg.AssetCheckExecutionContext, database: DatabaseRes
 def eval_coverage(context: dg.AssetCheckExecutionContext, database: DatabaseResource) -> dg.AssetCheckResult:
     version, names = evaluation.EVALUATOR_VERSION, evaluation.CHECK_NAMES
     window = _window(context)
-    with database.open(ensure_schema=False) as monitoring_db:
+    with database.open_for_step(ensure_schema=False) as monitoring_db:
         missing = db.runs_missing_checks(monitoring_db, version, names, *(window or (None, None)))
     days = sorted({started.date() for _, started in missing if started is not None})
     scope = f"{window[0]:%Y-%m-%d}..{(window[1] - timedelta(days=1)):%Y-%m-%d}" if window else "all runs"
@@ -192,7 +198,7 @@ def eval_coverage(context: dg.AssetCheckExecutionContext, database: DatabaseReso
 def recent_parse_failures(context: dg.AssetCheckExecutionContext, database: DatabaseResource) -> dg.AssetCheckResult:
     limits = thresholds()
     since = datetime.now(timezone.utc) - PARSE_FAILURE_WINDOW
-    with database.open(ensure_schema=False) as monitoring_db:
+    with database.open_for_step(ensure_schema=False) as monitoring_db:
         errors = db.ingest_errors_since(monitoring_db, since)
     sample = "\n".join(f"- `{error['filepath']}`: {error['error']}" for error in errors[:10])
     return dg.AssetCheckResult(

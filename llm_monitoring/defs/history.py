@@ -12,7 +12,6 @@ import dagster as dg
 from pydantic import Field
 
 from llm_monitoring.core.aggregates import markdown_table
-from llm_monitoring.db import DatabaseUnavailable
 from llm_monitoring.defs.partitions import daily_partitions, single_run
 from llm_monitoring.defs.resources import DatabaseResource, database_kind
 from llm_monitoring.recompute import reevaluate, reprice
@@ -47,11 +46,8 @@ class RepriceConfig(dg.Config):
 )
 def log_costs(context: dg.AssetExecutionContext, config: RepriceConfig, database: DatabaseResource) -> dg.MaterializeResult:
     window = context.partition_time_window
-    try:
-        with database.open() as db:
-            report = reprice(db, window.start, window.end, refresh_prices=config.refresh_prices, update_url=config.price_update_url)
-    except DatabaseUnavailable as error:
-        raise dg.Failure(description=str(error), allow_retries=True) from None
+    with database.open_for_step() as db:
+        report = reprice(db, window.start, window.end, refresh_prices=config.refresh_prices, update_url=config.price_update_url)
     context.log.info(f"{window_label(window.start, window.end)}: {report.line()}")
     by_model = [
         {
@@ -107,11 +103,8 @@ def log_evaluations(
     context: dg.AssetExecutionContext, config: ReevaluateConfig, database: DatabaseResource
 ) -> dg.MaterializeResult:
     window = context.partition_time_window
-    try:
-        with database.open() as db:
-            report = reevaluate(db, window.start, window.end, keep_other_versions=config.keep_other_versions)
-    except DatabaseUnavailable as error:
-        raise dg.Failure(description=str(error), allow_retries=True) from None
+    with database.open_for_step() as db:
+        report = reevaluate(db, window.start, window.end, keep_other_versions=config.keep_other_versions)
     context.log.info(f"{window_label(window.start, window.end)}: {report.line()}")
     for problem in report.problems[:20]:
         context.log.warning(f"not re-evaluated: {problem}")

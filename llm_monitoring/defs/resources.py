@@ -8,7 +8,7 @@ import dagster as dg
 from pydantic import Field
 
 from llm_monitoring.config import get_settings
-from llm_monitoring.db import Database
+from llm_monitoring.db import Database, DatabaseUnavailable
 from llm_monitoring.sources import LocalDirectorySource, LogSource
 
 
@@ -45,6 +45,17 @@ class DatabaseResource(dg.ConfigurableResource):
             yield database
         finally:
             database.dispose()
+
+
+    @contextmanager
+    def open_for_step(self, *, ensure_schema: bool = True) -> Iterator[Database]:
+        """For asset and check bodies: a database outage fails the step with one line naming the
+        database (password masked), marked retryable so the step's RetryPolicy applies."""
+        try:
+            with self.open(ensure_schema=ensure_schema) as database:
+                yield database
+        except DatabaseUnavailable as error:
+            raise dg.Failure(description=str(error), allow_retries=True) from None
 
 
 def database_kind() -> str:
