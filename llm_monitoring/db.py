@@ -1141,6 +1141,25 @@ daily_feedback = sa.Table(
 DAILY_TABLES = {table.name: table for table in (daily_usage, daily_eval_summary, daily_feedback)}
 
 
+def _runs_in_window(
+    connection: Connection, columns: Sequence[sa.ColumnElement[Any]], start: datetime, end: datetime, chunk_size: int
+) -> Iterator[Sequence[sa.Row[Any]]]:
+    """Runs started in [start, end), `chunk_size` at a time by id (the first column must be the id),
+    so a month of raw logs never sits in memory at once."""
+    last_id = 0
+    while True:
+        rows = connection.execute(
+            sa.select(*columns)
+            .where(_in_window(llm_logs.c.run_started_at, start, end), llm_logs.c.id > last_id)
+            .order_by(llm_logs.c.id)
+            .limit(chunk_size)
+        ).all()
+        if not rows:
+            return
+        last_id = rows[-1][0]
+        yield rows
+
+
 def _in_window(column: sa.ColumnElement[Any], start: datetime, end: datetime) -> sa.ColumnElement[bool]:
     return sa.and_(column >= start, column < end)
 
@@ -1233,17 +1252,7 @@ def reprice_window(
     seen = updated = 0
     with database.transaction() as connection:
         _serialize_rewrites(connection, "llm_logs.costs")
-        last_id = 0
-        while True:
-            rows = connection.execute(
-                sa.select(*_PRICING_COLUMNS)
-                .where(_in_window(llm_logs.c.run_started_at, start, end), llm_logs.c.id > last_id)
-                .order_by(llm_logs.c.id)
-                .limit(chunk_size)
-            ).all()
-            if not rows:
-                break
-            last_id = rows[-1][0]
+        for rows in _runs_in_window(connection, _PRICING_COLUMNS, start, end, chunk_size):
             seen += len(rows)
             changes = []
             for row in rows:
@@ -1304,17 +1313,8 @@ def replace_checks_in_window(
     window = _in_window(llm_logs.c.run_started_at, start, end)
     with database.transaction() as connection:
         _serialize_rewrites(connection, "eval_checks")
-        last_id = 0
-        while True:
-            rows = connection.execute(
-                sa.select(llm_logs.c.id, llm_logs.c.raw_json, llm_logs.c.run_started_at)
-                .where(window, llm_logs.c.id > last_id)
-                .order_by(llm_logs.c.id)
-                .limit(chunk_size)
-            ).all()
-            if not rows:
-                break
-            last_id = rows[-1][0]
+        columns = (llm_logs.c.id, llm_logs.c.raw_json, llm_logs.c.run_started_at)
+        for rows in _runs_in_window(connection, columns, start, end, chunk_size):
             outcome.runs += len(rows)
             new_rows: list[dict[str, Any]] = []
             evaluated_ids: list[int] = []
