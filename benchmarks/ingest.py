@@ -8,7 +8,8 @@ tool calls), then for each database:
   transaction (COPY on Postgres, one executemany on SQLite), in this process;
 - runner: `python -m llm_monitoring.runner` in a fresh process on the N files, and on one file;
   marginal time = time(N) - time(1); start-up = time(1).
-Prints files/s, MB/s, start-up, peak RSS and the marginal ratio to the floor. Prints, never asserts.
+Each figure is the median of --repeat rounds (default 3), each on fresh copies and databases.
+Prints files/s, MB/s, start-up, peak memory and the marginal ratio to the floor. Prints, never asserts.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import sys
 import tempfile
 import time
 import uuid
+from statistics import median
 from pathlib import Path
 
 import psycopg
@@ -43,6 +45,7 @@ def floor_postgres(paths: list[Path], url: str) -> float:
         connection.execute("DROP TABLE IF EXISTS floor_logs")
         connection.execute("CREATE TABLE floor_logs (filepath text, raw_json text)")
         connection.commit()
+        os.sync()
         started = time.perf_counter()
         with connection.cursor() as cursor, cursor.copy("COPY floor_logs (filepath, raw_json) FROM STDIN") as copy:
             for path in paths:
@@ -61,6 +64,7 @@ def floor_sqlite(paths: list[Path], db_path: Path) -> float:
     connection.execute("PRAGMA journal_mode=WAL")
     connection.execute("PRAGMA synchronous=NORMAL")
     connection.execute("CREATE TABLE floor_logs (filepath text, raw_json text)")
+    os.sync()
     started = time.perf_counter()
     rows = []
     for path in paths:
@@ -78,6 +82,7 @@ def run_runner(logs: Path, database_url: str) -> tuple[float, float]:
     """Seconds and peak RSS (MB) of one `python -m llm_monitoring.runner` process."""
     env = {**os.environ, "LOGS_DIR": str(logs), "DATABASE_URL": database_url, "SETTLE_SECONDS": "0"}
     env.pop("DAGSTER_HOME", None)
+    os.sync()  # earlier writes (copies, other databases) must not be flushed on this run's time
     started = time.perf_counter()
     process = subprocess.Popen(
         [sys.executable, "-m", "llm_monitoring.runner"], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
@@ -88,6 +93,39 @@ def run_runner(logs: Path, database_url: str) -> tuple[float, float]:
     if status != 0:
         raise SystemExit(f"runner failed:\n{output}")
     return elapsed, usage.ru_maxrss / 1024
+
+
+def peak_tree_memory(logs: Path, database_url: str) -> float | None:
+    """Peak of the summed PSS (MB) of the runner and its worker processes, sampled every 50 ms in an
+    untimed run (sampling reads the processes' page tables). None where /proc has no smaps_rollup."""
+    if not Path(f"/proc/{os.getpid()}/smaps_rollup").exists():
+        return None
+    env = {**os.environ, "LOGS_DIR": str(logs), "DATABASE_URL": database_url, "SETTLE_SECONDS": "0"}
+    env.pop("DAGSTER_HOME", None)
+    process = subprocess.Popen([sys.executable, "-m", "llm_monitoring.runner"], cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    peak = 0
+    while process.poll() is None:
+        peak = max(peak, sum(_pss_kb(pid) for pid in _process_tree(process.pid)))
+        time.sleep(0.05)
+    return peak / 1024
+
+
+def _process_tree(pid: int) -> list[int]:
+    try:
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except OSError:
+        return [pid]
+    return [pid, *(grandchild for child in children for grandchild in _process_tree(int(child)))]
+
+
+def _pss_kb(pid: int) -> int:
+    try:
+        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+            if line.startswith("Pss:"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
 
 
 def fresh_postgres(server: str) -> tuple[str, str]:
@@ -110,22 +148,41 @@ def copy_logs(paths: list[Path], target: Path) -> Path:
     return target
 
 
-def bench(label: str, paths: list[Path], total_bytes: int, work: Path, url_factory, floor) -> None:
-    url_one, url_all, floor_arg = url_factory()
-    one = copy_logs(paths[:1], work / f"{label}-one")
-    startup, _ = run_runner(one, url_one)
-    many = copy_logs(paths, work / f"{label}-all")
-    elapsed, rss = run_runner(many, url_all)
-    floor_seconds = floor(paths, floor_arg)
+def bench(label: str, paths: list[Path], total_bytes: int, work: Path, url_factory, floor, repeat: int) -> None:
+    """Each figure is the median of `repeat` rounds, each on fresh copies and fresh databases:
+    the marginal time is a difference of two runs, and one noisy start-up would swing it."""
+    startups, totals, floors, peaks = [], [], [], []
+    for round_ in range(repeat):
+        url_one, url_all, floor_arg = url_factory()
+        one = copy_logs(paths[:1], work / f"{label}-one-{round_}")
+        startups.append(run_runner(one, url_one)[0])
+        many = copy_logs(paths, work / f"{label}-all-{round_}")
+        elapsed, rss = run_runner(many, url_all)
+        totals.append(elapsed)
+        peaks.append(rss)
+        floors.append(floor(paths, floor_arg))
+        shutil.rmtree(one)
+        shutil.rmtree(many)
+    url_memory = url_factory()[1]
+    many = copy_logs(paths, work / f"{label}-memory")
+    tree_memory = peak_tree_memory(many, url_memory)
+    shutil.rmtree(many)
+    startup, elapsed, floor_seconds = median(startups), median(totals), median(floors)
     marginal = elapsed - startup
     count, megabytes = len(paths), total_bytes / 1e6
-    print(f"\n{label}: {count} files, {megabytes:.1f} MB")
-    print(f"  runner total      {elapsed:7.2f} s   {count / elapsed:7.0f} files/s   {megabytes / elapsed:6.1f} MB/s")
-    print(f"  start-up (1 file) {startup:7.2f} s")
+    print(f"\n{label}: {count} files, {megabytes:.1f} MB, median of {repeat} rounds")
+    print(f"  runner total      {elapsed:7.2f} s   {count / elapsed:7.0f} files/s   {megabytes / elapsed:6.1f} MB/s   {spread(totals)}")
+    print(f"  start-up (1 file) {startup:7.2f} s   {spread(startups)}")
     print(f"  marginal          {marginal:7.2f} s   {count / marginal:7.0f} files/s   {megabytes / marginal:6.1f} MB/s")
-    print(f"  floor             {floor_seconds:7.2f} s   {count / floor_seconds:7.0f} files/s")
+    print(f"  floor             {floor_seconds:7.2f} s   {count / floor_seconds:7.0f} files/s   {spread(floors)}")
     print(f"  marginal / floor  {marginal / floor_seconds:7.2f}x")
-    print(f"  peak RSS          {rss:7.0f} MB")
+    print(f"  peak RSS          {max(peaks):7.0f} MB   (largest process)")
+    if tree_memory is not None:
+        print(f"  peak memory       {tree_memory:7.0f} MB   (PSS of the runner and its workers together, untimed run)")
+
+
+def spread(values: list[float]) -> str:
+    return f"(rounds {min(values):.2f}-{max(values):.2f} s)" if len(values) > 1 else ""
 
 
 def main() -> None:
@@ -133,6 +190,7 @@ def main() -> None:
     parser.add_argument("--count", type=int, default=4000)
     parser.add_argument("--postgres", default=os.environ.get("TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres"))
     parser.add_argument("--only", choices=["sqlite", "postgres"], default=None)
+    parser.add_argument("--repeat", type=int, default=3, help="rounds per database; figures are medians")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="llmmon-bench-") as temp:
         work = Path(temp)
@@ -141,8 +199,9 @@ def main() -> None:
         print(f"generated {len(paths)} logs ({total_bytes / 1e6:.1f} MB) in {time.perf_counter() - started:.1f} s; {os.cpu_count()} cores")
         if args.only in (None, "sqlite"):
             def sqlite_urls():
-                return f"sqlite:///{work / 'one.db'}", f"sqlite:///{work / 'all.db'}", work / "floor.db"
-            bench("SQLite", paths, total_bytes, work, sqlite_urls, floor_sqlite)
+                tag = uuid.uuid4().hex[:8]
+                return f"sqlite:///{work / f'one-{tag}.db'}", f"sqlite:///{work / f'all-{tag}.db'}", work / f"floor-{tag}.db"
+            bench("SQLite", paths, total_bytes, work, sqlite_urls, floor_sqlite, args.repeat)
         if args.only in (None, "postgres"):
             server = args.postgres.replace("postgresql+psycopg://", "postgresql://")
             names: list[str] = []
@@ -153,7 +212,7 @@ def main() -> None:
                 names.extend([one_name, all_name])
                 return one_url, all_url, all_url
             try:
-                bench("Postgres", paths, total_bytes, work, postgres_urls, floor_postgres)
+                bench("Postgres", paths, total_bytes, work, postgres_urls, floor_postgres, args.repeat)
             finally:
                 for name in names:
                     drop_postgres(server, name)

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from llm_monitoring.config import get_settings
 from llm_monitoring.db import Database, DatabaseUnavailable
 from llm_monitoring.ingest import content_hash
-from llm_monitoring.runner import IngestFailed, configure_logging, run_ingest, watch
+from llm_monitoring.runner import IngestFailed, configure_logging, run_ingest, skip_final_collection, watch
 from llm_monitoring.samples import write_sample_logs
 from llm_monitoring.sources import LocalDirectorySource
 
@@ -200,6 +200,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    skip_final_collection()
     parser = build_parser()
     args = parser.parse_args(argv)
     configure_logging(args.debug or get_settings().debug)

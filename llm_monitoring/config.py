@@ -47,6 +47,7 @@ class Settings:
     max_log_bytes: int
     batch_files: int
     run_files: int
+    workers: int
     debug: bool
 
 
@@ -63,6 +64,7 @@ def get_settings() -> Settings:
         max_log_bytes=int(_number("MAX_LOG_BYTES", 50 * 1024 * 1024)),
         batch_files=max(1, int(_number("INGEST_BATCH_FILES", 200))),
         run_files=max(1, int(_number("INGEST_RUN_FILES", 1000))),
+        workers=max(1, int(_number("INGEST_WORKERS", min(os.cpu_count() or 1, 4)))),
         debug=_flag("DEBUG", "MONITORING_DEBUG"),
     )
 

@@ -66,6 +66,7 @@ class LocalDirectorySource:
         quarantine_dir: str = "_quarantine",
     ) -> None:
         self.root = Path(root)
+        self._root = str(self.root)  # os.path on strings: pathlib costs more than the syscalls here
         self.glob = glob.lower()
         self.processed_dir = processed_dir
         # With no prefix, renaming in place would leave the file pending: move it into a folder instead.
@@ -121,7 +122,7 @@ class LocalDirectorySource:
 
     def stat(self, name: str) -> LogFile | None:
         try:
-            info = os.stat(self.root / name, follow_symlinks=False)
+            info = os.stat(os.path.join(self._root, name), follow_symlinks=False)
         except FileNotFoundError:
             return None  # taken by another runner since the listing
         if not stat.S_ISREG(info.st_mode):
@@ -132,10 +133,11 @@ class LocalDirectorySource:
         return os.path.relpath(path, self.root)
 
     def path_of(self, name: str) -> str:
-        return str(self.root / name)
+        return os.path.join(self._root, name)
 
     def read(self, name: str) -> bytes:
-        return (self.root / name).read_bytes()
+        with open(os.path.join(self._root, name), "rb") as handle:
+            return handle.read()
 
     def mark_processed(self, name: str) -> str | None:
         """Move a stored file out of the pending set. Returns its new path, or None if it was already gone."""

@@ -54,8 +54,9 @@ def test_dagster_dev_sensor_ingests_dropped_files_and_ui_shows_runs_and_lineage(
     logs.mkdir()
     url = f"sqlite:///{tmp_path / 'monitoring.db'}"
     port = free_port()
-    # exactly the README's `uv run dagster dev`: no DAGSTER_HOME, no Postgres, the repo's dagster.yaml
-    env = {**os.environ, "LOGS_DIR": str(logs), "DATABASE_URL": url, "SETTLE_SECONDS": "1"}
+    # exactly the README's `uv run dagster dev`: no DAGSTER_HOME, no Postgres, the repo's dagster.yaml;
+    # batches of 2 files, so the sensor's run stores them in worker processes forked by its step process
+    env = {**os.environ, "LOGS_DIR": str(logs), "DATABASE_URL": url, "SETTLE_SECONDS": "1", "INGEST_BATCH_FILES": "2"}
     for key in ("DAGSTER_HOME", "DAGSTER_PG_HOST"):
         env.pop(key, None)
     # a copy of the project's top-level Dagster files, so the local .dagster_home it creates is the test's

@@ -1,3 +1,4 @@
+import json
 from datetime import datetime, timezone
 from decimal import Decimal
 
@@ -100,3 +101,35 @@ def test_unreachable_database_error_names_it_without_password():
         assert "\n" not in message
     else:
         raise AssertionError("expected DatabaseUnavailable")
+
+
+def test_new_sqlite_database_gets_large_pages_and_wal(sqlite_url: str):
+    database = Database(sqlite_url)
+    database.ensure_schema()
+    try:
+        with database.connect() as connection:
+            assert connection.exec_driver_sql("PRAGMA page_size").scalar() == 16384
+            assert connection.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+    finally:
+        database.dispose()
+
+
+def test_values_keep_their_types_through_the_bulk_writers(database: Database):
+    # The bulk writers bypass SQLAlchemy's statements: what comes back must be what a plain insert gives.
+    raw = fixture_bytes("text_answer_per_response_usage.json").replace(b"course late?", b"course\\u0000late?")
+    run = run_to_store("text_answer_per_response_usage.json", raw)
+    assert "\x00" in run.record.user_prompt
+    log_id = database.store_runs([run]).inserted[run.content_hash]
+    row = database.get_log(log_id)
+    assert row["id"] == log_id and row["content_hash"] == run.content_hash
+    assert row["user_prompt"] == run.record.user_prompt.replace("\x00", "\ufffd")
+    assert row["raw_json"] == run.raw_json
+    assert row["created_at"].tzinfo is not None and row["run_finished_at"] == run.record.run_finished_at
+    assert json.loads(row["tool_names"]) == list(run.record.tool_names) == ["search"]
+    assert row["duration_seconds"] == run.record.duration_seconds and row["requests"] == run.record.requests
+    with database.connect() as connection:
+        checks = connection.execute(sa.select(eval_checks).where(eval_checks.c.log_id == log_id)).mappings().all()
+    assert sorted((check["check_name"], check["passed"], check["score"]) for check in checks) == sorted(
+        (check.check_name, check.passed, check.score) for check in run.checks
+    )
+    assert all(check["created_at"].tzinfo is not None for check in checks)

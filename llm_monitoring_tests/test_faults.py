@@ -16,11 +16,11 @@ from llm_monitoring.ingest import content_hash
 from llm_monitoring.samples import write_sample_logs
 
 ROOT = Path(__file__).resolve().parents[1]
-FILES = 160
+FILES = 400
 
 
 def runner_env(logs_dir: Path, url: str, **extra: str) -> dict[str, str]:
-    env = {**os.environ, "LOGS_DIR": str(logs_dir), "DATABASE_URL": url, "SETTLE_SECONDS": "0", "INGEST_BATCH_FILES": "8"}
+    env = {**os.environ, "LOGS_DIR": str(logs_dir), "DATABASE_URL": url, "SETTLE_SECONDS": "0", "INGEST_BATCH_FILES": "4"}
     env.pop("DAGSTER_HOME", None)
     env.update(extra)
     return env
@@ -82,7 +82,7 @@ def kill_after_progress(process: subprocess.Popen, url: str, at_least: int, rng:
     deadline = time.monotonic() + 120
     while stored_counts(url)[0] < at_least and process.poll() is None and time.monotonic() < deadline:
         time.sleep(0.02)
-    time.sleep(rng.uniform(0.0, 0.4))
+    time.sleep(rng.uniform(0.0, 0.15))
     os.killpg(process.pid, signal.SIGKILL)
     process.wait()
 

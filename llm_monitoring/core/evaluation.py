@@ -85,7 +85,7 @@ def answer_clear(record: LogRecord) -> CheckResult:
     answer_words = words(record.assistant_answer)
     if not answer_words:
         return CheckResult(name, None, None, "not applicable: the run has no answer")
-    sentences = [s for s in _SENTENCE_END.split(record.assistant_answer or "") if words(s)]
+    sentences = [s for s in _SENTENCE_END.split(record.assistant_answer or "") if _WORD.search(s)]
     average = len(answer_words) / max(len(sentences), 1)
     passed = len(answer_words) >= CLEAR_MIN_WORDS and average <= CLEAR_MAX_SENTENCE_WORDS
     problems = []

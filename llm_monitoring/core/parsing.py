@@ -14,6 +14,8 @@ from datetime import datetime, timezone
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+import orjson
+
 from llm_monitoring.core.records import LogRecord, ParseError, ToolCall
 
 PARSER_VERSION = "2"
@@ -49,7 +51,7 @@ def load_json_object(raw: bytes) -> tuple[str, dict[str, Any]]:
     except UnicodeDecodeError as error:
         raise ParseError(f"not valid UTF-8: byte {error.start} ({raw[error.start:error.start + 1]!r})") from None
     try:
-        document = json.loads(text)
+        document = _loads(text)
     except json.JSONDecodeError as error:
         if error.pos >= len(text.rstrip()):
             raise ParseError(
@@ -94,6 +96,17 @@ def parse_run_document(document: dict[str, Any], *, fallback_time: datetime | No
         run_finished_at=finished,
         provider_reported_cost=reported_cost,
     )
+
+
+def _loads(text: str) -> Any:
+    # orjson parses these logs in about half the json module's time. What it rejects and
+    # the json module accepts (NaN, Infinity, lone surrogates) takes the slow path, which also gives
+    # the precise error for a broken file. (It reads integers over 64 bits as floats; no count in a
+    # run log comes near that, and raw_json keeps the text as written.)
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return json.loads(text)
 
 
 def _json_type(value: Any) -> str:
