@@ -199,6 +199,19 @@ feedback = sa.Table(
     sa.Index("ix_feedback_created_at", "created_at"),
 )
 
+# A deleted rating leaves no row to notice, so its run's day is kept here: the aggregates sensor
+# rebuilds that day's daily_feedback like after any other feedback change.
+feedback_deletions = sa.Table(
+    "feedback_deletions",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("feedback_id", BigId, nullable=False),
+    sa.Column("log_id", BigId, nullable=False),
+    sa.Column("run_started_at", UTCDateTime),
+    sa.Column("deleted_at", UTCDateTime, nullable=False),
+    sa.Index("ix_feedback_deletions_deleted_at", "deleted_at"),
+)
+
 ingest_errors = sa.Table(
     "ingest_errors",
     metadata,
@@ -859,6 +872,18 @@ def update_feedback_row(database: Database, feedback_id: int, values: dict[str, 
 
 def delete_feedback_row(database: Database, feedback_id: int) -> bool:
     with database.transaction() as connection:
+        found = connection.execute(
+            sa.select(feedback.c.log_id, llm_logs.c.run_started_at)
+            .select_from(feedback.join(llm_logs, feedback.c.log_id == llm_logs.c.id))
+            .where(feedback.c.id == feedback_id)
+        ).first()
+        if found is None:
+            return False
+        connection.execute(
+            sa.insert(feedback_deletions).values(
+                feedback_id=feedback_id, log_id=found.log_id, run_started_at=found.run_started_at, deleted_at=datetime.now(timezone.utc)
+            )
+        )
         return connection.execute(sa.delete(feedback).where(feedback.c.id == feedback_id)).rowcount > 0
 
 
@@ -1579,19 +1604,21 @@ def run_day_span(database: Database) -> tuple[date, date] | None:
 
 
 def feedback_changes_since(database: Database, since: datetime | None) -> tuple[set[date], datetime | None]:
-    """Run days of the feedback created or updated after `since`, and the latest such change."""
-    query = sa.select(llm_logs.c.run_started_at, feedback.c.created_at, feedback.c.updated_at).select_from(
+    """Run days of the feedback created, updated or deleted after `since`, and the latest such change."""
+    changed = sa.select(llm_logs.c.run_started_at, feedback.c.created_at, feedback.c.updated_at).select_from(
         feedback.join(llm_logs, feedback.c.log_id == llm_logs.c.id)
     )
+    deleted = sa.select(feedback_deletions.c.run_started_at, feedback_deletions.c.deleted_at, sa.null())
     if since is not None:
-        query = query.where(sa.or_(feedback.c.created_at > since, feedback.c.updated_at > since))
+        changed = changed.where(sa.or_(feedback.c.created_at > since, feedback.c.updated_at > since))
+        deleted = deleted.where(feedback_deletions.c.deleted_at > since)
     days: set[date] = set()
     latest = since
     with database.connect() as connection:
-        for run_started_at, created_at, updated_at in connection.execute(query):
+        for run_started_at, first_stamp, second_stamp in [*connection.execute(changed), *connection.execute(deleted)]:
             if run_started_at is not None:
                 days.add(run_started_at.date())
-            stamp = max(moment for moment in (created_at, updated_at) if moment is not None)
+            stamp = max(moment for moment in (first_stamp, second_stamp) if moment is not None)
             latest = stamp if latest is None or stamp > latest else latest
     return days, latest
 

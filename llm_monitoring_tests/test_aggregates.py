@@ -11,6 +11,7 @@ from llm_monitoring.db import Database, daily_eval_summary, daily_feedback, dail
 from llm_monitoring.defs.aggregates import AGGREGATES_JOB_NAME, daily_aggregates_sensor, day_ranges
 from llm_monitoring.defs.jobs import INGEST_JOB_NAME, ingest_run_config
 from llm_monitoring.defs.resources import DatabaseResource
+from llm_monitoring.feedback import delete_feedback
 from llm_monitoring.samples import write_sample_logs
 from llm_monitoring_tests.history_data import materializations, run_job, select, store_day, store_days, unknown_model
 
@@ -170,6 +171,15 @@ def test_sensor_materializes_the_days_each_ingest_touched(database: Database, lo
         assert requested(after_feedback) == [("2026-01-20", "2026-01-20", ["daily_feedback"])]
         execute(instance, after_feedback.run_requests[0])
         assert [(row.day, row.good, row.bad) for row in select(database, sa.select(daily_feedback))] == [(date(2026, 1, 20), 1, 0)]
+
+        # A deleted rating leaves no row behind, yet its day is rebuilt too.
+        feedback_id = select(database, sa.text("SELECT id FROM feedback"))[0].id
+        delete_feedback(database, feedback_id)
+        after_delete = tick(instance, after_feedback.cursor)
+        assert requested(after_delete) == [("2026-01-20", "2026-01-20", ["daily_feedback"])]
+        execute(instance, after_delete.run_requests[0])
+        assert select(database, sa.select(daily_feedback)) == []
+        assert not tick(instance, after_delete.cursor).run_requests
 
 
 @pytest.mark.parametrize(
