@@ -16,6 +16,7 @@ import hashlib
 import logging
 import multiprocessing
 import multiprocessing.util
+import signal
 import time
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
@@ -156,7 +157,7 @@ def _stored_batches(source: LogSource, database: Database, batches: list[list[st
         return
     # fork: workers inherit the imported modules, so they start in milliseconds. Each opens its own
     # connection: the unique content hash keeps concurrent batches exactly-once, as with two runners.
-    pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("fork"))
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("fork"), initializer=_leave_interrupts_to_the_parent)
     try:
         waiting: deque[Future[_StoredBatch]] = deque()
         for batch in batches:
@@ -186,6 +187,12 @@ class _StoredBatch:
 
 
 _worker_databases: dict[str, Database] = {}
+
+
+def _leave_interrupts_to_the_parent() -> None:
+    # Ctrl-C reaches the whole process group. A worker killed mid-batch would break the pool, and the
+    # step would be retried; ignoring it lets running batches commit while the parent stops the pass.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def _store_batch_in_worker(source: LogSource, url: str, names: list[str], settings: Settings) -> _StoredBatch:

@@ -11,6 +11,9 @@ import atexit
 import gc
 import logging
 import os
+import select
+import signal
+import socket
 import sys
 import time
 from collections.abc import Sequence
@@ -110,24 +113,61 @@ def watch(poll_seconds: float | None = None, *, stop_after: float | None = None)
     instance = open_instance()
     database = Database()
     try:
-        while deadline is None or time.monotonic() < deadline:
-            settled_before = time.time() - settings.settle_seconds
-            try:
-                # The same listing as the sensor's (prefix-named new files included), so a pass
-                # starts only when there is work; the run itself lists again.
-                pending = source.list_pending(database.known_processed)
-                if any(log_file.mtime <= settled_before for log_file in pending):
-                    logger.info(run_ingest(instance=instance).line())
-                backoff = poll
-            except (IngestFailed, DatabaseUnavailable) as error:
-                backoff = min(max(backoff * 2, poll), MAX_BACKOFF_SECONDS)
-                logger.error("%s; retrying in %.0fs", error, backoff)
-                time.sleep(backoff)
-                continue
-            time.sleep(poll)
+        with InterruptWatch() as interrupts:
+            while deadline is None or time.monotonic() < deadline:
+                settled_before = time.time() - settings.settle_seconds
+                try:
+                    # The same listing as the sensor's (prefix-named new files included), so a pass
+                    # starts only when there is work; the run itself lists again.
+                    pending = source.list_pending(database.known_processed)
+                    if any(log_file.mtime <= settled_before for log_file in pending):
+                        logger.info(run_ingest(instance=instance).line())
+                    backoff = poll
+                except (IngestFailed, DatabaseUnavailable) as error:
+                    interrupts.check()  # a Ctrl-C that failed the run stops the watcher, it is not retried
+                    backoff = min(max(backoff * 2, poll), MAX_BACKOFF_SECONDS)
+                    logger.error("%s; retrying in %.0fs", error, backoff)
+                    interrupts.sleep(backoff)
+                    continue
+                interrupts.sleep(poll)
     finally:
         database.dispose()
         instance.dispose()
+
+
+class InterruptWatch:
+    """Notices Ctrl-C (SIGINT) even when it arrives while Dagster runs the job.
+
+    Dagster swaps the SIGINT handler during an execution and consumes the interrupt there: the run
+    fails, or ends normally if the signal came after its last step. A watcher would then poll on
+    forever. The signal wake-up fd receives every signal whatever Python handler is installed, so
+    `check` and `sleep` raise KeyboardInterrupt for a Ctrl-C received at any time. Outside the main
+    thread (where signals cannot be watched) they only sleep.
+    """
+
+    def __enter__(self) -> InterruptWatch:
+        self._reader, self._writer = socket.socketpair()
+        self._reader.setblocking(False)
+        self._writer.setblocking(False)
+        try:
+            self._previous: int | None = signal.set_wakeup_fd(self._writer.fileno(), warn_on_full_buffer=False)
+        except ValueError:  # not the main thread
+            self._previous = None
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self._previous is not None:
+            signal.set_wakeup_fd(self._previous)
+        self._reader.close()
+        self._writer.close()
+
+    def check(self) -> None:
+        self.sleep(0)
+
+    def sleep(self, seconds: float) -> None:
+        ready, _, _ = select.select([self._reader], [], [], seconds)
+        if ready and signal.SIGINT in self._reader.recv(256):
+            raise KeyboardInterrupt
 
 
 def configure_logging(debug: bool) -> None:

@@ -116,6 +116,25 @@ def test_runner_killed_on_sqlite_recovers_too(logs_dir: Path, sqlite_url: str):
     assert_exactly_once(sqlite_url, logs_dir, originals)
 
 
+def test_ctrl_c_during_a_watch_pass_stops_the_watcher(logs_dir: Path, sqlite_url: str):
+    # Dagster takes over SIGINT while it runs a job; the watcher must still stop, not retry forever.
+    originals = write_logs(logs_dir, 600)
+    env = runner_env(logs_dir, sqlite_url, INGEST_BATCH_FILES="2", POLL_SECONDS="0.2")
+    process = start_runner(env, "--watch")
+    deadline = time.monotonic() + 120
+    while stored_counts(sqlite_url)[0] < 10 and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert stored_counts(sqlite_url)[0] < 600  # the pass is still running
+    os.killpg(process.pid, signal.SIGINT)  # what Ctrl-C in a terminal does: the whole process group
+    output, _ = process.communicate(timeout=60)
+    assert process.returncode == 0, output.decode()
+    assert "stopped" in output.decode() and "retrying in" not in output.decode()
+    logs, checks = stored_counts(sqlite_url)
+    assert checks == 7 * logs
+    finish(start_runner(env))  # what the interrupted pass left is ingested once by the next one
+    assert_exactly_once(sqlite_url, logs_dir, originals)
+
+
 @pytest.mark.parametrize("database_kind", ["postgres", "sqlite"])
 def test_two_runners_on_one_folder_store_each_run_once(database_kind: str, logs_dir: Path, request: pytest.FixtureRequest):
     url = request.getfixturevalue("postgres_url" if database_kind == "postgres" else "sqlite_url")
