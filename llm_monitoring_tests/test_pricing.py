@@ -58,7 +58,8 @@ def test_cached_daily_rates_give_exactly_what_genai_prices_computes():
     base = parse_run_log(fixture_bytes("text_answer_per_response_usage.json"))
     rng = random.Random(3)
     pairs = [("openai", "gpt-4o-mini"), ("openai", "gpt-4o"), ("anthropic", "claude-3-5-sonnet-latest"),
-             ("google-gla", "gemini-2.5-flash"), ("google-gla", "gemini-2.5-pro"), ("groq", "llama-3.3-70b-versatile")]
+             ("google-gla", "gemini-2.5-flash"), ("google-gla", "gemini-2.5-pro"), ("groq", "llama-3.3-70b-versatile"),
+             ("perplexity", "sonar")]  # a per-request fee on top of the tokens
     for _ in range(60):
         provider, model = rng.choice(pairs)
         input_tokens = rng.randint(0, 300_000)

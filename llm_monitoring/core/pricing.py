@@ -52,14 +52,15 @@ def price_run(record: LogRecord) -> PriceResult:
     if rates is not None:
         input_cost = sum((count * rate for count, rate in zip(counts, rates.input)), Decimal(0))
         output_cost = sum((count * rate for count, rate in zip(counts, rates.output)), Decimal(0))
+        total_cost = input_cost + output_cost + rates.per_request
     else:
         price = calc_price(_usage(counts), resolution.model_ref, provider_id=resolution.provider_id, genai_request_timestamp=when)
-        input_cost, output_cost = Decimal(price.input_price), Decimal(price.output_price)
+        input_cost, output_cost, total_cost = Decimal(price.input_price), Decimal(price.output_price), Decimal(price.total_price)
     status = STATUS_PRICED if not resolution.note else f"{STATUS_PRICED} ({resolution.note})"
     return PriceResult(
         input_cost=input_cost,
         output_cost=output_cost,
-        total_cost=input_cost + output_cost,
+        total_cost=total_cost,
         status=status,
         price_data_version=PRICE_DATA_VERSION,
     )
@@ -72,10 +73,12 @@ def _usage(counts: tuple[int, int, int, int]) -> Usage:
 
 @dataclass(frozen=True)
 class _Rates:
-    """USD per token for (input, output, cache read, cache write) counts, split by direction."""
+    """USD per token for (input, output, cache read, cache write) counts, split by direction, and the
+    fixed fee genai-prices adds to the total of a call (Perplexity charges per request)."""
 
     input: tuple[Decimal, Decimal, Decimal, Decimal]
     output: tuple[Decimal, Decimal, Decimal, Decimal]
+    per_request: Decimal
 
 
 _PROBE = 1_000_000
@@ -85,8 +88,8 @@ _PROBE = 1_000_000
 def _daily_rates(resolution: _Resolution, day: date) -> _Rates | None:
     """Per-token rates of a model on a day, or None when its prices are tiered (not linear in tokens).
 
-    genai-prices re-derives its unit registry on every call (about a millisecond); a batch of runs
-    of one model on one day shares its rates, so they are probed once. Input tokens include cache
+    genai-prices resolves the model and its prices on every call; a batch of runs of one model on
+    one day shares its rates, so they are probed once. Input tokens include cache
     reads and writes, so each cache rate is measured as the change it makes to a plain input.
     """
     when = datetime(day.year, day.month, day.day, 12, tzinfo=timezone.utc)
@@ -110,7 +113,8 @@ def _daily_rates(resolution: _Resolution, day: date) -> _Rates | None:
             (with_write - plain_input) / _PROBE,
         )
 
-    return _Rates(per_token("input_price"), per_token("output_price"))
+    fee = model_price.calc_price(_usage((0, 0, 0, 0)))
+    return _Rates(per_token("input_price"), per_token("output_price"), fee["total_price"] - fee["input_price"] - fee["output_price"])
 
 
 def forget_price_data() -> None:
