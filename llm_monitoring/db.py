@@ -1570,23 +1570,14 @@ def latest_daily_day(database: Database, table_name: str) -> date | None:
 # -------------------------------------------------------------- reads for the aggregates sensor and the checks
 
 
-def run_days_created_between(database: Database, start: datetime, end: datetime) -> set[date]:
-    """UTC days of the runs stored (created_at) in [start, end]: the days an ingest touched."""
+def run_days_in_id_ranges(database: Database, ranges: Sequence[tuple[int, int]]) -> set[date]:
+    """UTC days of the runs with ids in any of the [first, last] ranges: the days ingest runs stored."""
+    if not ranges:
+        return set()
     with database.connect() as connection:
         stamps = connection.scalars(
             sa.select(llm_logs.c.run_started_at)
-            .where(llm_logs.c.created_at >= start, llm_logs.c.created_at <= end, llm_logs.c.run_started_at.is_not(None))
-            .distinct()
-        )
-        return {stamp.date() for stamp in stamps}
-
-
-def run_days_between_ids(database: Database, first_id: int, last_id: int) -> set[date]:
-    """UTC days of the runs with ids in [first_id, last_id]: the days one ingest run stored."""
-    with database.connect() as connection:
-        stamps = connection.scalars(
-            sa.select(llm_logs.c.run_started_at)
-            .where(llm_logs.c.id.between(first_id, last_id), llm_logs.c.run_started_at.is_not(None))
+            .where(sa.or_(*(llm_logs.c.id.between(first, last) for first, last in ranges)), llm_logs.c.run_started_at.is_not(None))
             .distinct()
         )
         return {stamp.date() for stamp in stamps}

@@ -45,13 +45,14 @@ class IngestReport:
     quarantined: int = 0
     unsettled: int = 0
     missing: int = 0
-    stored_ids: list[int] = field(default_factory=list)
+    stored_ids: list[int] = field(default_factory=list)  # ascending, whatever order batches committed in
     errors: list[tuple[str, str]] = field(default_factory=list)
 
     def add(self, other: IngestReport) -> None:
         for name in ("files_seen", "bytes_read", "stored", "already_stored", "quarantined", "unsettled", "missing"):
             setattr(self, name, getattr(self, name) + getattr(other, name))
-        self.stored_ids += other.stored_ids
+        # Workers commit batches concurrently: a later batch can hold lower ids.
+        self.stored_ids = sorted(self.stored_ids + other.stored_ids)
         self.errors += other.errors
 
     def line(self) -> str:

@@ -10,9 +10,11 @@ import pytest
 import sqlalchemy as sa
 
 from llm_monitoring.db import Database, eval_checks, ingest_errors, llm_logs
+from llm_monitoring.defs.assets import _logs_metadata
 from llm_monitoring.defs.jobs import ingest_run_config
 from llm_monitoring.defs.resources import DatabaseResource, LogSourceResource
 from llm_monitoring.defs.sensors import new_log_files_sensor
+from llm_monitoring.ingest import IngestReport
 from llm_monitoring.runner import IngestFailed, run_ingest
 from llm_monitoring.samples import write_sample_logs
 from llm_monitoring_tests.conftest import FIXTURES, REAL_LOGS
@@ -201,3 +203,13 @@ def test_sensor_on_a_database_without_tables_lists_prefix_named_files(logs_dir: 
     with dg.instance_for_test() as instance:
         result = new_log_files_sensor(dg.build_sensor_context(instance=instance, resources=resources))
     assert result.run_requests[0].run_config["ops"]["ingest_logs"]["config"]["files"] == ["_search_20251103_144350_8459d5.json"]
+
+
+def test_report_keeps_stored_ids_ascending_whatever_order_batches_commit_in():
+    # Workers commit concurrently: the id range in the metadata must still span every stored run.
+    total = IngestReport()
+    for ids in ([7, 8], [3, 4], [5, 6]):
+        total.add(IngestReport(stored=len(ids), stored_ids=ids))
+    assert total.stored_ids == [3, 4, 5, 6, 7, 8]
+    metadata = _logs_metadata(total, "logs")
+    assert (metadata["first_new_id"], metadata["last_new_id"]) == (3, 8)

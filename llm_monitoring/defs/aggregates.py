@@ -151,11 +151,6 @@ daily_aggregates_job = dg.define_asset_job(
 
 # ---------------------------------------------------------------------------- the sensor
 
-# Without the ingest's id range in the materialization metadata, the rows an ingest run stored are
-# found by created_at between the run's start and its materialization. Rows carry the ingest
-# worker's clock; the margin absorbs skew with the instance's timestamps. An extra day costs one
-# idempotent rebuild.
-CREATED_AT_MARGIN = timedelta(minutes=5)
 MAX_MATERIALIZATIONS_PER_TICK = 100
 # Days closer than this are rebuilt in one run: an empty day costs nothing, a run costs seconds.
 MERGE_GAP_DAYS = 7
@@ -214,25 +209,16 @@ def _metadata_value(materialization: dg.AssetMaterialization | None, key: str) -
     return entry.value if entry is not None else None
 
 
-def _ingested_days(context: dg.SensorEvaluationContext, database: db.Database, records: list[dg.EventLogRecord]) -> set[date]:
-    days: set[date] = set()
+def _ingested_days(database: db.Database, records: list[dg.EventLogRecord]) -> set[date]:
+    """Run days of the rows the ingests stored, from the id range each reports: exact, whatever the
+    clocks, and one query for the whole tick."""
+    ranges = []
     for record in records:
         materialization = record.asset_materialization
-        if _metadata_value(materialization, "runs_stored") == 0:
-            continue
         first_id, last_id = _metadata_value(materialization, "first_new_id"), _metadata_value(materialization, "last_new_id")
-        if isinstance(first_id, int) and isinstance(last_id, int):
-            # The ingest reports the ids it stored: exact, whatever the clocks and the commit order.
-            days |= db.run_days_between_ids(database, first_id, last_id)
-            continue
-        run = context.instance.get_run_record_by_id(record.run_id)
-        started = run.start_time if run and run.start_time else (run.create_timestamp.timestamp() if run else record.timestamp)
-        days |= db.run_days_created_between(
-            database,
-            datetime.fromtimestamp(started, timezone.utc) - CREATED_AT_MARGIN,
-            datetime.fromtimestamp(record.timestamp, timezone.utc) + CREATED_AT_MARGIN,
-        )
-    return days
+        if isinstance(first_id, int) and isinstance(last_id, int):  # None when the ingest stored nothing
+            ranges.append((first_id, last_id))
+    return db.run_days_in_id_ranges(database, ranges)
 
 
 @dg.sensor(
@@ -267,7 +253,7 @@ def daily_aggregates_sensor(context: dg.SensorEvaluationContext, database: Datab
                     ).records
                 )
                 storage_id = records[-1].storage_id if records else cursor.storage_id
-                log_days = _ingested_days(context, monitoring_db, records)
+                log_days = _ingested_days(monitoring_db, records)
                 ingests = len(records)
             since = datetime.fromisoformat(cursor.feedback_at) if cursor.feedback_at else None
             feedback_days, feedback_at = db.feedback_changes_since(monitoring_db, since)
