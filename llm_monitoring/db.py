@@ -434,7 +434,7 @@ class Database:
     @contextmanager
     def transaction(self) -> Iterator[Connection]:
         try:
-            with self.engine.begin() as connection:
+            with self.engine.connect().execution_options(**{WRITES: True}) as connection, connection.begin():
                 yield connection
         except (sa.exc.OperationalError, sa.exc.InterfaceError) as error:
             if _is_connection_error(error):
@@ -732,13 +732,19 @@ def _create_engine(url: str, *, echo: bool) -> Engine:
         engine = sa.create_engine(url, echo=echo, connect_args={"timeout": 60})
         sa.event.listen(engine, "connect", _sqlite_on_connect)
         # pysqlite's own transaction handling defers BEGIN; emit it ourselves so that a writer takes the
-        # lock at the start of its transaction and two processes never deadlock on an upgrade.
-        sa.event.listen(engine, "begin", lambda connection: connection.exec_driver_sql("BEGIN IMMEDIATE"))
+        # lock at the start of its transaction and two processes never deadlock on an upgrade. Reads
+        # begin deferred: in WAL mode they neither wait for a writer nor hold one up.
+        sa.event.listen(engine, "begin", _sqlite_begin)
         return engine
     return sa.create_engine(url, echo=echo, pool_pre_ping=True, pool_size=2, max_overflow=4)
 
 
 SQLITE_PAGE_SIZE = 16384
+WRITES = "llm_monitoring_writes"  # execution option of the connections Database.transaction() opens
+
+
+def _sqlite_begin(connection: Connection) -> None:
+    connection.exec_driver_sql("BEGIN IMMEDIATE" if connection.get_execution_options().get(WRITES) else "BEGIN")
 
 
 def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:

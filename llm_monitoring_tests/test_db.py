@@ -133,3 +133,18 @@ def test_values_keep_their_types_through_the_bulk_writers(database: Database):
         (check.check_name, check.passed, check.score) for check in run.checks
     )
     assert all(check["created_at"].tzinfo is not None for check in checks)
+
+
+def test_sqlite_reads_neither_wait_for_a_writer_nor_block_one(sqlite_url: str):
+    writer, reader = Database(sqlite_url), Database(sqlite_url)
+    writer.ensure_schema()
+    try:
+        with writer.transaction():  # holds the write lock
+            assert reader.count(llm_logs) == 0  # would wait for the lock (busy timeout) and fail
+        with reader.connect() as connection:
+            connection.execute(sa.select(llm_logs.c.id)).all()  # a read transaction left open
+            run = run_to_store("gemini_thinking.json")
+            assert writer.store_runs([run]).inserted
+    finally:
+        writer.dispose()
+        reader.dispose()
