@@ -6,6 +6,7 @@ This is the one module that knows SQL. Everything else hands it records and gets
 from __future__ import annotations
 
 import json
+import operator
 import re
 import zlib
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -326,7 +327,12 @@ CHECK_COLUMNS = ("log_id", "check_name", "passed", "score", "details", "evaluato
 
 def check_values(log_id: int, checks: Iterable[CheckResult], evaluator_version: str, now: datetime) -> list[tuple[Any, ...]]:
     """eval_checks rows in CHECK_COLUMNS order."""
-    return [(log_id, check.check_name, check.passed, check.score, check.details, evaluator_version, now) for check in checks]
+    return [(log_id, *_check_fields(check, evaluator_version), now) for check in checks]
+
+
+def _check_fields(check: CheckResult, evaluator_version: str) -> tuple[Any, ...]:
+    """CHECK_COLUMNS between log_id and created_at."""
+    return (check.check_name, check.passed, check.score, check.details, evaluator_version)
 
 
 def check_rows(log_id: int, checks: Iterable[CheckResult], evaluator_version: str, now: datetime) -> list[dict[str, Any]]:
@@ -335,31 +341,27 @@ def check_rows(log_id: int, checks: Iterable[CheckResult], evaluator_version: st
 
 @dataclass(frozen=True)
 class EncodedRun:
-    """A run's rows with every value already converted for one database's driver, ids left out.
-
-    Encoding needs no connection, so the ingest does it in the process that parses the files,
-    and the writing process only assigns ids and streams rows. Plain tuples also cross a process
-    boundary several times faster than the records they come from.
-    """
+    """A run's rows with every value already converted for one database's driver, ids left out:
+    encoded before the transaction begins, so that it holds the write lock only to assign ids and
+    stream rows."""
 
     content_hash: str
     log_values: tuple[Any, ...]  # LOG_COLUMNS without "id"
     checks: tuple[tuple[Any, ...], ...]  # CHECK_COLUMNS without "log_id"
 
 
-def encode_runs(runs: Sequence[RunToStore], dialect_name: str) -> list[EncodedRun]:
+_LOG_VALUES = operator.itemgetter(*LOG_COLUMNS[1:])  # a log_row dict -> its values in column order
+
+
+def _encode_runs(runs: Sequence[RunToStore], dialect_name: str) -> list[EncodedRun]:
     encode_log = _row_encoder(llm_logs, LOG_COLUMNS[1:], dialect_name)
     encode_check = _row_encoder(eval_checks, CHECK_COLUMNS[1:-1], dialect_name)
     # One timestamp for the batch's checks, encoded once rather than once per check.
     (created_at,) = _row_encoder(eval_checks, CHECK_COLUMNS[-1:], dialect_name)((datetime.now(timezone.utc),))
     encoded = []
     for run in runs:
-        row = run.log_row()
-        checks = tuple(
-            (*encode_check((check.check_name, check.passed, check.score, check.details, run.evaluator_version)), created_at)
-            for check in run.checks
-        )
-        encoded.append(EncodedRun(run.content_hash, encode_log(tuple(row[name] for name in LOG_COLUMNS[1:])), checks))
+        checks = tuple((*encode_check(_check_fields(check, run.evaluator_version)), created_at) for check in run.checks)
+        encoded.append(EncodedRun(run.content_hash, encode_log(_LOG_VALUES(run.log_row())), checks))
     return encoded
 
 
@@ -460,11 +462,7 @@ class Database:
 
     def store_runs(self, runs: Sequence[RunToStore]) -> BatchResult:
         """Store runs and their checks in one transaction. Content already stored is skipped, never duplicated."""
-        return self.store_encoded(encode_runs(runs, self.dialect))
-
-    def store_encoded(self, runs: Sequence[EncodedRun]) -> BatchResult:
-        """`store_runs` for runs already encoded (by `encode_runs`, possibly in another process)."""
-        unique = list({run.content_hash: run for run in runs}.values())
+        unique = _encode_runs(list({run.content_hash: run for run in runs}.values()), self.dialect)
         if not unique:
             return BatchResult({}, set())
         with self.transaction() as connection:
@@ -706,6 +704,7 @@ _BINARY_COPY_TYPES = {
 }
 
 
+@lru_cache(maxsize=None)
 def _binary_copy_type(column: sa.Column[Any]) -> str:
     """The type psycopg writes a column's values as in binary COPY, from the column's Postgres type."""
     compiled = column.type.compile(dialect=postgresql.dialect())

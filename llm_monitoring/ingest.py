@@ -30,7 +30,7 @@ from llm_monitoring.core.evaluation import EVALUATOR_VERSION, evaluate_run
 from llm_monitoring.core.parsing import PARSER_VERSION, parse_log_bytes
 from llm_monitoring.core.pricing import price_run
 from llm_monitoring.core.records import LogRecord, ParseError
-from llm_monitoring.db import Database, RunToStore, encode_runs
+from llm_monitoring.db import Database, RunToStore
 from llm_monitoring.sources import LogSource
 
 logger = logging.getLogger("llm_monitoring.ingest")
@@ -242,7 +242,7 @@ def _store_batch(source: LogSource, database: Database, names: list[str], settin
         files_by_hash[digest] = [name]
         runs[digest] = build_run(source.path_of(name), digest, text, record)
     if runs:
-        result = database.store_encoded(encode_runs(list(runs.values()), database.dialect))
+        result = database.store_runs(list(runs.values()))
         report.stored = len(result.inserted)
         report.already_stored = sum(len(files_by_hash[digest]) for digest in runs) - report.stored
         report.stored_ids = sorted(result.inserted.values())
