@@ -5,6 +5,7 @@ This is the one module that knows SQL. Everything else hands it records and gets
 
 from __future__ import annotations
 
+import hashlib
 import json
 import operator
 import re
@@ -243,6 +244,25 @@ processed_files = sa.Table(
     sa.Index("ix_processed_files_processed_as", "processed_as"),
 )
 
+# The schema this code upgrades a database to: a digest of every table, column and index, so any
+# change to the tables above makes ensure_schema upgrade once and then find it in place.
+schema_state = sa.Table("schema_state", metadata, sa.Column("version", sa.String(64), nullable=False))
+@lru_cache(maxsize=1)
+def schema_version() -> str:
+    # Computed on first use: the daily tables are defined further down this module.
+    shape = [
+        (table.name, [(column.name, repr(column.type)) for column in table.columns], sorted(index.name for index in table.indexes))
+        for table in metadata.sorted_tables
+    ]
+    return hashlib.sha256(repr(shape).encode()).hexdigest()
+
+
+def _stored_schema_version(connection: Connection) -> str | None:
+    if not sa.inspect(connection).has_table(schema_state.name):
+        return None
+    return connection.scalar(sa.select(schema_state.c.version))
+
+
 # ---------------------------------------------------------------------------- URLs
 
 
@@ -451,12 +471,21 @@ class Database:
     # -------------------------------------------------------------- schema
 
     def ensure_schema(self) -> None:
-        """Create missing tables, columns and indexes; safe to call on every start."""
+        """Create missing tables, columns and indexes; safe to call on every start.
+
+        Every step and sensor tick calls it: one read finds the schema of this code already in place,
+        and only an upgrade inspects every table under the write lock.
+        """
+        with self.connect() as connection:
+            if _stored_schema_version(connection) == schema_version():
+                return
         with self.transaction() as connection:
             metadata.create_all(connection, checkfirst=True)
             _add_missing_columns(connection)
             if connection.dialect.name == "postgresql":
                 _tune_postgres(connection)
+            connection.execute(sa.delete(schema_state))
+            connection.execute(sa.insert(schema_state).values(version=schema_version()))
 
     # -------------------------------------------------------------- ingest
 

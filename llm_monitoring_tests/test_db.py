@@ -82,6 +82,18 @@ def test_schema_upgrade_adds_missing_columns(sqlite_url: str):
     database.dispose()
 
 
+def test_schema_in_place_is_found_with_one_read_and_no_write_lock(sqlite_url: str):
+    database = Database(sqlite_url)
+    database.ensure_schema()
+    other = Database(sqlite_url)
+    try:
+        with database.transaction():  # another writer holds the lock: the check must not wait for it
+            other.ensure_schema()
+    finally:
+        other.dispose()
+        database.dispose()
+
+
 def test_urls_accept_postgres_schemes_and_never_show_passwords():
     assert normalize_url("postgres://u:p@h/db") == "postgresql+psycopg://u:p@h/db"
     assert normalize_url("postgresql://u:p@h/db") == "postgresql+psycopg://u:p@h/db"
