@@ -153,7 +153,7 @@ def app_rerun(database: Database, filters: RunFilters, page_size: int = 100, off
     rows = list_runs(database, filters, limit=page_size, offset=offset)
     if rows and totals.runs:
         log_id = rows[0]["id"]
-        run_detail(database, log_id, with_raw_json=False)
+        run_detail(database, log_id)
         run_checks(database, log_id)
         run_feedback(database, log_id)
 

@@ -40,6 +40,7 @@ from llm_monitoring.db import (  # noqa: E402
     run_detail,
     run_feedback,
     run_totals,
+    stored_raw_json,
     version_sort_key,
 )
 from llm_monitoring.feedback import FeedbackError, delete_feedback, save_feedback, update_feedback  # noqa: E402
@@ -288,12 +289,23 @@ def show_texts(run: dict[str, Any]) -> None:
         st.markdown(run["assistant_answer"] or "_(no answer)_")
 
 
-def show_timeline(database: Database, log_id: int) -> None:
+@st.cache_data(max_entries=16, show_spinner=False)
+def cached_raw_json(content_hash: str, log_id: int, _database: Database) -> str:
+    # Keyed by the content hash: a stored log never changes, and an id reused after a purge is
+    # another key. Both expanders and every rerun while they stay open share one read.
+    return stored_raw_json(_database, log_id) or ""
+
+
+@st.cache_data(max_entries=16, show_spinner=False)
+def cached_timeline(content_hash: str, log_id: int, _database: Database) -> list[TimelineEntry]:
+    return message_timeline(cached_raw_json(content_hash, log_id, _database) or None)
+
+
+def show_timeline(database: Database, run: dict[str, Any]) -> None:
     timeline = st.expander("Message timeline", key="timeline_open", on_change="rerun")
     if not timeline.open:
         return  # the raw JSON is read only when someone looks
-    detail = run_detail(database, log_id)
-    entries = message_timeline(detail["raw_json"] if detail else None)
+    entries = cached_timeline(run["content_hash"], run["id"], database)
     with timeline:
         if not entries:
             st.info("The raw log has no messages to show.")
@@ -333,12 +345,12 @@ def show_timeline_entry(entry: TimelineEntry) -> None:
             st.markdown(entry.content)
 
 
-def show_raw_json(database: Database, log_id: int) -> None:
+def show_raw_json(database: Database, run: dict[str, Any]) -> None:
     raw = st.expander("Raw JSON", key="raw_open", on_change="rerun")
     if not raw.open:
         return
-    detail = run_detail(database, log_id)
-    text = (detail or {}).get("raw_json") or ""
+    log_id = run["id"]
+    text = cached_raw_json(run["content_hash"], log_id, database)
     with raw:
         st.caption(f"{len(text.encode('utf-8')) / 1024:,.1f} KB as stored")
         st.download_button("Download", text, file_name=f"run_{log_id}.json", mime="application/json")
@@ -482,7 +494,7 @@ def show_feedback_editor(database: Database, log_id: int, entries: list[dict[str
 
 
 def show_run(database: Database, log_id: int) -> None:
-    run = run_detail(database, log_id, with_raw_json=False)
+    run = run_detail(database, log_id)
     if run is None:
         st.warning(f"Run #{log_id} no longer exists.")
         return
@@ -490,8 +502,8 @@ def show_run(database: Database, log_id: int) -> None:
     left, right = st.columns([3, 2], gap="large")
     with left:
         show_texts(run)
-        show_timeline(database, log_id)
-        show_raw_json(database, log_id)
+        show_timeline(database, run)
+        show_raw_json(database, run)
     with right:
         show_checks(database, log_id)
         entries = show_feedback_history(database, log_id)

@@ -1213,11 +1213,16 @@ def filter_options(database: Database) -> FilterOptions:
         )
 
 
-def run_detail(database: Database, log_id: int, *, with_raw_json: bool = True) -> dict[str, Any] | None:
-    columns = [column for column in llm_logs.c if with_raw_json or column.name != "raw_json"]
+def run_detail(database: Database, log_id: int) -> dict[str, Any] | None:
+    """A run's row without raw_json (see stored_raw_json; Database.get_log has both)."""
     with database.connect() as connection:
-        row = connection.execute(sa.select(*columns).where(llm_logs.c.id == log_id)).first()
+        row = connection.execute(sa.select(*(column for column in llm_logs.c if column is not llm_logs.c.raw_json)).where(llm_logs.c.id == log_id)).first()
         return dict(row._mapping) if row else None
+
+
+def stored_raw_json(database: Database, log_id: int) -> str | None:
+    with database.connect() as connection:
+        return connection.scalar(sa.select(llm_logs.c.raw_json).where(llm_logs.c.id == log_id))
 
 
 def run_checks(database: Database, log_id: int) -> list[dict[str, Any]]:
