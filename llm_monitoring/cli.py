@@ -7,7 +7,7 @@ import sys
 from collections.abc import Sequence
 
 from llm_monitoring.config import get_settings
-from llm_monitoring.db import Database, DatabaseUnavailable
+from llm_monitoring.db import Database, DatabaseUnavailable, open_database
 from llm_monitoring.ingest import content_hash
 from llm_monitoring.runner import IngestFailed, configure_logging, run_ingest, skip_final_collection, watch
 from llm_monitoring.samples import write_sample_logs
@@ -40,11 +40,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     print(f"Wrote {len(paths)} sample run logs into {settings.logs_dir}/")
     outcome = run_ingest()
     print(f"Ingest: {outcome.line()}\n")
-    database = Database()
-    try:
+    with open_database(ensure_schema=False) as database:
         print(format_summary(database))
-    finally:
-        database.dispose()
     print(
         "\nNext:\n"
         "  uv run dagster dev            # Dagster UI on http://localhost:3000: lineage, runs; the sensor ingests new files in logs/\n"
@@ -69,11 +66,8 @@ def cmd_watch(args: argparse.Namespace) -> int:
 
 
 def cmd_summary(args: argparse.Namespace) -> int:
-    database = Database()
-    try:
+    with open_database(ensure_schema=False) as database:
         print(format_summary(database))
-    finally:
-        database.dispose()
     return 0
 
 
@@ -90,11 +84,8 @@ def cmd_retry_quarantined(args: argparse.Namespace) -> int:
     # The cause is said to be fixed: the errors no longer count as open (quality gate, summary);
     # a file that fails again re-opens its row.
     if hashes:
-        database = Database()
-        try:
+        with open_database(ensure_schema=False) as database:
             database.resolve_ingest_errors(hashes)
-        finally:
-            database.dispose()
     print(f"{len(names)} quarantined files put back; the next ingest or sensor tick retries them")
     if names and args.ingest:
         print(run_ingest().line())
@@ -107,42 +98,39 @@ def cmd_feedback(args: argparse.Namespace) -> int:
 
     parser: argparse.ArgumentParser = args.feedback_parser
     target, extra = args.target, args.extra
-    database = Database()
     try:
-        database.ensure_schema()
-        if target == "import":
-            if extra is None:
-                parser.error("feedback import needs a FILE (.csv or .jsonl)")
-            report = import_feedback(database, extra)
-            for row_error in report.errors:
-                print(f"{extra}: {row_error}", file=sys.stderr)
-            print(f"{extra}: {report.line()}")
-            return 1 if report.errors else 0
-        if target == "list":
-            log_id = _log_id(parser, extra) if extra is not None else None
-            entries = list_feedback(database, log_id, reviewer=args.reviewer, limit=args.limit)
-            for entry in entries:
-                mark = "good" if entry.is_good else "bad "
-                who = f" by {entry.reviewer}" if entry.reviewer else ""
-                comment = "  " + " ".join(entry.comments.split()) if entry.comments else ""
-                print(f"#{entry.id}  run #{entry.log_id}  {mark}{who}  {entry.created_at:%Y-%m-%d %H:%M}{comment}")
-            print(f"{len(entries)} feedback shown")
+        with open_database() as database:
+            if target == "import":
+                if extra is None:
+                    parser.error("feedback import needs a FILE (.csv or .jsonl)")
+                report = import_feedback(database, extra)
+                for row_error in report.errors:
+                    print(f"{extra}: {row_error}", file=sys.stderr)
+                print(f"{extra}: {report.line()}")
+                return 1 if report.errors else 0
+            if target == "list":
+                log_id = _log_id(parser, extra) if extra is not None else None
+                entries = list_feedback(database, log_id, reviewer=args.reviewer, limit=args.limit)
+                for entry in entries:
+                    mark = "good" if entry.is_good else "bad "
+                    who = f" by {entry.reviewer}" if entry.reviewer else ""
+                    comment = "  " + " ".join(entry.comments.split()) if entry.comments else ""
+                    print(f"#{entry.id}  run #{entry.log_id}  {mark}{who}  {entry.created_at:%Y-%m-%d %H:%M}{comment}")
+                print(f"{len(entries)} feedback shown")
+                return 0
+            if extra is not None:
+                parser.error(f"unexpected argument {extra!r}")
+            if args.is_good is None:
+                parser.error("say --good or --bad")
+            log_id = _log_id(parser, target)
+            feedback_id = save_feedback(
+                database, log_id, args.is_good, comments=args.comment, reference_answer=args.reference, reviewer=args.reviewer
+            )
+            print(f"feedback #{feedback_id} stored for run #{log_id} ({'good' if args.is_good else 'bad'})")
             return 0
-        if extra is not None:
-            parser.error(f"unexpected argument {extra!r}")
-        if args.is_good is None:
-            parser.error("say --good or --bad")
-        log_id = _log_id(parser, target)
-        feedback_id = save_feedback(
-            database, log_id, args.is_good, comments=args.comment, reference_answer=args.reference, reviewer=args.reviewer
-        )
-        print(f"feedback #{feedback_id} stored for run #{log_id} ({'good' if args.is_good else 'bad'})")
-        return 0
     except (FeedbackError, OSError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
-    finally:
-        database.dispose()
 
 
 def _log_id(parser: argparse.ArgumentParser, text: str) -> int:

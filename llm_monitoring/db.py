@@ -633,6 +633,18 @@ class Database:
         }
 
 
+@contextmanager
+def open_database(url: str | None = None, *, ensure_schema: bool = True) -> Iterator[Database]:
+    """A Database for one command or step: schema ensured (unless told not to), disposed of at the end."""
+    database = Database(url)
+    try:
+        if ensure_schema:
+            database.ensure_schema()
+        yield database
+    finally:
+        database.dispose()
+
+
 # ---------------------------------------------------------------------------- bulk load
 
 

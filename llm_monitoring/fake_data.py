@@ -31,9 +31,8 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
-from llm_monitoring.core.parsing import parse_log_bytes
-from llm_monitoring.db import Database, DatabaseUnavailable, RunToStore, insert_feedback, purge_origin
-from llm_monitoring.ingest import build_run, content_hash
+from llm_monitoring.db import Database, DatabaseUnavailable, RunToStore, insert_feedback, open_database, purge_origin
+from llm_monitoring.ingest import run_from_bytes
 from llm_monitoring.samples import PROFILES, AgentProfile, make_run_log
 
 FAKE_ORIGIN = "fake"
@@ -215,11 +214,9 @@ def _plan_feedback(
 
 def to_run_to_store(run_log: FakeRunLog) -> RunToStore:
     """Parse, price and evaluate the log's bytes exactly as the ingest does, marked as fake."""
-    text, record = parse_log_bytes(run_log.raw)
-    finished = record.run_finished_at or run_log.started
+    run = run_from_bytes(run_log.raw, f"fake://{run_log.name}", origin=FAKE_ORIGIN)
     # "Stored" a few seconds after the run finished, as the sensor would; fixed for a seed.
-    created_at = finished + timedelta(seconds=5)
-    return build_run(f"fake://{run_log.name}", content_hash(run_log.raw), text, record, origin=FAKE_ORIGIN, created_at=created_at)
+    return replace(run, created_at=(run.record.run_finished_at or run_log.started) + timedelta(seconds=5))
 
 
 def store_dataset(database: Database, dataset: FakeDataset) -> FakeReport:
@@ -278,6 +275,13 @@ def _rate(text: str) -> float:
     return value
 
 
+def _count(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
+    return value
+
+
 def _positive(text: str) -> float:
     value = float(text)
     if value <= 0:
@@ -295,7 +299,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m llm_monitoring.fake_data",
         description="Generate fake agent runs (priced and evaluated like real logs) into DATABASE_URL, or as log files.",
     )
-    parser.add_argument("--count", type=int, default=200, help="number of runs (default 200)")
+    parser.add_argument("--count", type=_count, default=200, help="number of runs (default 200)")
     parser.add_argument("--hours", type=_positive, default=24.0, help="spread run start times over the last N hours (default 24)")
     parser.add_argument("--feedback-rate", type=_rate, default=0.5, help="share of runs that get feedback (default 0.5)")
     parser.add_argument("--good-ratio", type=_rate, default=0.65, help="share of that feedback that is good (default 0.65)")
@@ -308,9 +312,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if args.count < 0:
-        print("error: --count must be >= 0", file=sys.stderr)
-        return 2
     try:
         if args.purge:
             return _purge()
@@ -327,13 +328,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "feedback is only generated when writing to the database."
             )
             return 0
-        database = Database()
-        try:
-            database.ensure_schema()
+        with open_database() as database:
             report = store_dataset(database, dataset)
             where = database.display_url
-        finally:
-            database.dispose()
     except DatabaseUnavailable as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
@@ -345,13 +342,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _purge() -> int:
-    database = Database()
-    try:
-        database.ensure_schema()
+    with open_database() as database:
         deleted = purge_origin(database, FAKE_ORIGIN)
         where = database.display_url
-    finally:
-        database.dispose()
     print(
         f"Deleted {deleted['llm_logs']} fake runs, {deleted['eval_checks']} checks and "
         f"{deleted['feedback']} feedback rows from {where}"

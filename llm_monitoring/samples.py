@@ -126,10 +126,6 @@ def document_text(seed: str, chars: int) -> str:
     return "".join(sentences)[:chars]
 
 
-def _iso(moment: datetime) -> str:
-    return moment.isoformat().replace("+00:00", "Z") if False else moment.isoformat()
-
-
 def make_run_log(rng: random.Random, started: datetime, *, size_kb: int = 5, profile: AgentProfile | None = None) -> dict[str, Any]:
     profile = profile or rng.choice(PROFILES)
     question, topic, source_file = rng.choice(TOPICS)

@@ -1,14 +1,14 @@
 """Resources: the log source and the monitoring database, configured from env vars when used."""
 
 
-from contextlib import contextmanager
 from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager
 
 import dagster as dg
 from pydantic import Field
 
 from llm_monitoring.config import get_settings
-from llm_monitoring.db import Database, DatabaseUnavailable
+from llm_monitoring.db import Database, DatabaseUnavailable, open_database
 from llm_monitoring.sources import LocalDirectorySource, LogSource
 
 
@@ -36,16 +36,8 @@ class DatabaseResource(dg.ConfigurableResource):
 
     url: str | None = Field(default=None, description="SQLAlchemy URL; postgres:// and postgresql:// use psycopg 3.")
 
-    @contextmanager
-    def open(self, *, ensure_schema: bool = True) -> Iterator[Database]:
-        database = Database(self.url)
-        try:
-            if ensure_schema:
-                database.ensure_schema()
-            yield database
-        finally:
-            database.dispose()
-
+    def open(self, *, ensure_schema: bool = True) -> AbstractContextManager[Database]:
+        return open_database(self.url, ensure_schema=ensure_schema)
 
     @contextmanager
     def open_for_step(self, *, ensure_schema: bool = True) -> Iterator[Database]:
