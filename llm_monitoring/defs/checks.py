@@ -6,6 +6,7 @@ partition window; run on its own (the "Execute" button), it judges the latest da
 """
 
 from datetime import date, datetime, timedelta, timezone
+from typing import Any
 
 import dagster as dg
 
@@ -14,18 +15,14 @@ from llm_monitoring.config import quality_thresholds
 from llm_monitoring.core import evaluation
 from llm_monitoring.core.quality import (
     Finding,
-    QualityThresholds,
     cost_spike_findings,
     pass_rate_findings,
     unpriced_findings,
 )
 from llm_monitoring.defs.resources import DatabaseResource
+from llm_monitoring.recompute import day_range
 
 PARSE_FAILURE_WINDOW = timedelta(hours=24)
-
-
-def thresholds() -> QualityThresholds:
-    return quality_thresholds()
 
 
 def _window(context: dg.AssetCheckExecutionContext) -> tuple[datetime, datetime] | None:
@@ -39,10 +36,40 @@ def judged_days(context: dg.AssetCheckExecutionContext, database: db.Database, t
     """The days of the run's partition window, or else the latest day in `table`."""
     window = _window(context)
     if window is not None:
-        first, end = window[0].date(), window[1].date()
-        return [first + timedelta(days=offset) for offset in range((end - first).days)]
+        return _window_days(window)
     latest = db.latest_daily_day(database, table)
     return [latest] if latest else []
+
+
+def _window_days(window: tuple[datetime, datetime]) -> list[date]:
+    first, end = day_range(*window)
+    return [first + timedelta(days=offset) for offset in range((end - first).days)]
+
+
+def _judged_rows(
+    context: dg.AssetCheckExecutionContext, database: DatabaseResource, table: str, lookback_days: int = 0
+) -> tuple[list[date], list[dict[str, Any]]]:
+    """The judged days and their rows of `table`, with `lookback_days` before them for a baseline."""
+    with database.open_for_step(ensure_schema=False) as monitoring_db:
+        days = judged_days(context, monitoring_db, table)
+        if not days:
+            return days, []
+        return days, db.daily_rows(monitoring_db, table, days[0] - timedelta(days=lookback_days), days[-1] + timedelta(days=1))
+
+
+def _gate_result(findings: list[Finding], days: list[date], passed_description: str, **metadata: Any) -> dg.AssetCheckResult:
+    """A WARN gate over days: fails on any finding, and shows the findings and their days."""
+    return dg.AssetCheckResult(
+        passed=not findings,
+        severity=dg.AssetCheckSeverity.WARN,
+        description=findings[0].line if findings else passed_description,
+        metadata={
+            "days_checked": _span(days),
+            **metadata,
+            "failing_days": _failing_days(findings),
+            "findings": _findings_md(findings),
+        },
+    )
 
 
 def _findings_md(findings: list[Finding], limit: int = 20) -> dg.MetadataValue:
@@ -66,22 +93,15 @@ def _span(days: list[date]) -> str:
     description="Share of the day's runs without a price (unknown model, no usage) stays at or below QUALITY_MAX_UNPRICED_SHARE (default 5%). WARN.",
 )
 def unpriced_runs_share(context: dg.AssetCheckExecutionContext, database: DatabaseResource) -> dg.AssetCheckResult:
-    limits = thresholds()
-    with database.open_for_step(ensure_schema=False) as monitoring_db:
-        days = judged_days(context, monitoring_db, "daily_usage")
-        rows = db.daily_rows(monitoring_db, "daily_usage", days[0], days[-1] + timedelta(days=1)) if days else []
+    limits = quality_thresholds()
+    days, rows = _judged_rows(context, database, "daily_usage")
     findings, shares = unpriced_findings(rows, days, limits.max_unpriced_share)
-    return dg.AssetCheckResult(
-        passed=not findings,
-        severity=dg.AssetCheckSeverity.WARN,
-        description=findings[0].line if findings else f"at most {limits.max_unpriced_share:.0%} unpriced on {_span(days)}",
-        metadata={
-            "days_checked": _span(days),
-            "threshold": limits.max_unpriced_share,
-            "highest_share": max(shares.values(), default=0.0),
-            "failing_days": _failing_days(findings),
-            "findings": _findings_md(findings),
-        },
+    return _gate_result(
+        findings,
+        days,
+        f"at most {limits.max_unpriced_share:.0%} unpriced on {_span(days)}",
+        threshold=limits.max_unpriced_share,
+        highest_share=max(shares.values(), default=0.0),
     )
 
 
@@ -94,27 +114,17 @@ def unpriced_runs_share(context: dg.AssetCheckExecutionContext, database: Databa
     ),
 )
 def cost_spike(context: dg.AssetCheckExecutionContext, database: DatabaseResource) -> dg.AssetCheckResult:
-    limits = thresholds()
-    with database.open_for_step(ensure_schema=False) as monitoring_db:
-        days = judged_days(context, monitoring_db, "daily_usage")
-        rows = (
-            db.daily_rows(monitoring_db, "daily_usage", days[0] - timedelta(days=limits.baseline_days), days[-1] + timedelta(days=1))
-            if days else []
-        )
+    limits = quality_thresholds()
+    days, rows = _judged_rows(context, database, "daily_usage", limits.baseline_days)
     findings, details = cost_spike_findings(rows, days, limits)
     latest = details[max(details)] if details else {}
-    return dg.AssetCheckResult(
-        passed=not findings,
-        severity=dg.AssetCheckSeverity.WARN,
-        description=findings[0].line if findings else f"no cost spike on {_span(days)}",
-        metadata={
-            "days_checked": _span(days),
-            "factor": limits.cost_spike_factor,
-            "latest_day_cost_usd": latest.get("cost"),
-            "latest_day_baseline_usd": latest.get("baseline"),
-            "failing_days": _failing_days(findings),
-            "findings": _findings_md(findings),
-        },
+    return _gate_result(
+        findings,
+        days,
+        f"no cost spike on {_span(days)}",
+        factor=limits.cost_spike_factor,
+        latest_day_cost_usd=latest.get("cost"),
+        latest_day_baseline_usd=latest.get("baseline"),
     )
 
 
@@ -128,29 +138,18 @@ def cost_spike(context: dg.AssetCheckExecutionContext, database: DatabaseResourc
     ),
 )
 def pass_rate_drop(context: dg.AssetCheckExecutionContext, database: DatabaseResource) -> dg.AssetCheckResult:
-    limits = thresholds()
+    limits = quality_thresholds()
     version = evaluation.EVALUATOR_VERSION
-    with database.open_for_step(ensure_schema=False) as monitoring_db:
-        days = judged_days(context, monitoring_db, "daily_eval_summary")
-        rows = (
-            db.daily_rows(monitoring_db, "daily_eval_summary", days[0] - timedelta(days=limits.baseline_days), days[-1] + timedelta(days=1))
-            if days else []
-        )
-    rows = [row for row in rows if row["evaluator_version"] == version]
-    findings, judged = pass_rate_findings(rows, days, limits)
-    return dg.AssetCheckResult(
-        passed=not findings,
-        severity=dg.AssetCheckSeverity.WARN,
-        description=findings[0].line if findings else f"no pass-rate drop on {_span(days)} ({judged} day x check pairs judged)",
-        metadata={
-            "days_checked": _span(days),
-            "evaluator_version": version,
-            "max_drop": limits.max_pass_rate_drop,
-            "pairs_judged": judged,
-            "failing_pairs": len(findings),
-            "failing_days": _failing_days(findings),
-            "findings": _findings_md(findings),
-        },
+    days, rows = _judged_rows(context, database, "daily_eval_summary", limits.baseline_days)
+    findings, judged = pass_rate_findings([row for row in rows if row["evaluator_version"] == version], days, limits)
+    return _gate_result(
+        findings,
+        days,
+        f"no pass-rate drop on {_span(days)} ({judged} day x check pairs judged)",
+        evaluator_version=version,
+        max_drop=limits.max_pass_rate_drop,
+        pairs_judged=judged,
+        failing_pairs=len(findings),
     )
 
 
@@ -168,7 +167,7 @@ def eval_coverage(context: dg.AssetCheckExecutionContext, database: DatabaseReso
     with database.open_for_step(ensure_schema=False) as monitoring_db:
         missing = db.runs_missing_checks(monitoring_db, version, names, *(window or (None, None)))
     days = sorted({started.date() for _, started in missing if started is not None})
-    scope = f"{window[0]:%Y-%m-%d}..{(window[1] - timedelta(days=1)):%Y-%m-%d}" if window else "all runs"
+    scope = _span(_window_days(window)) if window else "all runs"
     return dg.AssetCheckResult(
         passed=not missing,
         severity=dg.AssetCheckSeverity.ERROR,
@@ -196,7 +195,7 @@ def eval_coverage(context: dg.AssetCheckExecutionContext, database: DatabaseReso
     ),
 )
 def recent_parse_failures(context: dg.AssetCheckExecutionContext, database: DatabaseResource) -> dg.AssetCheckResult:
-    limits = thresholds()
+    limits = quality_thresholds()
     since = datetime.now(timezone.utc) - PARSE_FAILURE_WINDOW
     with database.open_for_step(ensure_schema=False) as monitoring_db:
         errors = db.ingest_errors_since(monitoring_db, since)
