@@ -4,6 +4,7 @@ import pytest
 
 from llm_monitoring.core.parsing import parse_run_log
 from llm_monitoring.core.records import ParseError
+from llm_monitoring.core.timeline import message_timeline
 from llm_monitoring_tests.conftest import fixture_bytes
 
 
@@ -122,3 +123,14 @@ def test_documents_the_fast_parser_rejects_still_parse():
     record = parse_run_log(raw, fallback_time=datetime(2026, 1, 1, tzinfo=timezone.utc))
     assert record.agent_name == "a\ud800"
     assert (record.user_prompt, record.assistant_answer) == ("hi", "hello")
+
+
+def test_role_content_tool_messages_are_tool_returns_in_the_record_and_the_timeline():
+    raw = (
+        b'{"messages": [{"role": "system", "content": "Be brief."}, {"role": "tool", "content": "doc text"},'
+        b' {"role": "user", "content": "What is dbt?"}, {"role": "assistant", "content": "A tool."}]}'
+    )
+    record = parse_run_log(raw, fallback_time=datetime(2026, 1, 1, tzinfo=timezone.utc))
+    assert (record.user_prompt, record.assistant_answer) == ("What is dbt?", "A tool.")
+    kinds = [entry.kind for entry in message_timeline(raw.decode())]
+    assert kinds == ["system", "tool_return", "user", "answer"]

@@ -70,8 +70,8 @@ def parse_run_document(document: dict[str, Any], *, fallback_time: datetime | No
         keys = ", ".join(sorted(document)[:12]) or "none"
         found = "no 'messages' list" if messages is None else f"'messages' is {_json_type(messages)}, not a list"
         raise ParseError(f"not a pydantic-ai run log: {found} (top-level keys: {keys})")
-    normalized = [_normalize_message(message) for message in messages if isinstance(message, dict)]
-    responses = list(_unique_responses(normalized))
+    normalized = list(normalized_messages(messages))
+    responses = [message for message in normalized if message["kind"] in _RESPONSE_KINDS]
     requests = [message for message in normalized if message["kind"] not in _RESPONSE_KINDS]
 
     input_tokens, output_tokens, cache_read, cache_write, request_count, reported_cost = _usage(document, responses)
@@ -120,31 +120,34 @@ def _text(value: Any) -> str | None:
     return None
 
 
-def _normalize_message(message: dict[str, Any]) -> dict[str, Any]:
-    """Give every message a `kind` and `parts`, whatever the writer used."""
-    if isinstance(message.get("parts"), list):
-        kind = message.get("kind") or ("response" if message.get("role") == "assistant" else "request")
-        return {**message, "kind": kind}
-    # `{role, content}` messages, written by hand or by chat-style loggers.
-    role = message.get("role")
-    part_kind = {"user": "user-prompt", "system": "system-prompt", "assistant": "text"}.get(role, "user-prompt")
-    kind = "response" if role == "assistant" else "request"
-    part = {"part_kind": part_kind, "content": message.get("content"), "timestamp": message.get("timestamp")}
-    return {**message, "kind": kind, "parts": [part]}
+# Part kinds of `{role, content}` messages, written by hand or by chat-style loggers.
+_ROLE_PART_KINDS = {"user": "user-prompt", "system": "system-prompt", "assistant": "text", "tool": "tool-return"}
 
 
-def _unique_responses(messages: list[dict[str, Any]]) -> Iterator[dict[str, Any]]:
-    """Streamed runs repeat their final response: count each provider response once."""
+def normalized_messages(messages: Iterable[Any]) -> Iterator[dict[str, Any]]:
+    """The messages of a log in order, each with a `kind` and `parts` whatever the writer used, and
+    each provider response once (streamed runs repeat their final response)."""
     seen: set[str] = set()
     for message in messages:
-        if message["kind"] not in _RESPONSE_KINDS:
+        if not isinstance(message, dict):
             continue
+        message = _normalize_message(message)
         response_id = message.get("provider_response_id")
-        if response_id:
+        if message["kind"] in _RESPONSE_KINDS and isinstance(response_id, str) and response_id:
             if response_id in seen:
                 continue
             seen.add(response_id)
         yield message
+
+
+def _normalize_message(message: dict[str, Any]) -> dict[str, Any]:
+    if isinstance(message.get("parts"), list):
+        kind = message.get("kind") or ("response" if message.get("role") == "assistant" else "request")
+        return {**message, "kind": kind}
+    role = message.get("role")
+    kind = "response" if role == "assistant" else "request"
+    part = {"part_kind": _ROLE_PART_KINDS.get(role, "user-prompt"), "content": message.get("content"), "timestamp": message.get("timestamp")}
+    return {**message, "kind": kind, "parts": [part]}
 
 
 def _parts(messages: Iterable[dict[str, Any]], *kinds: str) -> Iterator[dict[str, Any]]:

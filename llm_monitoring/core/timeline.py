@@ -9,10 +9,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from llm_monitoring.core.parsing import OUTPUT_TOOL_PREFIX
-
-_RESPONSE_KINDS = {"response", "assistant", "model"}
-_ROLE_PART_KINDS = {"user": "user-prompt", "system": "system-prompt", "assistant": "text", "tool": "tool-return"}
+from llm_monitoring.core.parsing import OUTPUT_TOOL_PREFIX, normalized_messages
 
 
 @dataclass(frozen=True)
@@ -39,37 +36,13 @@ def message_timeline(raw_json: str | None) -> list[TimelineEntry]:
     if not isinstance(messages, list):
         return []
     entries: list[TimelineEntry] = []
-    seen_responses: set[str] = set()
-    for message in messages:
-        if not isinstance(message, dict):
-            continue
-        kind, parts = _kind_and_parts(message)
-        if kind in _RESPONSE_KINDS:
-            # Streamed runs repeat their final response; show it once.
-            response_id = message.get("provider_response_id")
-            if isinstance(response_id, str) and response_id:
-                if response_id in seen_responses:
-                    continue
-                seen_responses.add(response_id)
+    for message in normalized_messages(messages):
         model = message.get("model_name") if isinstance(message.get("model_name"), str) else None
-        for part in parts:
+        for part in message["parts"]:
             entry = _entry(part, message, model)
             if entry is not None:
                 entries.append(entry)
     return entries
-
-
-def _kind_and_parts(message: dict[str, Any]) -> tuple[str, list[Any]]:
-    if isinstance(message.get("parts"), list):
-        kind = message.get("kind") or ("response" if message.get("role") == "assistant" else "request")
-        return kind, message["parts"]
-    role = message.get("role")
-    part = {
-        "part_kind": _ROLE_PART_KINDS.get(role, "user-prompt"),
-        "content": message.get("content"),
-        "timestamp": message.get("timestamp"),
-    }
-    return ("response" if role == "assistant" else "request"), [part]
 
 
 def _entry(part: Any, message: dict[str, Any], model: str | None) -> TimelineEntry | None:
