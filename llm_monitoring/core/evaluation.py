@@ -36,8 +36,8 @@ _STOP_WORDS = frozenset(
 )
 
 
-def words(text: str | None) -> list[str]:
-    return list(_words(text)) if text else []
+def words(text: str | None) -> tuple[str, ...]:
+    return _words(text) if text else ()
 
 
 @lru_cache(maxsize=64)
