@@ -32,15 +32,15 @@ if str(ROOT) not in sys.path:
 
 import sqlalchemy as sa  # noqa: E402
 
-from llm_monitoring.core.evaluation import EVALUATOR_VERSION, evaluate_run  # noqa: E402
-from llm_monitoring.core.parsing import PARSER_VERSION, parse_log_bytes  # noqa: E402
-from llm_monitoring.core.pricing import price_run  # noqa: E402
+from llm_monitoring.core.evaluation import EVALUATOR_VERSION  # noqa: E402
 from llm_monitoring.db import (  # noqa: E402
+    CHECK_COLUMNS,
+    LOG_COLUMNS,
     Database,
     DatabaseUnavailable,
     RunFilters,
     RunToStore,
-    check_rows,
+    check_values,
     filter_options,
     list_runs,
     llm_logs,
@@ -50,7 +50,9 @@ from llm_monitoring.db import (  # noqa: E402
     run_feedback,
     run_totals,
 )
+from llm_monitoring.ingest import run_from_bytes  # noqa: E402
 from llm_monitoring.samples import PROFILES, make_run_log  # noqa: E402
+from llm_monitoring_tests.conftest import drop_postgres_database  # noqa: E402
 
 APP = ROOT / "llm_monitoring" / "app.py"
 DEFAULT_SERVER = "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -60,17 +62,15 @@ START = datetime(2026, 1, 1, tzinfo=timezone.utc)
 SPREAD = timedelta(days=90)
 FEEDBACK_SHARE = 0.05
 
-LOG_COLUMNS = [column.name for column in llm_logs.c if column.name != "id"]
-
 
 def database_url(server: str, name: str) -> str:
     return sa.make_url(normalize_url(server)).set(database=name).render_as_string(hide_password=False)
 
 
 def recreate_database(server: str, name: str) -> None:
+    drop_postgres_database(normalize_url(server), name)
     engine = sa.create_engine(normalize_url(server), isolation_level="AUTOCOMMIT")
     with engine.connect() as connection:
-        connection.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         connection.exec_driver_sql(f'CREATE DATABASE "{name}"')
     engine.dispose()
 
@@ -81,14 +81,7 @@ def templates(count: int) -> list[RunToStore]:
     runs = []
     for index in range(count):
         log = make_run_log(rng, START, size_kb=5, profile=PROFILES[index % len(PROFILES)])
-        raw = json.dumps(log).encode()
-        text, record = parse_log_bytes(raw)
-        runs.append(
-            RunToStore(
-                filepath="", content_hash="", raw_json=text, record=record, price=price_run(record),
-                checks=evaluate_run(record), parser_version=PARSER_VERSION, evaluator_version=EVALUATOR_VERSION,
-            )
-        )
+        runs.append(run_from_bytes(json.dumps(log).encode(), ""))
     return runs
 
 
@@ -101,7 +94,7 @@ def fill(database: Database, runs: int) -> float:
     raw = database.engine.raw_connection()
     try:
         cursor = raw.cursor()
-        with cursor.copy(f"COPY llm_logs (id, {', '.join(LOG_COLUMNS)}) FROM STDIN") as copy:
+        with cursor.copy(f"COPY llm_logs ({', '.join(LOG_COLUMNS)}) FROM STDIN") as copy:
             for log_id in range(1, runs + 1):
                 model = models[log_id % len(models)]
                 started = START + SPREAD * (log_id / runs) + timedelta(seconds=rng.randint(0, 59))
@@ -113,13 +106,12 @@ def fill(database: Database, runs: int) -> float:
                     run_finished_at=started + timedelta(seconds=row["duration_seconds"] or 0),
                     created_at=now,
                 )
-                copy.write_row([log_id, *(row[name] for name in LOG_COLUMNS)])
-        check_columns = ["log_id", "check_name", "passed", "score", "details", "evaluator_version", "created_at"]
-        with cursor.copy(f"COPY eval_checks ({', '.join(check_columns)}) FROM STDIN") as copy:
+                copy.write_row([log_id, *(row[name] for name in LOG_COLUMNS[1:])])
+        with cursor.copy(f"COPY eval_checks ({', '.join(CHECK_COLUMNS)}) FROM STDIN") as copy:
             for log_id in range(1, runs + 1):
                 model = models[log_id % len(models)]
-                for check in check_rows(log_id, model.checks, EVALUATOR_VERSION, now):
-                    copy.write_row([check[name] for name in check_columns])
+                for values in check_values(log_id, model.checks, EVALUATOR_VERSION, now):
+                    copy.write_row(values)
         with cursor.copy("COPY feedback (log_id, is_good, comments, reviewer, created_at) FROM STDIN") as copy:
             for log_id in range(1, runs + 1):
                 if rng.random() < FEEDBACK_SHARE:
@@ -270,10 +262,7 @@ def main() -> None:
     finally:
         database.dispose()
         if not args.keep:
-            engine = sa.create_engine(normalize_url(args.server), isolation_level="AUTOCOMMIT")
-            with engine.connect() as connection:
-                connection.exec_driver_sql(f'DROP DATABASE IF EXISTS "{args.database}" WITH (FORCE)')
-            engine.dispose()
+            drop_postgres_database(normalize_url(args.server), args.database)
 
 
 if __name__ == "__main__":

@@ -10,7 +10,6 @@ backfill job once over the whole range, as one Dagster run, the way a UI backfil
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 import random
@@ -23,12 +22,11 @@ import dagster as dg
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from llm_monitoring.core.evaluation import EVALUATOR_VERSION, evaluate_run  # noqa: E402
-from llm_monitoring.core.parsing import PARSER_VERSION, parse_log_bytes  # noqa: E402
-from llm_monitoring.core.pricing import price_run  # noqa: E402
 from llm_monitoring.db import Database, RunToStore, eval_checks  # noqa: E402
+from llm_monitoring.ingest import run_from_bytes  # noqa: E402
 from llm_monitoring.samples import PROFILES, make_run_log  # noqa: E402
 from llm_monitoring_tests.conftest import _server_url, create_postgres_database, drop_postgres_database  # noqa: E402
+from llm_monitoring_tests.history_data import run_job  # noqa: E402
 
 FIRST_DAY = date(2026, 1, 1)
 
@@ -40,12 +38,7 @@ def store(database: Database, runs: int, days: int, sizes_kb: tuple[int, ...]) -
     start = datetime.combine(FIRST_DAY, datetime.min.time(), tzinfo=timezone.utc)
     for index in range(runs):
         log = make_run_log(rng, start + spread * index, size_kb=sizes_kb[index % len(sizes_kb)], profile=PROFILES[index % len(PROFILES)])
-        raw = json.dumps(log).encode()
-        text, record = parse_log_bytes(raw)
-        batch.append(RunToStore(
-            filepath=f"logs/run_{index:06d}.json", content_hash=hashlib.sha256(raw).hexdigest(), raw_json=text, record=record,
-            price=price_run(record), checks=evaluate_run(record), parser_version=PARSER_VERSION, evaluator_version=EVALUATOR_VERSION,
-        ))
+        batch.append(run_from_bytes(json.dumps(log).encode(), f"logs/run_{index:06d}.json"))
         if len(batch) == 500:
             database.store_runs(batch)
             batch = []
@@ -53,14 +46,9 @@ def store(database: Database, runs: int, days: int, sizes_kb: tuple[int, ...]) -
 
 
 def backfill(job_name: str, instance: dg.DagsterInstance, days: int) -> float:
-    from llm_monitoring.definitions import defs
-
     last = FIRST_DAY + timedelta(days=days - 1)
     started = time.perf_counter()
-    result = defs.resolve_job_def(job_name).execute_in_process(
-        instance=instance,
-        tags={"dagster/asset_partition_range_start": FIRST_DAY.isoformat(), "dagster/asset_partition_range_end": last.isoformat()},
-    )
+    result = run_job(job_name, instance, first=FIRST_DAY.isoformat(), last=last.isoformat())
     elapsed = time.perf_counter() - started
     assert result.success, job_name
     return elapsed

@@ -33,6 +33,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from llm_monitoring.samples import write_sample_logs  # noqa: E402
+from llm_monitoring_tests.conftest import create_postgres_database, drop_postgres_database  # noqa: E402
 
 
 def generate(folder: Path, count: int) -> tuple[list[Path], int]:
@@ -128,19 +129,6 @@ def _pss_kb(pid: int) -> int:
     return 0
 
 
-def fresh_postgres(server: str) -> tuple[str, str]:
-    name = f"llmmon_bench_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(server, autocommit=True) as connection:
-        connection.execute(f'CREATE DATABASE "{name}"')
-    base, _, _ = server.rpartition("/")
-    return name, f"{base}/{name}"
-
-
-def drop_postgres(server: str, name: str) -> None:
-    with psycopg.connect(server, autocommit=True) as connection:
-        connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
 def copy_logs(paths: list[Path], target: Path) -> Path:
     target.mkdir(parents=True)
     for path in paths:
@@ -203,19 +191,19 @@ def main() -> None:
                 return f"sqlite:///{work / f'one-{tag}.db'}", f"sqlite:///{work / f'all-{tag}.db'}", work / f"floor-{tag}.db"
             bench("SQLite", paths, total_bytes, work, sqlite_urls, floor_sqlite, args.repeat)
         if args.only in (None, "postgres"):
+            # Plain postgresql:// URLs: the floor connects with psycopg itself.
             server = args.postgres.replace("postgresql+psycopg://", "postgresql://")
             names: list[str] = []
 
             def postgres_urls():
-                one_name, one_url = fresh_postgres(server)
-                all_name, all_url = fresh_postgres(server)
+                (one_name, one_url), (all_name, all_url) = create_postgres_database(server), create_postgres_database(server)
                 names.extend([one_name, all_name])
                 return one_url, all_url, all_url
             try:
                 bench("Postgres", paths, total_bytes, work, postgres_urls, floor_postgres, args.repeat)
             finally:
                 for name in names:
-                    drop_postgres(server, name)
+                    drop_postgres_database(server, name)
 
 
 if __name__ == "__main__":

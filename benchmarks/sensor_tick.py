@@ -14,19 +14,18 @@ import os
 import sys
 import tempfile
 import time
-import uuid
 from datetime import datetime, timezone
 from pathlib import Path
 
 import dagster as dg
-import psycopg
 import sqlalchemy as sa
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from llm_monitoring.db import Database, processed_files  # noqa: E402
+from llm_monitoring.db import Database, normalize_url, processed_files  # noqa: E402
 from llm_monitoring.defs.resources import DatabaseResource, LogSourceResource  # noqa: E402
 from llm_monitoring.defs.sensors import new_log_files_sensor  # noqa: E402
+from llm_monitoring_tests.conftest import create_postgres_database, drop_postgres_database  # noqa: E402
 
 
 def make_folder(root: Path, processed: int, new: int, processed_dir: str) -> list[str]:
@@ -77,24 +76,21 @@ def main() -> None:
     parser.add_argument("--postgres", default=os.environ.get("TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres"))
     args = parser.parse_args()
     os.environ["SETTLE_SECONDS"] = "5"
-    server = args.postgres.replace("postgresql+psycopg://", "postgresql://")
+    server = normalize_url(args.postgres)
     with tempfile.TemporaryDirectory(prefix="llmmon-tick-") as temp:
         for processed_dir in ("", "_processed"):
             root = Path(temp) / (processed_dir or "prefix")
             started = time.perf_counter()
             names = make_folder(root, args.processed, args.new, processed_dir)
             print(f"\nfolder with {args.processed} processed + {args.new} new files ({'PROCESSED_DIR=' + processed_dir if processed_dir else 'prefix marking'}), made in {time.perf_counter() - started:.1f} s")
-            db_name = f"llmmon_tick_{uuid.uuid4().hex[:8]}"
-            with psycopg.connect(server, autocommit=True) as connection:
-                connection.execute(f'CREATE DATABASE "{db_name}"')
+            db_name, postgres_url = create_postgres_database(server)
             try:
-                for label, url in (("SQLite", f"sqlite:///{root.parent / (root.name + '.db')}"), ("Postgres", server.rpartition("/")[0] + "/" + db_name)):
+                for label, url in (("SQLite", f"sqlite:///{root.parent / (root.name + '.db')}"), ("Postgres", postgres_url)):
                     record_ledger(url, names)
                     elapsed, files = tick(root, url, processed_dir)
                     print(f"  {label:8} tick {elapsed:6.2f} s, requested {files} files")
             finally:
-                with psycopg.connect(server, autocommit=True) as connection:
-                    connection.execute(f'DROP DATABASE IF EXISTS "{db_name}" WITH (FORCE)')
+                drop_postgres_database(server, db_name)
 
 
 if __name__ == "__main__":
