@@ -11,8 +11,6 @@ import itertools
 import json
 import os
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import time
@@ -26,6 +24,7 @@ from websockets.sync.client import ClientConnection, connect
 
 from llm_monitoring.db import Database
 from llm_monitoring.feedback import list_feedback
+from llm_monitoring_tests.processes import free_port, stop_group, wait_until
 from llm_monitoring_tests.test_app import APP, sample_logs, store_logs
 
 CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome")
@@ -33,34 +32,6 @@ CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome")
 
 def chromium_path() -> str | None:
     return next((found for name in CHROMIUM_NAMES if (found := shutil.which(name))), None)
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def wait_until(condition: Any, timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        result = condition()
-        if result:
-            return result
-        time.sleep(0.2)
-    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
-
-
-def stop_group(process: subprocess.Popen[bytes]) -> None:
-    """Stop a process started in its own session, with everything it started."""
-    if process.poll() is not None:
-        return
-    os.killpg(process.pid, signal.SIGTERM)
-    try:
-        process.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait(timeout=10)
 
 
 class Browser:

@@ -32,6 +32,7 @@ import yaml
 
 from llm_monitoring.db import Database, llm_logs
 from llm_monitoring.samples import write_sample_logs
+from llm_monitoring_tests.processes import free_port, graphql, signal_group
 
 ROOT = Path(__file__).resolve().parents[1]
 VENV_BIN = Path(sys.executable).parent
@@ -283,12 +284,6 @@ def test_dockerfile_installs_the_locked_dependencies_with_uv_at_build_time():
 # ---------------------------------------------------------------------------- the services, started here
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 class Services:
     """Processes started in their own process groups, always stopped (SIGKILL if need be)."""
 
@@ -312,21 +307,14 @@ class Services:
 
     def stop(self) -> None:
         for process in self.processes.values():
-            _signal_group(process, signal.SIGTERM)
+            signal_group(process, signal.SIGTERM)
         deadline = time.monotonic() + 10
         for process in self.processes.values():
             try:
                 process.wait(timeout=max(deadline - time.monotonic(), 0.1))
             except subprocess.TimeoutExpired:
-                _signal_group(process, signal.SIGKILL)
+                signal_group(process, signal.SIGKILL)
                 process.wait(timeout=10)
-
-
-def _signal_group(process: subprocess.Popen[bytes], sig: signal.Signals) -> None:
-    try:
-        os.killpg(process.pid, sig)
-    except ProcessLookupError:
-        pass  # already gone
 
 
 def wait_for(what: str, condition: Callable[[], bool], stack: Services, timeout: float = STARTUP_SECONDS) -> None:
@@ -348,14 +336,6 @@ def http_get(url: str) -> tuple[int, bytes] | None:
             return response.status, response.read()
     except (urllib.error.URLError, ConnectionError, TimeoutError):
         return None
-
-
-def graphql(port: int, query: str) -> dict[str, Any]:
-    request = urllib.request.Request(
-        f"http://127.0.0.1:{port}/graphql", data=json.dumps({"query": query}).encode(), headers={"Content-Type": "application/json"}
-    )
-    with urllib.request.urlopen(request, timeout=10) as response:
-        return json.loads(response.read())
 
 
 def container_env(compose_service: dict[str, Any], postgres_url: str, home: Path, logs: Path) -> dict[str, str]:

@@ -1,47 +1,18 @@
 """`dagster dev` end to end: the sensor ingests dropped files; the UI's GraphQL shows runs and lineage."""
 
-import json
 import os
 import shutil
-import signal
-import socket
 import subprocess
 import sys
-import time
 import urllib.request
 from pathlib import Path
 
 
 from llm_monitoring.db import Database, llm_logs
 from llm_monitoring.samples import write_sample_logs
+from llm_monitoring_tests.processes import free_port, graphql, stop_group, wait_until
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def graphql(port: int, query: str) -> dict:
-    request = urllib.request.Request(
-        f"http://127.0.0.1:{port}/graphql",
-        data=json.dumps({"query": query}).encode(),
-        headers={"Content-Type": "application/json"},
-    )
-    with urllib.request.urlopen(request, timeout=30) as response:
-        return json.loads(response.read())["data"]
-
-
-def wait_for(condition, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(1)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 SENSOR_RUNS = """{ runsOrError(filter: {tags: [{key: "dagster/sensor_name", value: "new_log_files_sensor"}]}) {
@@ -76,14 +47,14 @@ def test_dagster_dev_sensor_ingests_dropped_files_and_ui_shows_runs_and_lineage(
             except OSError:
                 return False
 
-        wait_for(server_up, 120, "the webserver")
+        wait_until(server_up, 120, "the webserver", interval=1)
         write_sample_logs(logs, 6, seed=21)  # dropped in while Dagster runs: no other action
 
         def finished_run():
-            runs = graphql(port, SENSOR_RUNS)["runsOrError"]["results"]
+            runs = graphql(port, SENSOR_RUNS)["data"]["runsOrError"]["results"]
             return [run for run in runs if run["status"] in ("SUCCESS", "FAILURE")]
 
-        runs = wait_for(finished_run, 180, "a sensor-triggered ingest run")
+        runs = wait_until(finished_run, 180, "a sensor-triggered ingest run", interval=1)
         assert runs[0]["status"] == "SUCCESS" and runs[0]["jobName"] == "ingest_logs_job"
         database = Database(url)
         assert database.count(llm_logs) == 6
@@ -91,15 +62,10 @@ def test_dagster_dev_sensor_ingests_dropped_files_and_ui_shows_runs_and_lineage(
         assert len(list(logs.glob("_*.json"))) == 6
         edges = {
             "/".join(node["assetKey"]["path"]): {"/".join(dep["path"]) for dep in node["dependencyKeys"]}
-            for node in graphql(port, LINEAGE)["assetNodes"]
+            for node in graphql(port, LINEAGE)["data"]["assetNodes"]
         }
         assert edges["llm_logs"] == {"log_files"}
         assert "llm_logs" in edges["eval_checks"]
         assert (project / ".dagster_home" / "storage").is_dir()  # runs kept beside the project, no Postgres
     finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
+        stop_group(process, grace=20)
