@@ -20,7 +20,7 @@ from genai_prices.update_prices import DEFAULT_UPDATE_URL
 
 from llm_monitoring import db
 from llm_monitoring.core import aggregates, evaluation
-from llm_monitoring.core.parsing import parse_run_log
+from llm_monitoring.core.parsing import parse_run_text
 from llm_monitoring.core.pricing import PRICE_DATA_VERSION, forget_price_data, price_run
 from llm_monitoring.core.records import CheckResult, LogRecord, ParseError, PriceResult
 from llm_monitoring.db import Database, PricingRow, StoredRunLog
@@ -205,7 +205,7 @@ def reevaluate(database: Database, start: datetime, end: datetime, *, keep_other
             report.problems.append(f"run {run.id}: no stored log")
             return None
         try:
-            record = parse_run_log(run.raw_json.encode("utf-8"), fallback_time=run.run_started_at)
+            record = parse_run_text(run.raw_json, fallback_time=run.run_started_at)
         except ParseError as error:
             report.problems.append(f"run {run.id}: {error.reason}")
             return None

@@ -50,6 +50,15 @@ def load_json_object(raw: bytes) -> tuple[str, dict[str, Any]]:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as error:
         raise ParseError(f"not valid UTF-8: byte {error.start} ({raw[error.start:error.start + 1]!r})") from None
+    return text, _json_object(text)
+
+
+def parse_run_text(text: str, *, fallback_time: datetime | None = None) -> LogRecord:
+    """Parse a run log already held as text (a stored raw_json), without encoding it back to bytes."""
+    return parse_run_document(_json_object(text), fallback_time=fallback_time)
+
+
+def _json_object(text: str) -> dict[str, Any]:
     try:
         document = _loads(text)
     except json.JSONDecodeError as error:
@@ -61,7 +70,7 @@ def load_json_object(raw: bytes) -> tuple[str, dict[str, Any]]:
         raise ParseError(f"invalid JSON at line {error.lineno}, column {error.colno}: {error.msg}") from None
     if not isinstance(document, dict):
         raise ParseError(f"JSON is {_json_type(document)}, not an object: not a run log")
-    return text, document
+    return document
 
 
 def parse_run_document(document: dict[str, Any], *, fallback_time: datetime | None = None) -> LogRecord:
