@@ -516,9 +516,8 @@ class Database:
                 column = processed_files.c.processed_as
                 found.update(connection.scalars(sa.select(column).where(column == sa.func.any(sa.literal(list(names), postgresql.ARRAY(sa.Text))))))
                 return found
-            for start in range(0, len(names), 500):
-                chunk = list(names[start:start + 500])
-                found.update(connection.scalars(sa.select(processed_files.c.processed_as).where(processed_files.c.processed_as.in_(chunk))))
+            column = processed_files.c.processed_as
+            found.update(row.processed_as for row in _select_in(connection, sa.select(column), column, names))
         return found
 
     def record_processed(self, moves: Sequence[tuple[str, str, str]]) -> None:
@@ -631,6 +630,16 @@ class Database:
             "by_model": by_model,
             "checks": {name: {"applicable": applicable, "passed": passed or 0, "rows": rows} for name, applicable, passed, rows in checks},
         }
+
+
+def _select_in(
+    connection: Connection, statement: sa.Select[Any], column: sa.ColumnElement[Any], values: Iterable[Any], chunk_size: int = 900
+) -> Iterator[sa.Row[Any]]:
+    """Rows of `statement` whose `column` is one of `values`, one query per chunk: SQLite builds before
+    3.32 accept at most 999 bound parameters."""
+    wanted = sorted(set(values))
+    for start in range(0, len(wanted), chunk_size):
+        yield from connection.execute(statement.where(column.in_(wanted[start:start + chunk_size])))
 
 
 @contextmanager
@@ -867,13 +876,12 @@ class MissingRuns(LookupError):
 
 
 def existing_log_ids(database: Database, log_ids: Iterable[int]) -> set[int]:
-    wanted = sorted(set(log_ids))
-    found: set[int] = set()
     with database.connect() as connection:
-        for start in range(0, len(wanted), 1000):
-            chunk = wanted[start:start + 1000]
-            found.update(connection.scalars(sa.select(llm_logs.c.id).where(llm_logs.c.id.in_(chunk))))
-    return found
+        return _existing_log_ids(connection, log_ids)
+
+
+def _existing_log_ids(connection: Connection, log_ids: Iterable[int]) -> set[int]:
+    return {row.id for row in _select_in(connection, sa.select(llm_logs.c.id), llm_logs.c.id, log_ids)}
 
 
 def insert_feedback(database: Database, rows: Sequence[dict[str, Any]]) -> list[int]:
@@ -888,13 +896,9 @@ def insert_feedback(database: Database, rows: Sequence[dict[str, Any]]) -> list[
     wanted = {row["log_id"] for row in values}
     try:
         with database.transaction() as connection:
-            found: set[int] = set()
-            ordered = sorted(wanted)
-            for start in range(0, len(ordered), 1000):
-                chunk = ordered[start:start + 1000]
-                found.update(connection.scalars(sa.select(llm_logs.c.id).where(llm_logs.c.id.in_(chunk))))
-            if wanted - found:
-                raise MissingRuns(wanted - found)
+            missing = wanted - _existing_log_ids(connection, wanted)
+            if missing:
+                raise MissingRuns(missing)
             result = connection.execute(
                 sa.insert(feedback).returning(feedback.c.id, sort_by_parameter_order=True), values
             )
@@ -956,14 +960,9 @@ def list_feedback_rows(
 
 def feedback_signatures(database: Database, log_ids: Iterable[int]) -> set[tuple[Any, ...]]:
     """(log_id, is_good, comments, reference_answer, reviewer) of the stored feedback of these runs."""
-    wanted = sorted(set(log_ids))
     columns = (feedback.c.log_id, feedback.c.is_good, feedback.c.comments, feedback.c.reference_answer, feedback.c.reviewer)
-    found: set[tuple[Any, ...]] = set()
     with database.connect() as connection:
-        for start in range(0, len(wanted), 1000):
-            chunk = wanted[start:start + 1000]
-            found.update(tuple(row) for row in connection.execute(sa.select(*columns).where(feedback.c.log_id.in_(chunk))))
-    return found
+        return {tuple(row) for row in _select_in(connection, sa.select(*columns), feedback.c.log_id, log_ids)}
 
 
 CHECK_OUTCOMES = ("passed", "failed", "not applicable")

@@ -221,16 +221,17 @@ def to_run_to_store(run_log: FakeRunLog) -> RunToStore:
 
 def store_dataset(database: Database, dataset: FakeDataset) -> FakeReport:
     """Store the runs (and feedback on the ones stored now); content already stored is left alone."""
-    runs = [to_run_to_store(run_log) for run_log in dataset.run_logs]
     log_ids: dict[int, int] = {}
-    already = 0
-    for start in range(0, len(runs), STORE_BATCH):
-        batch = runs[start:start + STORE_BATCH]
+    already = priced = 0
+    for start in range(0, len(dataset.run_logs), STORE_BATCH):
+        # Built batch by batch: memory holds one batch of parsed runs, whatever the count.
+        batch = [to_run_to_store(run_log) for run_log in dataset.run_logs[start:start + STORE_BATCH]]
         result = database.store_runs(batch)
         already += len(result.already_stored)
         for offset, run in enumerate(batch):
             if run.content_hash in result.inserted:
                 log_ids[start + offset] = result.inserted[run.content_hash]
+                priced += run.price.priced
     rows = [
         {
             "log_id": log_ids[planned.run_index],
@@ -247,7 +248,7 @@ def store_dataset(database: Database, dataset: FakeDataset) -> FakeReport:
     return FakeReport(
         stored=len(log_ids),
         already_stored=already,
-        priced=sum(1 for index in log_ids if runs[index].price.priced),
+        priced=priced,
         feedback=len(rows),
         good_feedback=sum(1 for row in rows if row["is_good"]),
     )
