@@ -32,6 +32,7 @@ from llm_monitoring.db import (  # noqa: E402
     DatabaseUnavailable,
     FilterOptions,
     RunFilters,
+    current_checks,
     filter_options,
     has_runs_table,
     list_runs,
@@ -363,14 +364,15 @@ def show_checks(database: Database, log_id: int) -> None:
     if not rows:
         st.info("No checks stored for this run.")
         return
-    newest_version = max((row["evaluator_version"] for row in rows), key=version_sort_key)
-    current = [row for row in rows if row["evaluator_version"] == newest_version]
+    # The same verdicts the list's counts and the check filter use.
+    current = current_checks(rows)
     passed = sum(1 for row in current if row["passed"] is True)
     failed = sum(1 for row in current if row["passed"] is False)
     not_applicable = len(current) - passed - failed
-    st.markdown(f"✅ **{passed} passed** · ❌ **{failed} failed** · ➖ {not_applicable} not applicable · evaluator v{newest_version}")
+    versions = ", v".join(sorted({row["evaluator_version"] for row in current}, key=version_sort_key, reverse=True))
+    st.markdown(f"✅ **{passed} passed** · ❌ **{failed} failed** · ➖ {not_applicable} not applicable · evaluator v{versions}")
     st.dataframe(_checks_frame(current), hide_index=True, column_config={"Details": st.column_config.TextColumn(width="large")})
-    older = [row for row in rows if row["evaluator_version"] != newest_version]
+    older = [row for row in rows if not any(row is kept for kept in current)]
     if older:
         with st.expander(f"Earlier evaluator versions ({len(older)} rows)"):
             st.dataframe(_checks_frame(older), hide_index=True)

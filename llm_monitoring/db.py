@@ -10,7 +10,7 @@ import json
 import operator
 import re
 import zlib
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, datetime, timezone
@@ -1015,6 +1015,17 @@ def version_sort_key(version: str) -> tuple[int, str]:
     return len(version), version
 
 
+def current_checks(rows: Iterable[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+    """A run's current verdicts: per check, the row of the newest evaluator version (the rule
+    _check_condition applies in SQL), so a check an evaluator dropped keeps its last verdict."""
+    newest: dict[str, Mapping[str, Any]] = {}
+    for row in rows:
+        held = newest.get(row["check_name"])
+        if held is None or version_sort_key(row["evaluator_version"]) > version_sort_key(held["evaluator_version"]):
+            newest[row["check_name"]] = row
+    return list(newest.values())
+
+
 def _check_condition(check_name: str, outcome: str) -> sa.ColumnElement[bool]:
     """The run's newest-version row of this check says `outcome`."""
     check, later = eval_checks.alias("check_row"), eval_checks.alias("later_row")
@@ -1132,15 +1143,12 @@ def list_runs(database: Database, filters: RunFilters, *, limit: int = 100, offs
         ids = [row["id"] for row in rows]
         if not ids:
             return rows
-        checks: dict[int, dict[str, tuple[tuple[int, str], bool | None]]] = {}
-        for log_id, name, version, passed in connection.execute(
+        checks: dict[int, list[dict[str, Any]]] = {}
+        for row in connection.execute(
             sa.select(eval_checks.c.log_id, eval_checks.c.check_name, eval_checks.c.evaluator_version, eval_checks.c.passed)
             .where(eval_checks.c.log_id.in_(ids))
-        ):
-            newest = checks.setdefault(log_id, {})
-            key = version_sort_key(version)
-            if name not in newest or newest[name][0] < key:
-                newest[name] = (key, passed)
+        ).mappings():
+            checks.setdefault(row["log_id"], []).append(row)
         votes: dict[tuple[int, bool], int] = {
             (log_id, is_good): count
             for log_id, is_good, count in connection.execute(
@@ -1150,7 +1158,7 @@ def list_runs(database: Database, filters: RunFilters, *, limit: int = 100, offs
             )
         }
     for row in rows:
-        outcomes = [passed for _key, passed in checks.get(row["id"], {}).values()]
+        outcomes = [check["passed"] for check in current_checks(checks.get(row["id"], []))]
         row["checks_passed"] = sum(1 for passed in outcomes if passed is True)
         row["checks_failed"] = sum(1 for passed in outcomes if passed is False)
         row["checks_not_applicable"] = sum(1 for passed in outcomes if passed is None)

@@ -21,6 +21,7 @@ from llm_monitoring.db import (
     Database,
     RunFilters,
     check_rows,
+    current_checks,
     eval_checks,
     filter_options,
     list_runs,
@@ -290,6 +291,15 @@ def test_check_filter_follows_the_newest_evaluator_version(database: Database) -
     assert list_runs(database, passed) == []
     assert run_totals(database, failed).runs == 1
     assert run_checks(database, log_id)[0]["evaluator_version"] == "10"
+    # The detail panel and the list count the same verdicts: each check's newest row.
+    current = {row["check_name"]: row for row in current_checks(run_checks(database, log_id))}
+    assert len(current) == 7 and current["answer_clear"]["evaluator_version"] == "10"
+    [listed] = list_runs(database, RunFilters())
+    outcomes = [row["passed"] for row in current.values()]
+    assert (listed["checks_passed"], listed["checks_failed"], listed["checks_not_applicable"]) == (
+        outcomes.count(True), outcomes.count(False), outcomes.count(None)
+    )
+    assert current["answer_clear"]["passed"] is False
 
 
 def test_text_search_is_case_insensitive_needs_every_word_and_treats_wildcards_as_text(database: Database) -> None:
