@@ -28,10 +28,16 @@ TAG = "llm-monitoring"
 ALL = "'__all'"  # the variables' custom "All" value, inserted into SQL as is
 MAX_POINTS = 50  # 24 h -> 30 min buckets, 7 d -> 3 h: a readable number of bars on a wall screen
 
-RUN_FILTERS = """
-  AND ('__all' IN ($provider) OR l.provider IN ($provider))
-  AND ('__all' IN ($model) OR l.model IN ($model))
-  AND ('__all' IN ($agent) OR l.agent_name IN ($agent))"""
+def run_filter(alias: str, variable: str, column: str) -> str:
+    """A line restricting `alias.column` to the dashboard variable's choice ("All" keeps every row)."""
+    return f"\n  AND ('__all' IN (${variable}) OR {alias}.{column} IN (${variable}))"
+
+
+def run_filters(alias: str) -> str:
+    return run_filter(alias, "provider", "provider") + run_filter(alias, "model", "model") + run_filter(alias, "agent", "agent_name")
+
+
+RUN_FILTERS = run_filters("l")
 
 RUNS = "FROM llm_logs l\nWHERE $__timeFilter(l.run_started_at)" + RUN_FILTERS
 CHECKS = (
@@ -44,7 +50,7 @@ TIME_BUCKET = "$__timeGroupAlias(l.run_started_at, $__interval)"
 # (months) without scanning every run; Dagster keeps it current after each ingest.
 DAILY = (
     "FROM daily_usage d\nWHERE $__timeFilter(d.day::timestamptz)"
-    + RUN_FILTERS.replace("l.provider", "d.provider").replace("l.model", "d.model").replace("l.agent_name", "d.agent_name")
+    + run_filters("d")
 )
 
 
@@ -238,7 +244,7 @@ def run_variables() -> list[dict[str, Any]]:
     return [
         run_variable("provider", "Provider", "provider"),
         # Chained: the model list follows the chosen providers.
-        run_variable("model", "Model", "model", "\n  AND ('__all' IN ($provider) OR l.provider IN ($provider))"),
+        run_variable("model", "Model", "model", run_filter("l", "provider", "provider")),
         run_variable("agent", "Agent", "agent_name"),
     ]
 
@@ -317,6 +323,7 @@ def overview() -> dict[str, Any]:
 
 
 PASS_RATE = "100.0 * count(*) FILTER (WHERE e.passed) / nullif(count(e.passed), 0)"
+GOOD_RATE = "100.0 * count(*) FILTER (WHERE f.is_good) / nullif(count(*), 0)"
 
 
 def evaluation() -> dict[str, Any]:
@@ -364,7 +371,7 @@ def evaluation() -> dict[str, Any]:
 def feedback() -> dict[str, Any]:
     panels = [
         stat("Good Feedback %", "Share of good ratings among the feedback on runs that started in the time range.",
-             f"SELECT 100.0 * count(*) FILTER (WHERE f.is_good) / nullif(count(*), 0) AS \"Good\"\n{FEEDBACK}",
+             f"SELECT {GOOD_RATE} AS \"Good\"\n{FEEDBACK}",
              (0, 0, 6, 4), unit="percent", decimals=1, thresholds=[(None, "red"), (50, "orange"), (75, "green")]),
         stat("Feedback Count", "Feedback rows on runs that started in the time range.",
              f"SELECT count(*) AS \"Feedback\"\n{FEEDBACK}", (6, 0, 6, 4)),
@@ -380,7 +387,7 @@ def feedback() -> dict[str, Any]:
                    (0, 4, 12, 8), bars=True, stacked=True),
         table("Feedback by Model", "Good and bad ratings per provider / model.",
               "SELECT coalesce(l.provider, '?') AS \"Provider\", coalesce(l.model, '?') AS \"Model\",\n"
-              "  100.0 * count(*) FILTER (WHERE f.is_good) / nullif(count(*), 0) AS \"Good %\",\n"
+              f"  {GOOD_RATE} AS \"Good %\",\n"
               "  count(*) FILTER (WHERE f.is_good) AS \"Good\", count(*) FILTER (WHERE NOT f.is_good) AS \"Bad\"\n"
               f"{FEEDBACK}\nGROUP BY 1, 2\nORDER BY 3 ASC NULLS LAST",
               (12, 4, 12, 8), units={"Good %": "percent"}, gauges=("Good %",)),
