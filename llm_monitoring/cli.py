@@ -8,7 +8,7 @@ from collections.abc import Sequence
 
 from llm_monitoring.config import get_settings
 from llm_monitoring.db import Database, DatabaseUnavailable, open_database
-from llm_monitoring.ingest import content_hash
+from llm_monitoring.ingest import hash_file
 from llm_monitoring.runner import IngestFailed, configure_logging, run_ingest, skip_final_collection, watch
 from llm_monitoring.samples import write_sample_logs
 from llm_monitoring.sources import LocalDirectorySource
@@ -79,7 +79,7 @@ def cmd_retry_quarantined(args: argparse.Namespace) -> int:
         names = [name for name in names if name in set(args.names)]
     hashes = []
     for name in names:
-        hashes.append(content_hash(source.read_quarantined(name)))
+        hashes.append(hash_file(source.quarantined_path(name)))
         print(f"restored {source.restore_quarantined(name)}")
     # The cause is said to be fixed: the errors no longer count as open (quality gate, summary);
     # a file that fails again re-opens its row.

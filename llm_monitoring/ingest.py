@@ -218,7 +218,7 @@ def _store_batch(source: LogSource, database: Database, names: list[str], settin
             continue
         if log_file.size > settings.max_log_bytes:
             reason = f"file is {log_file.size} bytes, over MAX_LOG_BYTES={settings.max_log_bytes}"
-            rejected.append(_Rejected(name, _hash_large_file(source, name), reason))
+            rejected.append(_Rejected(name, hash_file(source.path_of(name)), reason))
             continue
         try:
             raw = source.read(name)
@@ -278,9 +278,10 @@ def _quarantine(source: LogSource, database: Database, item: _Rejected) -> None:
     logger.warning("quarantined %s: %s", item.name, item.reason)
 
 
-def _hash_large_file(source: LogSource, name: str) -> str:
+def hash_file(path: str) -> str:
+    """content_hash of a file, read in blocks: quarantined files can be far over MAX_LOG_BYTES."""
     digest = hashlib.sha256()
-    with open(source.path_of(name), "rb") as handle:
+    with open(path, "rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()

@@ -48,7 +48,7 @@ class LogSource(Protocol):
 
     def list_quarantined(self) -> list[str]: ...
 
-    def read_quarantined(self, name: str) -> bytes: ...
+    def quarantined_path(self, name: str) -> str: ...
 
     def restore_quarantined(self, name: str) -> str: ...
 
@@ -154,8 +154,8 @@ class LocalDirectorySource:
             return []
         return sorted(entry.name for entry in os.scandir(folder) if entry.is_file())
 
-    def read_quarantined(self, name: str) -> bytes:
-        return (self.root / self.quarantine_dir / name).read_bytes()
+    def quarantined_path(self, name: str) -> str:
+        return str(self.root / self.quarantine_dir / name)
 
     def restore_quarantined(self, name: str) -> str:
         source = self.root / self.quarantine_dir / name
