@@ -29,8 +29,8 @@ COPY workspace.yaml ./
 COPY deploy ./deploy
 RUN uv sync --locked --no-dev
 
-# The instance settings (Postgres storage from DAGSTER_PG_* env vars, run queue, daemons).
-COPY dagster.yaml ${DAGSTER_HOME}/dagster.yaml
+# The instance settings of the stack (Postgres storage from DAGSTER_PG_* env vars, run queue, daemons).
+COPY deploy/dagster.yaml ${DAGSTER_HOME}/dagster.yaml
 RUN mkdir -p /app/logs ${DAGSTER_HOME}/storage
 
 CMD ["dagster", "api", "grpc", "-m", "llm_monitoring.definitions", "-h", "0.0.0.0", "-p", "4000"]

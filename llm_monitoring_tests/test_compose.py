@@ -174,11 +174,10 @@ def test_python_services_share_one_image_and_install_nothing_at_start():
 def test_python_services_point_at_the_compose_postgres_and_dagster_home():
     all_services = services()
     postgres_env = all_services["postgres"]["environment"]
-    dagster_yaml = (ROOT / "dagster.yaml").read_text()
-    assert "llm_monitoring.dagster_storage" in dagster_yaml
-    storage_source = (ROOT / "llm_monitoring" / "dagster_storage.py").read_text()
-    dagster_vars = set(re.findall(r'environ.get\("(DAGSTER_PG_\w+)"', storage_source))
-    assert {"DAGSTER_PG_HOST", "DAGSTER_PG_USER", "DAGSTER_PG_PASSWORD", "DAGSTER_PG_DB"} <= dagster_vars
+    dagster_yaml = yaml.safe_load((ROOT / "deploy" / "dagster.yaml").read_text())
+    postgres_db = dagster_yaml["storage"]["postgres"]["postgres_db"]
+    dagster_vars = {value["env"] for value in postgres_db.values() if isinstance(value, dict)}
+    assert dagster_vars == {"DAGSTER_PG_HOST", "DAGSTER_PG_USER", "DAGSTER_PG_PASSWORD", "DAGSTER_PG_DB", "DAGSTER_PG_PORT"}
     for name in PYTHON_SERVICES:
         env = all_services[name]["environment"]
         url = sa.make_url(env["DATABASE_URL"])
@@ -189,9 +188,10 @@ def test_python_services_point_at_the_compose_postgres_and_dagster_home():
         assert env["DAGSTER_PG_USER"] == postgres_env["POSTGRES_USER"]
         assert env["DAGSTER_PG_PASSWORD"] == postgres_env["POSTGRES_PASSWORD"]
         assert env["DAGSTER_PG_DB"] == postgres_env["POSTGRES_DB"]
+        assert env["DAGSTER_PG_PORT"] == "5432"
         assert env["DAGSTER_HOME"] == dockerfile_env()["DAGSTER_HOME"]
         assert all_services[name]["depends_on"]["postgres"]["condition"] == "service_healthy"
-    assert "COPY dagster.yaml ${DAGSTER_HOME}/dagster.yaml" in dockerfile()
+    assert "COPY deploy/dagster.yaml ${DAGSTER_HOME}/dagster.yaml" in dockerfile()
 
 
 def test_long_running_services_have_health_checks_that_run_installed_commands():
@@ -361,10 +361,10 @@ def container_env(compose_service: dict[str, Any], postgres_url: str, home: Path
 
 @pytest.fixture
 def dagster_home(tmp_path: Path, postgres_url: str) -> Path:
-    """DAGSTER_HOME as in the image: the repository's dagster.yaml (Postgres from DAGSTER_PG_* env vars)."""
+    """DAGSTER_HOME as in the image: deploy/dagster.yaml (Postgres from DAGSTER_PG_* env vars)."""
     home = tmp_path / "dagster_home"
     home.mkdir()
-    shutil.copy(ROOT / "dagster.yaml", home / "dagster.yaml")
+    shutil.copy(ROOT / "deploy" / "dagster.yaml", home / "dagster.yaml")
     return home
 
 

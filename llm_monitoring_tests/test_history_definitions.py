@@ -73,11 +73,11 @@ def test_cli_validates_and_backfills_a_partition_range_in_one_run(tmp_path: Path
 
 
 def test_deployment_dagster_yaml_keeps_runs_in_postgres(tmp_path: Path, postgres_url: str, monkeypatch):
-    shutil.copy(REPO / "dagster.yaml", tmp_path / "dagster.yaml")
+    shutil.copy(REPO / "deploy" / "dagster.yaml", tmp_path / "dagster.yaml")
     url = sa.make_url(postgres_url)
     for key, value in {
         "DAGSTER_PG_HOST": url.host, "DAGSTER_PG_USER": url.username, "DAGSTER_PG_PASSWORD": url.password or "",
-        "DAGSTER_PG_DB": url.database,
+        "DAGSTER_PG_DB": url.database, "DAGSTER_PG_PORT": str(url.port or 5432),
     }.items():
         monkeypatch.setenv(key, value)
 
@@ -92,11 +92,11 @@ def test_deployment_dagster_yaml_keeps_runs_in_postgres(tmp_path: Path, postgres
         assert instance.get_runs_count() == 1
 
 
-def test_dagster_yaml_without_postgres_settings_keeps_runs_in_sqlite(tmp_path: Path, monkeypatch):
+def test_local_dagster_yaml_keeps_runs_in_sqlite_beside_the_project(tmp_path: Path, monkeypatch):
     shutil.copy(REPO / "dagster.yaml", tmp_path / "dagster.yaml")
     for key in ("DAGSTER_PG_HOST", "DAGSTER_PG_USER", "DAGSTER_PG_PASSWORD", "DAGSTER_PG_DB"):
         monkeypatch.delenv(key, raising=False)
-    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path))
+    monkeypatch.chdir(tmp_path)  # dagster dev's processes share the project folder as working directory
 
     @dg.asset
     def probe() -> int:
@@ -105,4 +105,5 @@ def test_dagster_yaml_without_postgres_settings_keeps_runs_in_sqlite(tmp_path: P
     with dg.DagsterInstance.from_config(str(tmp_path)) as instance:
         assert type(instance.get_ref().storage).__name__ == "DagsterSqliteStorage"
         assert dg.materialize([probe], instance=instance).success
-    assert list((tmp_path / "storage").rglob("*.db"))  # runs and events in SQLite under DAGSTER_HOME
+        assert type(instance.run_coordinator).__name__ == "QueuedRunCoordinator"
+    assert list((tmp_path / ".dagster_home" / "storage").rglob("*.db"))  # runs and events kept across restarts
