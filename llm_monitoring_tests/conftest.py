@@ -130,3 +130,24 @@ def instance() -> Iterator[dg.DagsterInstance]:
     """A real, temporary Dagster instance shared by a module's tests."""
     with dg.instance_for_test() as test_instance:
         yield test_instance
+
+
+# Whole modules whose every test starts real processes (dagster dev, the compose services, a browser).
+E2E_MODULES = {"test_dagster_dev", "test_compose", "test_app_browser"}
+BROWSER_MODULES = {"test_app_browser"}
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Markers from what a test uses, so `-m "not postgres"` or `-m "not e2e"` selects by need, not by file lists."""
+    for item in items:
+        module = item.module.__name__.rsplit(".", 1)[-1] if item.module else ""
+        callspec = getattr(item, "callspec", None)
+        on_postgres = "postgres_server" in getattr(item, "fixturenames", ()) or (
+            callspec is not None and "postgres" in callspec.params.values()
+        )
+        if on_postgres:
+            item.add_marker(pytest.mark.postgres)
+        if module in E2E_MODULES:
+            item.add_marker(pytest.mark.e2e)
+        if module in BROWSER_MODULES:
+            item.add_marker(pytest.mark.browser)
