@@ -1103,6 +1103,14 @@ def _run_conditions(filters: RunFilters, dialect: str) -> list[sa.ColumnElement[
 
 
 _SEARCH_WORD = re.compile(r"\w+")
+# A search is one condition per word: SQLite refuses a LIKE pattern over 50,000 bytes and an
+# expression deeper than 1,000, Postgres a query past its stack depth. These limits keep far below.
+SEARCH_TEXT_CHARS = 1_000
+SEARCH_WORDS = 50
+
+
+class InvalidSearch(ValueError):
+    """Search text beyond what a search accepts; the message says which limit."""
 
 
 def _text_condition(text: str, dialect: str) -> sa.ColumnElement[bool]:
@@ -1111,7 +1119,11 @@ def _text_condition(text: str, dialect: str) -> sa.ColumnElement[bool]:
     On Postgres a word matches the start of a word (an index-backed full-text search: a scan of
     100,000 answers with ILIKE takes seconds); on SQLite it matches anywhere.
     """
+    if len(text) > SEARCH_TEXT_CHARS:
+        raise InvalidSearch(f"Search text is limited to {SEARCH_TEXT_CHARS:,} characters; this one has {len(text):,}.")
     words = _SEARCH_WORD.findall(text.lower())
+    if len(words) > SEARCH_WORDS:
+        raise InvalidSearch(f"Search is limited to {SEARCH_WORDS} words; this one has {len(words):,}.")
     if dialect == "postgresql" and words:
         query = " & ".join(f"{word}:*" for word in words)
         return RUN_SEARCH_DOCUMENT.op("@@")(sa.func.to_tsquery(sa.literal_column("'simple'::regconfig"), query))
