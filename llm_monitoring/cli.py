@@ -134,9 +134,18 @@ def cmd_feedback(args: argparse.Namespace) -> int:
 
 
 def _log_id(parser: argparse.ArgumentParser, text: str) -> int:
-    if not text.lstrip("#").isdigit():
-        parser.error(f"LOG_ID must be a run id (an integer), got {text!r}")
-    return int(text.lstrip("#"))
+    from llm_monitoring.feedback import InvalidFeedback, parse_id
+
+    try:
+        return parse_id(text, "LOG_ID")
+    except InvalidFeedback as error:
+        parser.error(str(error))
+
+
+def _list_limit(text: str) -> int:
+    if not (text.isascii() and text.isdigit()) or not 1 <= int(text) <= 1_000_000:
+        raise argparse.ArgumentTypeError(f"must be a whole number from 1 to 1,000,000, got {text!r}")
+    return int(text)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -182,7 +191,7 @@ def build_parser() -> argparse.ArgumentParser:
     feedback_cmd.add_argument("--comment", help="comments")
     feedback_cmd.add_argument("--reference", help="a reference answer")
     feedback_cmd.add_argument("--reviewer", help="who gives the feedback (with list: only theirs)")
-    feedback_cmd.add_argument("--limit", type=int, default=50, help="with list: how many (default 50)")
+    feedback_cmd.add_argument("--limit", type=_list_limit, default=50, help="with list: how many (default 50)")
     feedback_cmd.set_defaults(handler=cmd_feedback, feedback_parser=feedback_cmd)
     return parser
 

@@ -92,6 +92,7 @@ class SafeText(sa.TypeDecorator[str]):
 
 
 BigId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+MAX_ID = 2**63 - 1  # the largest value a BigId holds: BIGINT on Postgres, a 64-bit INTEGER on SQLite
 
 # ---------------------------------------------------------------------------- tables
 
