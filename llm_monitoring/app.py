@@ -31,12 +31,14 @@ from llm_monitoring.db import (  # noqa: E402
     Database,
     DatabaseUnavailable,
     FilterOptions,
+    InvalidDatabaseUrl,
+    InvalidSearch,
     RunFilters,
     current_checks,
     filter_options,
     has_runs_table,
+    is_connection_error,
     list_runs,
-    mask_url,
     run_checks,
     run_detail,
     run_feedback,
@@ -520,8 +522,8 @@ def main() -> None:
     url = get_settings().database_url
     try:
         database = get_database(url)
-    except (sa.exc.ArgumentError, ImportError) as error:
-        st.error(f"DATABASE_URL is not usable: {mask_url(str(error))}")
+    except InvalidDatabaseUrl as error:
+        st.error(f"Check DATABASE_URL: the {error}", icon="⚠️")
         st.stop()
     try:
         # Once the tables exist they stay: ask the catalog only until they appear.
@@ -537,11 +539,22 @@ def main() -> None:
         if log_id is not None:
             st.divider()
             show_run(database, log_id)
+    except InvalidSearch as error:
+        st.warning(str(error), icon="🔎")
     except DatabaseUnavailable as error:
-        st.error(f"Cannot reach the database. {error}", icon="🔌")
-        st.caption("Check DATABASE_URL and that the server is running; this page retries on its next rerun.")
-    except sa.exc.OperationalError as error:
-        st.error(f"Cannot reach the database. {database.unavailable(error)}", icon="🔌")
+        show_unreachable(error)
+    except sa.exc.DBAPIError as error:
+        # Only a lost or refused connection is an outage; a statement the database refused says so.
+        if is_connection_error(error):
+            show_unreachable(database.unavailable(error))
+        else:
+            lines = database.hide_secrets(str(error.orig or error)).strip().splitlines()
+            st.error(f"The database refused this page's query: {lines[0] if lines else type(error).__name__}", icon="⛔")
+
+
+def show_unreachable(error: DatabaseUnavailable) -> None:
+    st.error(f"Cannot reach the database. {error}", icon="🔌")
+    st.caption("Check DATABASE_URL and that the server is running; this page retries on its next rerun.")
 
 
 if __name__ == "__main__":

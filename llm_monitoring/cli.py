@@ -6,10 +6,17 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from llm_monitoring.config import get_settings
-from llm_monitoring.db import Database, DatabaseUnavailable, open_database
+from llm_monitoring.config import InvalidSetting, LogsDirUnusable, check_logs_dir, get_settings
+from llm_monitoring.db import Database, DatabaseUnavailable, has_runs_table, open_database
 from llm_monitoring.ingest import hash_file
-from llm_monitoring.runner import IngestFailed, configure_logging, run_ingest, skip_final_collection, watch
+from llm_monitoring.runner import (
+    IngestFailed,
+    configure_logging,
+    escape_unprintable_output,
+    run_ingest,
+    skip_final_collection,
+    watch,
+)
 from llm_monitoring.samples import write_sample_logs
 from llm_monitoring.sources import LocalDirectorySource
 
@@ -67,25 +74,35 @@ def cmd_watch(args: argparse.Namespace) -> int:
 
 def cmd_summary(args: argparse.Namespace) -> int:
     with open_database(ensure_schema=False) as database:
+        if not has_runs_table(database):
+            print(f"Database: {database.display_url}\nNo runs yet: the first ingest creates the tables (try `llm-monitoring demo`).")
+            return 0
         print(format_summary(database))
     return 0
 
 
 def cmd_retry_quarantined(args: argparse.Namespace) -> int:
     """Put quarantined files back into the log folder so the next ingest tries them again."""
+    check_logs_dir(get_settings().logs_dir)
     source = LocalDirectorySource.from_settings()
     names = source.list_quarantined()
     if args.names:
+        unknown = sorted(set(args.names) - set(names))
+        if unknown:
+            print(f"not in quarantine, left alone: {', '.join(unknown)}", file=sys.stderr)
         names = [name for name in names if name in set(args.names)]
-    hashes = []
-    for name in names:
-        hashes.append(hash_file(source.quarantined_path(name)))
-        print(f"restored {source.restore_quarantined(name)}")
-    # The cause is said to be fixed: the errors no longer count as open (quality gate, summary);
-    # a file that fails again re-opens its row.
-    if hashes:
-        with open_database(ensure_schema=False) as database:
-            database.resolve_ingest_errors(hashes)
+    if not names:
+        print("0 quarantined files put back")
+        return 0
+    # The database first: if it is down, no file moves without its error being marked resolved.
+    with open_database() as database:
+        hashes = []
+        for name in names:
+            hashes.append(hash_file(source.quarantined_path(name)))
+            print(f"restored {source.restore_quarantined(name)}")
+        # The cause is said to be fixed: the errors no longer count as open (quality gate, summary);
+        # a file that fails again re-opens its row.
+        database.resolve_ingest_errors(hashes)
     print(f"{len(names)} quarantined files put back; the next ingest or sensor tick retries them")
     if names and args.ingest:
         print(run_ingest().line())
@@ -134,9 +151,18 @@ def cmd_feedback(args: argparse.Namespace) -> int:
 
 
 def _log_id(parser: argparse.ArgumentParser, text: str) -> int:
-    if not text.lstrip("#").isdigit():
-        parser.error(f"LOG_ID must be a run id (an integer), got {text!r}")
-    return int(text.lstrip("#"))
+    from llm_monitoring.feedback import InvalidFeedback, parse_id
+
+    try:
+        return parse_id(text, "LOG_ID")
+    except InvalidFeedback as error:
+        parser.error(str(error))
+
+
+def _list_limit(text: str) -> int:
+    if not (text.isascii() and text.isdigit()) or not 1 <= int(text) <= 1_000_000:
+        raise argparse.ArgumentTypeError(f"must be a whole number from 1 to 1,000,000, got {text!r}")
+    return int(text)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -182,19 +208,23 @@ def build_parser() -> argparse.ArgumentParser:
     feedback_cmd.add_argument("--comment", help="comments")
     feedback_cmd.add_argument("--reference", help="a reference answer")
     feedback_cmd.add_argument("--reviewer", help="who gives the feedback (with list: only theirs)")
-    feedback_cmd.add_argument("--limit", type=int, default=50, help="with list: how many (default 50)")
+    feedback_cmd.add_argument("--limit", type=_list_limit, default=50, help="with list: how many (default 50)")
     feedback_cmd.set_defaults(handler=cmd_feedback, feedback_parser=feedback_cmd)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     skip_final_collection()
+    escape_unprintable_output()
     parser = build_parser()
     args = parser.parse_args(argv)
-    configure_logging(args.debug or get_settings().debug)
     try:
+        configure_logging(args.debug or get_settings().debug)
         return args.handler(args)
-    except (IngestFailed, DatabaseUnavailable) as error:
+    except IngestFailed as error:
+        print(f"ingest failed: {error}", file=sys.stderr)
+        return 1
+    except (DatabaseUnavailable, LogsDirUnusable, InvalidSetting) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
 

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import math
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
 
 from llm_monitoring.core.quality import QualityThresholds
+from llm_monitoring.database_url import mask_url
 
 _TRUE = {"1", "true", "yes", "on"}
 
@@ -24,14 +27,21 @@ def _flag(*names: str) -> bool:
     return any(os.environ.get(name, "").strip().lower() in _TRUE for name in names)
 
 
+class InvalidSetting(ValueError):
+    """An environment variable holds a value its setting cannot take; the message names both."""
+
+
 def _number(name: str, default: float, environ: Mapping[str, str] = os.environ) -> float:
     raw = environ.get(name, "").strip()
     if not raw:
         return default
     try:
-        return float(raw)
+        value = float(raw)
     except ValueError:
-        raise ValueError(f"{name} must be a number, got {raw!r}") from None
+        value = math.nan
+    if not math.isfinite(value):
+        raise InvalidSetting(f"{name} must be a number, got {raw!r}")
+    return value
 
 
 @dataclass(frozen=True)
@@ -67,6 +77,37 @@ def get_settings() -> Settings:
         workers=max(1, int(_number("INGEST_WORKERS", min(os.cpu_count() or 1, 4)))),
         debug=_flag("DEBUG", "MONITORING_DEBUG"),
     )
+
+
+# A scheme of two letters or more, so that a Windows drive (C:/logs) stays a path.
+_URL_LIKE = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]+):/+")
+
+
+class LogsDirUnusable(ValueError):
+    """LOGS_DIR names no folder this version can read; the message says why in one line."""
+
+
+def check_logs_dir(logs_dir: str | os.PathLike[str]) -> Path:
+    """The log folder, or LogsDirUnusable. A folder that is not there is said, never taken for an
+    empty one: a typo in LOGS_DIR would otherwise look like a quiet day."""
+    text = os.fspath(logs_dir)
+    url = _URL_LIKE.match(text)  # Path("s3://bucket") is "s3:/bucket": match either form
+    if url:
+        shown = mask_url(f"{url.group('scheme')}://{text[url.end():]}")
+        raise LogsDirUnusable(
+            f"LOGS_DIR {shown} is a {url.group('scheme')}:// URL; this version reads logs from a local folder only "
+            "(object storage is not supported yet)"
+        )
+    path = Path(text)
+    try:
+        if not path.is_dir():
+            reason = "is not a folder" if path.exists() else "does not exist"
+            raise LogsDirUnusable(f"LOGS_DIR {path} {reason}; set LOGS_DIR to the folder the agents write their logs into")
+        if not os.access(path, os.R_OK | os.X_OK):
+            raise LogsDirUnusable(f"LOGS_DIR {path} cannot be read: permission denied")
+    except OSError as error:  # a name too long, a loop of links
+        raise LogsDirUnusable(f"LOGS_DIR {path} cannot be read: {error.strerror or error}") from None
+    return path
 
 
 def quality_thresholds(environ: Mapping[str, str] = os.environ) -> QualityThresholds:

@@ -24,10 +24,16 @@ from sqlalchemy.engine import Connection, Engine
 
 from llm_monitoring.config import get_settings
 from llm_monitoring.core.records import CheckResult, LogRecord, PriceResult
+# mask_url and normalize_url live in database_url; importing them from here keeps working.
+from llm_monitoring.database_url import hide_secrets, mask_url, mask_whole_url, normalize_url, url_problem  # noqa: F401
 
 
 class DatabaseUnavailable(RuntimeError):
     """The database cannot be reached; the message names it with its password masked."""
+
+
+class InvalidDatabaseUrl(DatabaseUnavailable):
+    """The database URL cannot be used at all (malformed, unknown driver); the message says why."""
 
 
 # ---------------------------------------------------------------------------- column types
@@ -86,6 +92,7 @@ class SafeText(sa.TypeDecorator[str]):
 
 
 BigId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+MAX_ID = 2**63 - 1  # the largest value a BigId holds: BIGINT on Postgres, a 64-bit INTEGER on SQLite
 
 # ---------------------------------------------------------------------------- tables
 
@@ -263,25 +270,6 @@ def _stored_schema_version(connection: Connection) -> str | None:
     return connection.scalar(sa.select(schema_state.c.version))
 
 
-# ---------------------------------------------------------------------------- URLs
-
-
-def normalize_url(url: str) -> str:
-    """Accept postgres://, postgresql:// and postgresql+psycopg2://; use psycopg 3 for all of them."""
-    for prefix in ("postgres://", "postgresql://", "postgresql+psycopg2://"):
-        if url.startswith(prefix):
-            return "postgresql+psycopg://" + url[len(prefix):]
-    return url
-
-
-_PASSWORD_IN_URL = re.compile(r"(?P<head>[a-z][a-z0-9+.-]*://[^:/@\s]*:)(?P<password>[^@/\s]*)@", re.IGNORECASE)
-
-
-def mask_url(text: str) -> str:
-    """Replace every password in URLs inside `text` with ***."""
-    return _PASSWORD_IN_URL.sub(lambda m: f"{m.group('head')}***@", text)
-
-
 # ---------------------------------------------------------------------------- records to rows
 
 
@@ -421,15 +409,23 @@ class Database:
     """The monitoring database. `Database()` reads DATABASE_URL (default: SQLite monitoring.db)."""
 
     def __init__(self, url: str | None = None, *, echo: bool = False) -> None:
-        self.url = normalize_url(url or get_settings().database_url)
-        self.engine: Engine = _create_engine(self.url, echo=echo)
+        given = url or get_settings().database_url
+        problem = url_problem(given)
+        if problem is None:
+            self.url = normalize_url(given)
+            try:
+                self.engine: Engine = _create_engine(self.url, echo=echo)
+            except (sa.exc.ArgumentError, ImportError, ValueError, TypeError) as error:
+                problem = _url_error_reason(error)
+        if problem is not None:
+            raise InvalidDatabaseUrl(f"database URL {mask_whole_url(given)} is not usable: {problem}")
 
     def __repr__(self) -> str:
         return f"Database({self.display_url!r})"
 
     @property
     def display_url(self) -> str:
-        return self.engine.url.render_as_string(hide_password=True)
+        return mask_url(self.engine.url.render_as_string(hide_password=True))
 
     @property
     def dialect(self) -> str:
@@ -443,30 +439,39 @@ class Database:
     def dispose(self) -> None:
         self.engine.dispose()
 
+    def _open(self) -> Connection:
+        # Whatever stops a connection from opening (server down, refused login, a connection option
+        # the driver rejects) means the database cannot be used: one DatabaseUnavailable line.
+        try:
+            return self.engine.connect()
+        except sa.exc.DBAPIError as error:
+            raise self.unavailable(error) from None
+
     @contextmanager
     def connect(self) -> Iterator[Connection]:
         """A connection; a failure to reach the database becomes DatabaseUnavailable (password masked)."""
-        try:
-            connection = self.engine.connect()
-        except sa.exc.OperationalError as error:
-            raise self.unavailable(error) from None
-        with connection:
+        with self._open() as connection:
             yield connection
 
     @contextmanager
     def transaction(self) -> Iterator[Connection]:
         try:
-            with self.engine.connect().execution_options(**{WRITES: True}) as connection, connection.begin():
+            with self._open().execution_options(**{WRITES: True}) as connection, connection.begin():
                 yield connection
-        except (sa.exc.OperationalError, sa.exc.InterfaceError) as error:
-            if _is_connection_error(error):
+        except sa.exc.DBAPIError as error:
+            if is_connection_error(error):
                 raise self.unavailable(error) from None
             raise
 
     def unavailable(self, error: BaseException) -> DatabaseUnavailable:
-        first_line = mask_url(str(getattr(error, "orig", error) or error)).strip().splitlines()
+        first_line = self.hide_secrets(str(getattr(error, "orig", error) or error)).strip().splitlines()
         reason = first_line[0] if first_line else type(error).__name__
         return DatabaseUnavailable(f"database {self.display_url} is unavailable: {reason}")
+
+    def hide_secrets(self, text: str) -> str:
+        """`text` with this database's password masked, in URLs and wherever else it appears."""
+        url = self.engine.url
+        return hide_secrets(text, (url.password, *(url.query.get(key) for key in ("password", "sslpassword"))))
 
     # -------------------------------------------------------------- schema
 
@@ -810,17 +815,38 @@ def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
-def _is_connection_error(error: sa.exc.DBAPIError) -> bool:
-    if getattr(error, "connection_invalidated", False):
+def _url_error_reason(error: Exception) -> str:
+    detail = mask_url(str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__)
+    if isinstance(error, sa.exc.NoSuchModuleError):
+        return f"no such database driver ({detail})"
+    if isinstance(error, sa.exc.ArgumentError):
+        return "it is not a database URL such as postgresql://HOST:PORT/DATABASE or sqlite:///PATH"
+    if isinstance(error, ImportError):
+        return f"its driver is not installed ({detail}); postgresql:// and sqlite:/// are supported"
+    return f"cannot parse it ({detail})"
+
+
+# Postgres SQLSTATEs that mean the connection, not the statement, failed: class 08 (connection
+# exception), the server shutting down or starting (57P01-57P03), too many connections (53300).
+_CONNECTION_SQLSTATES = ("08", "57P01", "57P02", "57P03", "53300")
+_SQLITE_CANT_OPEN = "SQLITE_CANTOPEN"
+
+
+def is_connection_error(error: sa.exc.DBAPIError) -> bool:
+    """Whether the database could not be reached or the connection was lost, as opposed to a statement
+    it refused (a query too complex, a value out of range): only the first is worth a retry later."""
+    if error.connection_invalidated:
         return True
-    text = str(getattr(error, "orig", error)).lower()
-    return any(
-        marker in text
-        for marker in (
-            "connection", "terminat", "server closed", "could not connect", "database \"",
-            "timeout", "unable to open database", "shutting down", "the database system is",
-        )
-    )
+    cause = error.orig
+    sqlstate = getattr(cause, "sqlstate", None) or getattr(cause, "pgcode", None)
+    if sqlstate:
+        return sqlstate.startswith(_CONNECTION_SQLSTATES)
+    if type(cause).__module__.split(".")[0] == "psycopg":
+        import psycopg
+
+        # psycopg sets no SQLSTATE when the client itself failed: no connection, or it was lost.
+        return isinstance(cause, (psycopg.OperationalError, psycopg.InterfaceError))
+    return str(getattr(cause, "sqlite_errorname", "")).startswith(_SQLITE_CANT_OPEN)
 
 
 def _add_missing_columns(connection: Connection) -> None:
@@ -1078,6 +1104,14 @@ def _run_conditions(filters: RunFilters, dialect: str) -> list[sa.ColumnElement[
 
 
 _SEARCH_WORD = re.compile(r"\w+")
+# A search is one condition per word: SQLite refuses a LIKE pattern over 50,000 bytes and an
+# expression deeper than 1,000, Postgres a query past its stack depth. These limits keep far below.
+SEARCH_TEXT_CHARS = 1_000
+SEARCH_WORDS = 50
+
+
+class InvalidSearch(ValueError):
+    """Search text beyond what a search accepts; the message says which limit."""
 
 
 def _text_condition(text: str, dialect: str) -> sa.ColumnElement[bool]:
@@ -1086,7 +1120,11 @@ def _text_condition(text: str, dialect: str) -> sa.ColumnElement[bool]:
     On Postgres a word matches the start of a word (an index-backed full-text search: a scan of
     100,000 answers with ILIKE takes seconds); on SQLite it matches anywhere.
     """
+    if len(text) > SEARCH_TEXT_CHARS:
+        raise InvalidSearch(f"Search text is limited to {SEARCH_TEXT_CHARS:,} characters; this one has {len(text):,}.")
     words = _SEARCH_WORD.findall(text.lower())
+    if len(words) > SEARCH_WORDS:
+        raise InvalidSearch(f"Search is limited to {SEARCH_WORDS} words; this one has {len(words):,}.")
     if dialect == "postgresql" and words:
         query = " & ".join(f"{word}:*" for word in words)
         return RUN_SEARCH_DOCUMENT.op("@@")(sa.func.to_tsquery(sa.literal_column("'simple'::regconfig"), query))

@@ -332,7 +332,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         with open_database() as database:
             report = store_dataset(database, dataset)
             where = database.display_url
-    except DatabaseUnavailable as error:
+    except (DatabaseUnavailable, OSError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
     print(

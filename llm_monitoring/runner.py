@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import atexit
 import gc
+import io
 import logging
 import os
 import select
@@ -21,9 +22,10 @@ from dataclasses import dataclass
 
 import dagster as dg
 
-from llm_monitoring.config import get_settings
+from llm_monitoring.config import InvalidSetting, LogsDirUnusable, check_logs_dir, get_settings
 from llm_monitoring.db import Database, DatabaseUnavailable, mask_url
 from llm_monitoring.defs.jobs import INGEST_JOB_NAME, ingest_run_config
+from llm_monitoring.defs.loggers import command_line_logger
 from llm_monitoring.sources import LocalDirectorySource
 
 logger = logging.getLogger("llm_monitoring.runner")
@@ -65,6 +67,9 @@ def run_ingest(files: Sequence[str] | None = None, *, instance: dg.DagsterInstan
     try:
         run_config = ingest_run_config(list(files or []))
         if not get_settings().debug and not logger.isEnabledFor(logging.DEBUG):
+            # The caller reports a failed run in one line; Dagster's console logger would print each
+            # failure event's stack trace first (they stay in the run's record in the instance).
+            job = job.with_logger_defs({"console": command_line_logger})
             run_config["loggers"] = {"console": {"config": {"log_level": "WARNING"}}}
         result = job.execute_in_process(
             run_config=run_config,
@@ -106,6 +111,7 @@ def watch(poll_seconds: float | None = None, *, stop_after: float | None = None)
     """Poll the log folder and ingest new files until interrupted; back off while the database is down."""
     settings = get_settings()
     poll = poll_seconds if poll_seconds is not None else settings.poll_seconds
+    check_logs_dir(settings.logs_dir)  # a missing folder is said at once, not watched forever
     source = LocalDirectorySource.from_settings(settings)
     backoff = poll
     deadline = None if stop_after is None else time.monotonic() + stop_after
@@ -196,24 +202,36 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _main(argv: Sequence[str] | None) -> int:
+    escape_unprintable_output()
     parser = argparse.ArgumentParser(prog="python -m llm_monitoring.runner", description=__doc__.splitlines()[0])
     parser.add_argument("--watch", action="store_true", help="keep polling LOGS_DIR every POLL_SECONDS")
     parser.add_argument("--debug", action="store_true", help="verbose logs (also DEBUG=1 or MONITORING_DEBUG=1)")
     args = parser.parse_args(argv)
-    configure_logging(args.debug or get_settings().debug)
-    if args.watch:
-        try:
-            watch()
-        except KeyboardInterrupt:
-            logger.info("stopped")
-        return 0
     try:
+        configure_logging(args.debug or get_settings().debug)
+        if args.watch:
+            try:
+                watch()
+            except KeyboardInterrupt:
+                logger.info("stopped")
+            return 0
         outcome = run_ingest()
     except IngestFailed as error:
         print(f"ingest failed: {error}", file=sys.stderr)
         return 1
+    except (DatabaseUnavailable, LogsDirUnusable, InvalidSetting) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
     print(outcome.line())
     return 0
+
+
+def escape_unprintable_output() -> None:
+    """Print what the output's encoding cannot show as escapes (a file name that is not UTF-8 reaches
+    Python as lone surrogates) rather than end the command with a UnicodeEncodeError."""
+    for stream in (sys.stdout, sys.stderr):
+        if isinstance(stream, io.TextIOWrapper):
+            stream.reconfigure(errors="backslashreplace")
 
 
 if __name__ == "__main__":

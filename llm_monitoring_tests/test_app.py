@@ -18,7 +18,10 @@ from llm_monitoring.core.parsing import parse_log_bytes
 from llm_monitoring.core.records import CheckResult
 from llm_monitoring.core.timeline import message_timeline
 from llm_monitoring.db import (
+    SEARCH_TEXT_CHARS,
+    SEARCH_WORDS,
     Database,
+    InvalidSearch,
     RunFilters,
     check_rows,
     current_checks,
@@ -215,6 +218,50 @@ def test_unreachable_database_shows_a_message_without_the_password(monkeypatch: 
     assert not app.exception
 
 
+@pytest.mark.parametrize(
+    "url",
+    [
+        "postgresql://monitor:Zq7kP@Wx9mR@127.0.0.1:9/monitoring",  # '@' in the password, not encoded
+        "postgresql://monitor:Zq7kPWx9mR@127.0.0.1:port/monitoring",
+        "postgres//monitor:Zq7kPWx9mR@127.0.0.1/monitoring",
+        "mysql://monitor:Zq7kPWx9mR@127.0.0.1/monitoring",
+    ],
+)
+def test_malformed_database_url_shows_one_line_without_the_password(monkeypatch: pytest.MonkeyPatch, url: str) -> None:
+    monkeypatch.setenv("DATABASE_URL", url)
+    app = started_app()
+    [error] = app.error
+    assert error.value.startswith("Check DATABASE_URL: the database URL ") and "is not usable: " in error.value
+    assert "\n" not in error.value
+    for part in ("Zq7kP", "Wx9mR"):
+        assert part not in texts(app) and part not in repr(app)
+    assert not app.exception
+
+
+def test_a_too_long_search_says_which_limit_it_hit(app_env: Database) -> None:
+    store_logs(app_env, sample_logs(3))
+    app = started_app()
+    app.text_input(key="search").input("docker " * 2_000).run()
+    assert not app.exception and not app.error
+    assert [item.value for item in app.warning] == [f"Search text is limited to {SEARCH_TEXT_CHARS:,} characters; this one has 13,999."]
+    app.text_input(key="search").input("a b " * 40).run()
+    assert [item.value for item in app.warning] == [f"Search is limited to {SEARCH_WORDS} words; this one has 80."]
+    app.text_input(key="search").input("docker").run()
+    assert not app.warning and run_ids(app)
+
+
+def test_a_statement_the_database_refuses_is_not_called_an_outage(app_env: Database, monkeypatch: pytest.MonkeyPatch) -> None:
+    store_logs(app_env, sample_logs(2))
+    app = started_app()
+    with app_env.transaction() as connection:  # a table the page reads is gone: the server is fine
+        connection.exec_driver_sql("DROP TABLE feedback")
+    app.text_input(key="search").input("docker").run()
+    assert not app.exception
+    [error] = app.error
+    assert error.value.startswith("The database refused this page's query: ") and "feedback" in error.value
+    assert "Cannot reach" not in texts(app)
+
+
 def test_empty_database_invites_to_ingest(monkeypatch: pytest.MonkeyPatch, sqlite_url: str) -> None:
     monkeypatch.setenv("DATABASE_URL", sqlite_url)
     app = started_app()
@@ -310,6 +357,20 @@ def test_text_search_is_case_insensitive_needs_every_word_and_treats_wildcards_a
     assert {row["id"] for row in list_runs(database, RunFilters(text="docker windows"))} == docker
     assert list_runs(database, RunFilters(text="docker capybara")) == []
     assert list_runs(database, RunFilters(text="%")) == []
+
+
+def test_search_within_the_limits_runs_and_beyond_them_says_which_limit(database: Database) -> None:
+    store_logs(database, sample_logs(3))
+    longest_word = "x" * SEARCH_TEXT_CHARS
+    most_words = " ".join(f"word{index:015d}" for index in range(SEARCH_WORDS))
+    assert len(most_words) <= SEARCH_TEXT_CHARS
+    for text in (longest_word, most_words):
+        assert list_runs(database, RunFilters(text=text)) == []
+        assert run_totals(database, RunFilters(text=text)).runs == 0
+    with pytest.raises(InvalidSearch, match=rf"Search text is limited to {SEARCH_TEXT_CHARS:,} characters; this one has 1,001\."):
+        list_runs(database, RunFilters(text=longest_word + "x"))
+    with pytest.raises(InvalidSearch, match=rf"Search is limited to {SEARCH_WORDS} words; this one has {SEARCH_WORDS + 1}\."):
+        run_totals(database, RunFilters(text=" ".join(["ab"] * (SEARCH_WORDS + 1))))
 
 
 def test_date_range_and_feedback_filters(database: Database) -> None:

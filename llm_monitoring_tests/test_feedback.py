@@ -9,6 +9,8 @@ import pytest
 from llm_monitoring.cli import main as cli_main
 from llm_monitoring.db import Database, feedback
 from llm_monitoring.feedback import (
+    MAX_TEXT_CHARS,
+    FeedbackError,
     FeedbackNotFound,
     InvalidFeedback,
     RunNotFound,
@@ -16,6 +18,7 @@ from llm_monitoring.feedback import (
     get_feedback,
     import_feedback,
     list_feedback,
+    parse_id,
     save_feedback,
     update_feedback,
 )
@@ -207,3 +210,183 @@ def test_cli_import_reports_line_numbers_and_stores_the_good_rows(
 
     assert cli_main(["feedback", "list", str(run_ids[0])]) == 0
     assert f"run #{run_ids[0]}" in capsys.readouterr().out
+
+
+# ---------------------------------------------------------------------------- malformed input
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("42", None),
+        (" #42 ", None),
+        ("0042", None),
+        ("9223372036854775807", None),
+        ("9223372036854775808", "is beyond the largest id the database holds"),
+        ("99999999999999999999999999999", "is beyond the largest id the database holds"),
+        ("9" * 5000, "is beyond the largest id the database holds"),  # int() refuses 4,301 digits
+        ("²", "must be an integer written with the digits 0-9, got '²'"),
+        ("٤٢", "must be an integer written with the digits 0-9"),
+        ("1_000", "must be an integer, got '1_000'"),
+        ("-3", "must be a positive integer, got '-3'"),
+        ("0", "must be a positive integer, got 0"),
+        ("1.0", "must be an integer, got '1.0'"),
+        ("1e3", "must be an integer, got '1e3'"),
+        ("", "log_id is missing"),
+        ("  ", "log_id is missing"),
+        ("\udcff", "must be an integer, got '\\udcff'"),
+    ],
+)
+def test_id_text_is_plain_ascii_digits_within_the_column(text: str, message: str | None) -> None:
+    if message is None:
+        assert parse_id(text) == int(text.strip().lstrip("#"))
+        return
+    with pytest.raises(InvalidFeedback) as caught:
+        parse_id(text)
+    assert message in str(caught.value)
+    assert len(str(caught.value)) < 200  # one readable line, however long the input
+
+
+def test_ids_beyond_the_column_are_refused_from_python_too(database: Database, run_ids: list[int]) -> None:
+    for log_id in (2**63, 10**5000, -1):
+        with pytest.raises(InvalidFeedback):
+            save_feedback(database, log_id, True)
+    with pytest.raises(RunNotFound):
+        save_feedback(database, 2**63 - 1, True)  # the largest id fits the column: the run is just not there
+    assert database.count(feedback) == 0
+
+
+def test_text_that_cannot_be_stored_is_refused_by_name(database: Database, run_ids: list[int]) -> None:
+    with pytest.raises(InvalidFeedback, match=r"comments contains a lone surrogate \(U\+D800 at character 3\)"):
+        save_feedback(database, run_ids[0], True, comments="ok\ud800")
+    with pytest.raises(InvalidFeedback, match=r"reference_answer has 1,000,001 characters; at most 1,000,000"):
+        save_feedback(database, run_ids[0], True, reference_answer="x" * (MAX_TEXT_CHARS + 1))
+    assert database.count(feedback) == 0
+
+
+def test_csv_import_reports_every_malformed_row_by_line_and_stores_the_rest(
+    tmp_path: Path, database: Database, run_ids: list[int]
+) -> None:
+    a, b, c = run_ids
+    long_field = "x" * 200_000  # beyond the csv module's own limit of 131,072 characters
+    too_long = "y" * MAX_TEXT_CHARS + "\n3,yes\n"  # a row-like line inside the field must not become a row
+    rows = [
+        b"log_id,is_good,comments,reference_answer,reviewer",
+        f"{a},yes,{long_field},,ana".encode(),  # 2: stored, whole
+        b"99999999999999999999999,yes,,,",  # 3
+        b"9223372036854775808,yes,,,",  # 4
+        b"9223372036854775807,yes,,,",  # 5: fits the column, no such run
+        "²,yes,,,".encode(),  # 6
+        "٤٢,yes,,,".encode(),  # 7
+        b"-3,yes,,,",  # 8
+        b"1.5,yes,,,",  # 9
+        b",yes,,,",  # 10
+        f"{b},,,,".encode(),  # 11
+        f'{b},no,"{too_long}",,'.encode(),  # 12-14
+        b"%d,no,caf\xe9,," % b,  # 15: Latin-1, not UTF-8
+        b"%d,no,\xed\xa0\x80,," % b,  # 16: an encoded lone surrogate, not UTF-8 either
+        f"{b},yes,,,,,".encode(),  # 17
+        f"{c},bad,the last row,,bo".encode(),  # 18: stored: reading went on after every error
+    ]
+    path = tmp_path / "feedback.csv"
+    path.write_bytes(b"\r\n".join(rows) + b"\r\n")
+
+    report = import_feedback(database, path)
+
+    assert [(error.line, error.message) for error in report.errors] == [
+        (3, "log_id '99999999999999999999999' is beyond the largest id the database holds (9223372036854775807)"),
+        (4, "log_id '9223372036854775808' is beyond the largest id the database holds (9223372036854775807)"),
+        (5, "run #9223372036854775807 does not exist in llm_logs"),
+        (6, "log_id must be an integer written with the digits 0-9, got '²'"),
+        (7, "log_id must be an integer written with the digits 0-9, got '٤٢'"),
+        (8, "log_id must be a positive integer, got '-3'"),
+        (9, "log_id must be an integer, got '1.5'"),
+        (10, "log_id is missing"),
+        (11, "is_good is missing"),
+        (12, "comments has 1,000,007 characters; at most 1,000,000 are stored"),
+        (15, "not valid UTF-8 (byte 0xE9 in 'comments'); save the file as UTF-8"),
+        (16, "not valid UTF-8 (byte 0xED in 'comments'); save the file as UTF-8"),
+        (17, "7 values for 5 columns"),
+    ]
+    stored = {entry.log_id: entry for entry in list_feedback(database)}
+    assert set(stored) == {a, c} and report.stored_ids
+    assert stored[a].comments == long_field and stored[c].comments == "the last row"
+
+
+def test_jsonl_import_reports_every_malformed_line(tmp_path: Path, database: Database, run_ids: list[int]) -> None:
+    a, b, _ = run_ids
+    lines = [
+        f'{{"log_id": {a}, "is_good": true}}'.encode(),  # 1: stored
+        b'{"log_id": 99999999999999999999999, "is_good": true}',  # 2
+        b'{"log_id": 1e400, "is_good": true}',  # 3
+        b'{"log_id": 1.0, "is_good": true}',  # 4
+        b'{"log_id": -3, "is_good": true}',  # 5
+        '{"log_id": "²", "is_good": true}'.encode(),  # 6
+        f'{{"log_id": {b}, "is_good": true, "comments": "\\ud800"}}'.encode(),  # 7
+        f'{{"log_id": {b}, "is_good": true, "comments": "caf\xe9"}}'.encode("latin-1"),  # 8
+        b"[" * 100_000 + b"]" * 100_000,  # 9
+        b'{"log_id": 1' + b"0" * 5000 + b', "is_good": true}',  # 10
+        b'{"log_id": true, "is_good": true}',  # 11
+        f'{{"log_id": {b}, "is_good": 2}}'.encode(),  # 12
+        f'{{"log_id": {b}, "is_good": false, "reviewer": {{"name": "x"}}}}'.encode(),  # 13
+        b'{"log_id": null, "is_good": true}',  # 14
+        f'{{"log_id": {b}, "is_good": false, "comments": "fine"}}'.encode(),  # 15: stored
+    ]
+    path = tmp_path / "feedback.jsonl"
+    path.write_bytes(b"\n".join(lines) + b"\n")
+
+    report = import_feedback(database, path)
+
+    messages = {error.line: error.message for error in report.errors}
+    assert sorted(messages) == list(range(2, 15))
+    assert "is beyond the largest id" in messages[2]
+    assert messages[3] == "log_id must be an integer, got float inf"
+    assert messages[4] == "log_id must be an integer, got float 1.0"
+    assert messages[5] == "log_id must be a positive integer, got -3"
+    assert messages[6] == "log_id must be an integer written with the digits 0-9, got '²'"
+    assert messages[7].startswith("comments contains a lone surrogate (U+D800")
+    assert messages[8].startswith("not valid UTF-8 (byte 0xE9 at column")
+    assert messages[9] == "invalid JSON: nested too deeply"
+    assert messages[10].startswith("invalid JSON: Exceeds the limit (4300 digits)")
+    assert messages[11] == "log_id must be an integer, got bool True"
+    assert messages[12] == "is_good must be True or False, got int 2"
+    assert messages[13].startswith("reviewer must be a string or None, got dict")
+    assert messages[14] == "log_id is missing"
+    assert all(len(message) < 200 for message in messages.values())
+    assert sorted((entry.log_id, entry.comments) for entry in list_feedback(database)) == [(a, None), (b, "fine")]
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".jsonl"])
+def test_utf16_file_is_refused_in_one_line(tmp_path: Path, database: Database, run_ids: list[int], suffix: str) -> None:
+    path = tmp_path / f"feedback{suffix}"
+    path.write_text(f"log_id,is_good\n{run_ids[0]},yes\n", encoding="utf-16")
+    with pytest.raises(FeedbackError, match=r"the file is UTF-16 text; save it as UTF-8"):
+        import_feedback(database, path)
+    assert database.count(feedback) == 0
+
+
+def test_cli_validates_a_log_id_as_the_import_does(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, database: Database, database_url: str, run_ids: list[int],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setenv("DATABASE_URL", database_url)
+    for text in ("²", "-3", "99999999999999999999999", "1.0", "٤٢"):
+        path = tmp_path / "one.csv"
+        path.write_text(f"log_id,is_good\n{text},yes\n", encoding="utf-8")
+        assert cli_main(["feedback", "import", str(path)]) == 1
+        imported = capsys.readouterr().err.split("line 2: ", 1)[1].strip()
+        with pytest.raises(SystemExit) as caught:
+            cli_main(["feedback", text, "--good"])
+        assert caught.value.code == 2
+        assert capsys.readouterr().err.strip().endswith(imported.replace("log_id", "LOG_ID"))
+        with pytest.raises(SystemExit):
+            cli_main(["feedback", "list", text])
+        assert "Traceback" not in capsys.readouterr().err
+    # The largest id the column holds is a valid id, on SQLite and Postgres alike.
+    assert cli_main(["feedback", str(2**63 - 1), "--good"]) == 1
+    assert f"run #{2**63 - 1} does not exist" in capsys.readouterr().err
+    assert cli_main(["feedback", str(run_ids[0]), "--good", "--comment", "caf\udce9"]) == 1
+    assert "comments contains a lone surrogate (U+DCE9" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        cli_main(["feedback", "list", "--limit", "-5"])
+    assert database.count(feedback) == 0

@@ -4,6 +4,7 @@
 import dagster as dg
 from pydantic import Field
 
+from llm_monitoring.config import LogsDirUnusable
 from llm_monitoring.core.evaluation import EVALUATOR_VERSION
 from llm_monitoring.defs.resources import DatabaseResource, LogSourceResource, database_kind
 from llm_monitoring.ingest import IngestReport, ingest_files
@@ -52,7 +53,10 @@ def ingest_logs(
     database: DatabaseResource,
 ):
     """Parse, price and evaluate log files and store them; one transaction per batch of files."""
-    source = log_source.get_source()
+    try:
+        source = log_source.get_source()
+    except LogsDirUnusable as error:
+        raise dg.Failure(description=str(error), allow_retries=False) from None
     # An outage fails the step with one clear line; the files stay in place for the retry.
     with database.open_for_step() as db:
         report = ingest_files(

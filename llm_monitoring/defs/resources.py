@@ -7,8 +7,8 @@ from contextlib import AbstractContextManager, contextmanager
 import dagster as dg
 from pydantic import Field
 
-from llm_monitoring.config import get_settings
-from llm_monitoring.db import Database, DatabaseUnavailable, open_database
+from llm_monitoring.config import check_logs_dir, get_settings
+from llm_monitoring.db import Database, DatabaseUnavailable, InvalidDatabaseUrl, open_database
 from llm_monitoring.sources import LocalDirectorySource, LogSource
 
 
@@ -21,9 +21,10 @@ class LogSourceResource(dg.ConfigurableResource):
     processed_dir: str | None = Field(default=None, description="Subfolder for processed files (default: PROCESSED_DIR).")
 
     def get_source(self) -> LogSource:
+        """The source; LogsDirUnusable when the folder is missing or not a local folder."""
         settings = get_settings()
         return LocalDirectorySource(
-            self.logs_dir or settings.logs_dir,
+            check_logs_dir(self.logs_dir or settings.logs_dir),
             glob=self.glob or settings.log_file_glob,
             processed_prefix=settings.processed_prefix if self.processed_prefix is None else self.processed_prefix,
             processed_dir=settings.processed_dir if self.processed_dir is None else self.processed_dir,
@@ -47,7 +48,8 @@ class DatabaseResource(dg.ConfigurableResource):
             with self.open(ensure_schema=ensure_schema) as database:
                 yield database
         except DatabaseUnavailable as error:
-            raise dg.Failure(description=str(error), allow_retries=True) from None
+            # An outage may end before the retry; a malformed URL will not.
+            raise dg.Failure(description=str(error), allow_retries=not isinstance(error, InvalidDatabaseUrl)) from None
 
 
 def database_kind() -> str:

@@ -13,7 +13,7 @@ import time
 
 import dagster as dg
 
-from llm_monitoring.config import get_settings
+from llm_monitoring.config import LogsDirUnusable, get_settings
 from llm_monitoring.defs.jobs import INGEST_JOB_NAME, ingest_job, ingest_run_config
 from llm_monitoring.db import DatabaseUnavailable
 from llm_monitoring.defs.resources import DatabaseResource, LogSourceResource
@@ -48,7 +48,10 @@ def files_in_flight(instance: dg.DagsterInstance) -> set[str]:
 )
 def new_log_files_sensor(context: dg.SensorEvaluationContext, log_source: LogSourceResource, database: DatabaseResource):
     settings = get_settings()
-    source = log_source.get_source()
+    try:
+        source = log_source.get_source()
+    except LogsDirUnusable as error:
+        return dg.SkipReason(f"not listing log files: {error}")
     started = time.monotonic()
     try:
         with database.open(ensure_schema=False) as db:

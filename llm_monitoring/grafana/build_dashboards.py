@@ -18,6 +18,7 @@ Conventions every panel follows:
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -412,12 +413,17 @@ def render(name: str) -> str:
     return json.dumps(DASHBOARDS[name](), indent=2, ensure_ascii=False) + "\n"
 
 
-def main() -> None:
-    DASHBOARDS_DIR.mkdir(parents=True, exist_ok=True)
-    for name in DASHBOARDS:
-        (DASHBOARDS_DIR / name).write_text(render(name), encoding="utf-8")
-        print(f"wrote {DASHBOARDS_DIR.name}/{name}")
+def main() -> int:
+    try:
+        DASHBOARDS_DIR.mkdir(parents=True, exist_ok=True)
+        for name in DASHBOARDS:
+            (DASHBOARDS_DIR / name).write_text(render(name), encoding="utf-8")
+            print(f"wrote {DASHBOARDS_DIR.name}/{name}")
+    except OSError as error:
+        print(f"error: cannot write the dashboards: {error}", file=sys.stderr)
+        return 1
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
