@@ -7,7 +7,6 @@ from pydantic import Field
 from llm_monitoring.core.evaluation import EVALUATOR_VERSION
 from llm_monitoring.defs.resources import DatabaseResource, LogSourceResource, database_kind
 from llm_monitoring.ingest import IngestReport, ingest_files
-from llm_monitoring.sources import OutsideLogFolder
 
 INGEST_GROUP = "ingest"
 
@@ -58,10 +57,10 @@ def ingest_logs(
     database: DatabaseResource,
 ):
     """Parse, price and evaluate log files and store them; one transaction per batch of files."""
-    source = log_source.get_source()
     try:
+        source = log_source.get_source()
         names = [source.name_for(text) for text in config.files]
-    except OutsideLogFolder as error:  # nothing read or moved: a retry would refuse again
+    except ValueError as error:  # a name outside the folder, a folder setting outside it: nothing touched
         raise dg.Failure(description=str(error), allow_retries=False) from None
     # An outage fails the step with one clear line; the files stay in place for the retry.
     with database.open_for_step() as db:

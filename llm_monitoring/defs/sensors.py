@@ -49,7 +49,10 @@ def files_in_flight(instance: dg.DagsterInstance) -> set[str]:
 )
 def new_log_files_sensor(context: dg.SensorEvaluationContext, log_source: LogSourceResource, database: DatabaseResource):
     settings = get_settings()
-    source = log_source.get_source()
+    try:
+        source = log_source.get_source()
+    except ValueError as error:  # PROCESSED_DIR or QUARANTINE_DIR outside LOGS_DIR
+        return dg.SkipReason(f"not listing the log folder: {error}")
     started = time.monotonic()
     try:
         with database.open(ensure_schema=False) as db:
