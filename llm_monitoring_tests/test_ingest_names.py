@@ -158,3 +158,24 @@ def test_ingest_command_refuses_files_outside_the_log_folder_and_changes_nothing
     assert cli_main(["ingest", str(logs_dir / "good.json")]) == 0
     assert "1 stored" in capsys.readouterr().out
     assert file_contents(outside) and (logs_dir / "_good.json").exists()
+
+
+def test_retry_quarantined_puts_back_entries_that_cannot_be_read(env, logs_dir: Path, database_url: str, tmp_path: Path, capsys):
+    os.mkfifo(logs_dir / "fifo.json")
+    (tmp_path / "target.json").write_bytes(log_bytes("target"))
+    (logs_dir / "link.json").symlink_to(tmp_path / "target.json")
+    assert run_ingest().metadata["quarantined"] == 2
+    database = Database(database_url)
+    assert len(database.open_ingest_errors()) == 2
+    assert cli_main(["retry-quarantined"]) == 0
+    assert "2 quarantined files put back" in capsys.readouterr().out
+    assert (logs_dir / "fifo.json").is_fifo() and (logs_dir / "link.json").is_symlink()
+    assert database.open_ingest_errors() == []  # keyed the same way when put back as when quarantined
+    database.dispose()
+
+
+def test_a_folder_named_on_the_command_line_is_left_alone_with_the_reason(env, logs_dir: Path, capsys):
+    (logs_dir / "folder.json").mkdir()
+    assert cli_main(["ingest", "folder.json"]) == 0
+    assert "1 left in place" in capsys.readouterr().out
+    assert (logs_dir / "folder.json").is_dir()
