@@ -262,7 +262,9 @@ def _die_with_parent(parent_pid: int) -> None:
     """A worker must not outlive its parent (SIGKILL, the OOM killer, a terminated run): each holds
     memory and a database connection, and a forked worker never sees its task pipe close, since
     every worker inherited its write end. Linux sends the parent's death as SIGKILL; elsewhere a
-    thread watches for the worker being re-parented."""
+    thread watches for the worker being re-parented. (Linux signals the death of the forking
+    *thread*: the pool is created and shut down by the thread running the pass, which so outlives
+    its workers.)"""
     try:
         armed = ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) == 0
     except (AttributeError, OSError):
