@@ -8,7 +8,7 @@ from collections.abc import Sequence
 
 from llm_monitoring.config import InvalidSetting, LogsDirUnusable, check_logs_dir, get_settings
 from llm_monitoring.db import Database, DatabaseUnavailable, has_runs_table, open_database
-from llm_monitoring.ingest import hash_file
+from llm_monitoring.file_names import name_text
 from llm_monitoring.runner import (
     IngestFailed,
     configure_logging,
@@ -18,7 +18,7 @@ from llm_monitoring.runner import (
     watch,
 )
 from llm_monitoring.samples import write_sample_logs
-from llm_monitoring.sources import LocalDirectorySource
+from llm_monitoring.sources import LocalDirectorySource, entry_key
 
 DEMO_RUNS = 24
 
@@ -59,7 +59,13 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_ingest(args: argparse.Namespace) -> int:
-    outcome = run_ingest(args.files or None)
+    try:
+        source = LocalDirectorySource.from_settings()
+        names = [source.name_of_path(argument) for argument in args.files]
+    except ValueError as error:  # a path outside LOGS_DIR, or a bad folder setting: nothing is touched
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    outcome = run_ingest(names or None)
     print(outcome.line())
     return 0
 
@@ -98,8 +104,8 @@ def cmd_retry_quarantined(args: argparse.Namespace) -> int:
     with open_database() as database:
         hashes = []
         for name in names:
-            hashes.append(hash_file(source.quarantined_path(name)))
-            print(f"restored {source.restore_quarantined(name)}")
+            hashes.append(entry_key(source.quarantined_path(name)))
+            print(f"restored {name_text(source.restore_quarantined(name))}")
         # The cause is said to be fixed: the errors no longer count as open (quality gate, summary);
         # a file that fails again re-opens its row.
         database.resolve_ingest_errors(hashes)
@@ -176,7 +182,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.set_defaults(handler=cmd_demo)
 
     ingest = commands.add_parser("ingest", help="ingest pending log files once (the same job the sensor runs)")
-    ingest.add_argument("files", nargs="*", help="file names in LOGS_DIR (default: all pending)")
+    ingest.add_argument("files", nargs="*", help="files in LOGS_DIR, by name or path (default: all pending)")
     ingest.set_defaults(handler=cmd_ingest)
 
     watch_cmd = commands.add_parser("watch", help="ingest new log files as they arrive (Ctrl-C stops)")

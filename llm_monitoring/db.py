@@ -129,6 +129,8 @@ llm_logs = sa.Table(
     sa.Column("run_finished_at", UTCDateTime),
     sa.Column("duration_seconds", sa.Float),
     sa.Column("parser_version", sa.String(16)),
+    # JSON array: values of the log that could not be stored as logged (stored NULL), each with why.
+    sa.Column("value_notes", SafeText),
     # "file" for ingested logs, "fake" for generated demo data (deletable as a set).
     sa.Column("origin", sa.String(16), nullable=False, server_default="file"),
     sa.Column("created_at", UTCDateTime, nullable=False, server_default=sa.func.now()),
@@ -318,6 +320,7 @@ class RunToStore:
             "run_finished_at": record.run_finished_at,
             "duration_seconds": record.duration_seconds,
             "parser_version": self.parser_version,
+            "value_notes": json.dumps(list(record.value_notes)) if record.value_notes else None,
             "origin": self.origin,
             "created_at": self.created_at or datetime.now(timezone.utc),
         }
@@ -361,16 +364,25 @@ class EncodedRun:
 _LOG_VALUES = operator.itemgetter(*LOG_COLUMNS[1:])  # a log_row dict -> its values in column order
 
 
+class RunEncoder:
+    """Encodes one run at a time, so that a value the driver cannot take fails that run alone."""
+
+    def __init__(self, dialect_name: str) -> None:
+        self._encode_log = _row_encoder(llm_logs, LOG_COLUMNS[1:], dialect_name)
+        self._encode_check = _row_encoder(eval_checks, CHECK_COLUMNS[1:-1], dialect_name)
+        # One timestamp for the checks of every run encoded here, encoded once rather than once per check.
+        (self._created_at,) = _row_encoder(eval_checks, CHECK_COLUMNS[-1:], dialect_name)((datetime.now(timezone.utc),))
+
+    def __call__(self, run: RunToStore) -> EncodedRun:
+        checks = tuple(
+            (*self._encode_check(_check_fields(check, run.evaluator_version)), self._created_at) for check in run.checks
+        )
+        return EncodedRun(run.content_hash, self._encode_log(_LOG_VALUES(run.log_row())), checks)
+
+
 def _encode_runs(runs: Sequence[RunToStore], dialect_name: str) -> list[EncodedRun]:
-    encode_log = _row_encoder(llm_logs, LOG_COLUMNS[1:], dialect_name)
-    encode_check = _row_encoder(eval_checks, CHECK_COLUMNS[1:-1], dialect_name)
-    # One timestamp for the batch's checks, encoded once rather than once per check.
-    (created_at,) = _row_encoder(eval_checks, CHECK_COLUMNS[-1:], dialect_name)((datetime.now(timezone.utc),))
-    encoded = []
-    for run in runs:
-        checks = tuple((*encode_check(_check_fields(check, run.evaluator_version)), created_at) for check in run.checks)
-        encoded.append(EncodedRun(run.content_hash, encode_log(_LOG_VALUES(run.log_row())), checks))
-    return encoded
+    encode = RunEncoder(dialect_name)
+    return [encode(run) for run in runs]
 
 
 @lru_cache(maxsize=None)
@@ -496,7 +508,14 @@ class Database:
 
     def store_runs(self, runs: Sequence[RunToStore]) -> BatchResult:
         """Store runs and their checks in one transaction. Content already stored is skipped, never duplicated."""
-        unique = _encode_runs(list({run.content_hash: run for run in runs}.values()), self.dialect)
+        return self.store_encoded(_encode_runs(list({run.content_hash: run for run in runs}.values()), self.dialect))
+
+    def run_encoder(self) -> RunEncoder:
+        return RunEncoder(self.dialect)
+
+    def store_encoded(self, runs: Sequence[EncodedRun]) -> BatchResult:
+        """store_runs for runs already encoded (by run_encoder), each content hash once."""
+        unique = list({run.content_hash: run for run in runs}.values())
         if not unique:
             return BatchResult({}, set())
         with self.transaction() as connection:
@@ -813,6 +832,32 @@ def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA busy_timeout=60000")
     cursor.close()
+
+
+# SQLSTATE classes of errors caused by the values written: data exception, integrity constraint
+# violation, program limit exceeded (an index row or a tsvector too large).
+_ROW_ERROR_CLASSES = ("22", "23", "54")
+
+
+def is_data_error(error: BaseException) -> bool:
+    """True when a write failed because of the values of the rows written, not because of the database:
+    retrying the rows one at a time then finds the one at fault. An outage, a full disk, a lock or a
+    missing table is not a data error."""
+    import sqlite3
+
+    if isinstance(error, sa.exc.StatementError):  # SQLAlchemy's wrapper of what the driver raised
+        return error.orig is not None and is_data_error(error.orig)
+    sqlstate = getattr(error, "sqlstate", None)  # psycopg's errors from the server
+    if sqlstate:
+        return sqlstate[:2] in _ROW_ERROR_CLASSES
+    if isinstance(error, sqlite3.Error):
+        return isinstance(error, (sqlite3.DataError, sqlite3.IntegrityError))
+    if type(error).__module__.startswith("psycopg"):
+        return type(error).__name__ == "DataError"
+    if isinstance(error, (sa.exc.SQLAlchemyError, DatabaseUnavailable, MemoryError, OSError)):
+        return False
+    # What a driver raises while converting a value (an int over 64 bits, a lone surrogate).
+    return isinstance(error, (ValueError, TypeError, ArithmeticError, UnicodeError, RecursionError))
 
 
 def _url_error_reason(error: Exception) -> str:
@@ -1421,6 +1466,7 @@ class PricingRow:
     total_cost: Decimal | None
     pricing_status: str | None
     price_data_version: str | None
+    value_notes: str | None  # JSON array, see llm_logs.value_notes
 
     def differs_from(self, price: PriceResult) -> bool:
         return not (
@@ -1446,6 +1492,7 @@ _PRICING_COLUMNS = (
     llm_logs.c.total_cost,
     llm_logs.c.pricing_status,
     llm_logs.c.price_data_version,
+    llm_logs.c.value_notes,
 )
 
 

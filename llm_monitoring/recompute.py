@@ -7,6 +7,7 @@ Windows are [start, end) on `llm_logs.run_started_at`, in UTC.
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -84,6 +85,8 @@ def record_for_pricing(row: PricingRow) -> LogRecord:
         finish_reasons=(),
         run_started_at=row.run_started_at,
         run_finished_at=None,
+        # The parser's notes say why counts it dropped are NULL: invalid usage stays invalid.
+        value_notes=tuple(json.loads(row.value_notes)) if row.value_notes else (),
     )
 
 

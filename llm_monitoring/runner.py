@@ -47,6 +47,7 @@ class RunOutcome:
         return (
             f"{m.get('files_seen', 0)} files: {m.get('runs_stored', 0)} stored, {m.get('already_stored', 0)} already stored, "
             f"{m.get('quarantined', 0)} quarantined, {m.get('still_being_written', 0)} still being written"
+            + (f", {m['left_in_place']} left in place (see the errors above)" if m.get("left_in_place") else "")
         )
 
 
@@ -57,15 +58,17 @@ def open_instance() -> dg.DagsterInstance:
     return dg.DagsterInstance.ephemeral()
 
 
-def run_ingest(files: Sequence[str] | None = None, *, instance: dg.DagsterInstance | None = None) -> RunOutcome:
-    """Run the ingest job once over `files` (default: every pending file)."""
+def run_ingest(
+    files: Sequence[str] | None = None, *, settled_only: bool = False, instance: dg.DagsterInstance | None = None
+) -> RunOutcome:
+    """Run the ingest job once over `files`, names in the log folder (default: every pending file)."""
     from llm_monitoring.definitions import defs  # deferred: loading definitions imports all of Dagster's graph
 
     job = defs.resolve_job_def(INGEST_JOB_NAME)
     owned = instance is None
     instance = instance or open_instance()
     try:
-        run_config = ingest_run_config(list(files or []))
+        run_config = ingest_run_config(list(files or []), settled_only=settled_only)
         if not get_settings().debug and not logger.isEnabledFor(logging.DEBUG):
             # The caller reports a failed run in one line; Dagster's console logger would print each
             # failure event's stack trace first (they stay in the run's record in the instance).
@@ -127,7 +130,9 @@ def watch(poll_seconds: float | None = None, *, stop_after: float | None = None)
                     # starts only when there is work; the run itself lists again.
                     pending = source.list_pending(database.known_processed)
                     if any(log_file.mtime <= settled_before for log_file in pending):
-                        logger.info(run_ingest(instance=instance).line())
+                        # Settled files only, like the sensor: a file written to within SETTLE_SECONDS
+                        # is left for a later pass even if it parses (a writer rewriting snapshots).
+                        logger.info(run_ingest(settled_only=True, instance=instance).line())
                     backoff = poll
                 except (IngestFailed, DatabaseUnavailable) as error:
                     interrupts.check()  # a Ctrl-C that failed the run stops the watcher, it is not retried

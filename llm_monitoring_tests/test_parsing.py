@@ -115,13 +115,14 @@ def test_log_without_any_timestamp_uses_the_fallback_time():
 
 
 def test_documents_the_fast_parser_rejects_still_parse():
-    # NaN and lone surrogates are legal for Python's json module, not for orjson: same result either way.
+    # NaN and lone surrogates are legal for Python's json module, not for orjson: the document still
+    # parses, and a lone surrogate (which no UTF-8 text can hold) becomes U+FFFD.
     raw = (
         b'{"agent_name": "a\\ud800", "score": NaN, "messages": [{"role": "user", "content": "hi"},'
         b' {"role": "assistant", "content": "hello"}]}'
     )
     record = parse_run_log(raw, fallback_time=datetime(2026, 1, 1, tzinfo=timezone.utc))
-    assert record.agent_name == "a\ud800"
+    assert record.agent_name == "a\ufffd"
     assert (record.user_prompt, record.assistant_answer) == ("hi", "hello")
 
 

@@ -9,6 +9,7 @@ Gemini's empty thinking parts, old pydantic-ai without usage, and `{role, conten
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable, Iterator
 from datetime import datetime, timezone
 from decimal import Decimal, InvalidOperation
@@ -16,6 +17,7 @@ from typing import Any
 
 import orjson
 
+from llm_monitoring.core.limits import MAX_COUNT, MAX_NOTES, MAX_REQUESTS, USAGE_FIELDS, cost_problem, count_value, shown
 from llm_monitoring.core.records import LogRecord, ParseError, ToolCall
 
 PARSER_VERSION = "2"
@@ -39,8 +41,15 @@ def parse_run_log(raw: bytes, *, fallback_time: datetime | None = None) -> LogRe
 
 def parse_log_bytes(raw: bytes, *, fallback_time: datetime | None = None) -> tuple[str, LogRecord]:
     """Parse one run log and return its decoded text too, so the caller decodes each file once."""
-    text, document = load_json_object(raw)
-    return text, parse_run_document(document, fallback_time=fallback_time)
+    try:
+        text, document = load_json_object(raw)
+        return text, parse_run_document(document, fallback_time=fallback_time)
+    except RecursionError as error:
+        raise _too_deep(error) from None
+
+
+def _too_deep(error: RecursionError) -> ParseError:
+    return ParseError(f"JSON nested too deeply to process (RecursionError: {error})")
 
 
 def load_json_object(raw: bytes) -> tuple[str, dict[str, Any]]:
@@ -55,7 +64,10 @@ def load_json_object(raw: bytes) -> tuple[str, dict[str, Any]]:
 
 def parse_run_text(text: str, *, fallback_time: datetime | None = None) -> LogRecord:
     """Parse a run log already held as text (a stored raw_json), without encoding it back to bytes."""
-    return parse_run_document(_json_object(text), fallback_time=fallback_time)
+    try:
+        return parse_run_document(_json_object(text), fallback_time=fallback_time)
+    except RecursionError as error:
+        raise _too_deep(error) from None
 
 
 def _json_object(text: str) -> dict[str, Any]:
@@ -83,8 +95,9 @@ def parse_run_document(document: dict[str, Any], *, fallback_time: datetime | No
     responses = [message for message in normalized if message["kind"] in _RESPONSE_KINDS]
     requests = [message for message in normalized if message["kind"] not in _RESPONSE_KINDS]
 
-    input_tokens, output_tokens, cache_read, cache_write, request_count, reported_cost = _usage(document, responses)
-    started, finished = _run_window(document, normalized, fallback_time)
+    notes: list[str] = []  # values that cannot be kept as logged, with why (core/limits.py)
+    input_tokens, output_tokens, cache_read, cache_write, request_count, reported_cost = _usage(document, responses, notes)
+    started, finished = _run_window(document, normalized, fallback_time, notes)
     answer, references = _answer(document, responses)
     return LogRecord(
         agent_name=_text(document.get("agent_name")) or _text(document.get("name")),
@@ -104,18 +117,44 @@ def parse_run_document(document: dict[str, Any], *, fallback_time: datetime | No
         run_started_at=started,
         run_finished_at=finished,
         provider_reported_cost=reported_cost,
+        value_notes=tuple(dict.fromkeys(notes))[:MAX_NOTES],
     )
 
 
 def _loads(text: str) -> Any:
     # orjson parses these logs in about half the json module's time. What it rejects and
-    # the json module accepts (NaN, Infinity, lone surrogates) takes the slow path, which also gives
-    # the precise error for a broken file. (It reads integers over 64 bits as floats; no count in a
-    # run log comes near that, and raw_json keeps the text as written.)
+    # the json module accepts (NaN, Infinity, 1e400, lone surrogates) takes the slow path, which also
+    # gives the precise error for a broken file. (It reads integers over 64 bits as floats; either
+    # way core/limits.py refuses such counts, and raw_json keeps the text as written.)
     try:
         return orjson.loads(text)
     except orjson.JSONDecodeError:
-        return json.loads(text)
+        return _without_lone_surrogates(json.loads(text))
+
+
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _without_lone_surrogates(value: Any) -> Any:
+    """json.loads turns an escaped lone surrogate ("\\udc80", as JavaScript writes a string cut inside
+    an emoji) into a character no UTF-8 text can hold. It becomes U+FFFD, as a broken character
+    shows anywhere else. Iterative: a document can be nested as deep as json.loads allows."""
+    if isinstance(value, str):
+        return _LONE_SURROGATE.sub("\ufffd", value)
+    stack = [value] if isinstance(value, (dict, list)) else []
+    while stack:
+        container = stack.pop()
+        keys = range(len(container)) if isinstance(container, list) else list(container)
+        for key in keys:
+            item = container[key]
+            if isinstance(item, str):
+                if _LONE_SURROGATE.search(item):
+                    container[key] = _LONE_SURROGATE.sub("\ufffd", item)
+            elif isinstance(item, (dict, list)):
+                stack.append(item)
+            if isinstance(key, str) and _LONE_SURROGATE.search(key):
+                container[_LONE_SURROGATE.sub("\ufffd", key)] = container.pop(key)
+    return value
 
 
 def _json_type(value: Any) -> str:
@@ -176,64 +215,91 @@ def _content_text(content: Any) -> str | None:
     return None
 
 
-def _int(value: Any) -> int | None:
-    if isinstance(value, bool) or value is None:
-        return None
-    if isinstance(value, int):
-        return value
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    return None
+_Count = tuple[int | None, str | None]  # (count, None), (None, None) when not logged, (None, why) when invalid
+
+# Per field of USAGE_FIELDS, the keys writers use: pydantic-ai < 1.0 said request_tokens/response_tokens,
+# some writers say total_*_tokens or prompt/completion_tokens.
+_USAGE_KEYS = (
+    ("input_tokens", "request_tokens", "total_input_tokens", "prompt_tokens"),
+    ("output_tokens", "response_tokens", "total_output_tokens", "completion_tokens"),
+    ("cache_read_tokens",),
+    ("cache_write_tokens",),
+)
 
 
-def _usage_numbers(usage: dict[str, Any]) -> tuple[int | None, int | None, int, int]:
-    # pydantic-ai < 1.0 said request_tokens/response_tokens; some writers say total_*_tokens.
-    input_tokens = _first_int(usage, "input_tokens", "request_tokens", "total_input_tokens", "prompt_tokens")
-    output_tokens = _first_int(usage, "output_tokens", "response_tokens", "total_output_tokens", "completion_tokens")
-    cache_read = _first_int(usage, "cache_read_tokens") or 0
-    cache_write = _first_int(usage, "cache_write_tokens") or 0
-    return input_tokens, output_tokens, cache_read, cache_write
+def _usage_numbers(usage: dict[str, Any]) -> list[_Count]:
+    return [_first_count(usage, keys) for keys in _USAGE_KEYS]
 
 
-def _first_int(mapping: dict[str, Any], *keys: str) -> int | None:
+def _first_count(mapping: dict[str, Any], keys: tuple[str, ...]) -> _Count:
     for key in keys:
-        value = _int(mapping.get(key))
-        if value is not None:
-            return value
-    return None
+        number, problem = count_value(mapping.get(key))
+        if problem:
+            return None, problem if key == keys[0] else f"{problem} (logged as {key})"
+        if number is not None:
+            return number, None
+    return None, None
+
+
+def _reports_usage(numbers: list[_Count]) -> bool:
+    return any(number is not None or problem for number, problem in numbers[:2])
+
+
+def _kept(numbers: list[_Count], notes: list[str]) -> list[int | None]:
+    """The counts as stored: an invalid one becomes None, with a note; absent cache counts are 0."""
+    kept: list[int | None] = []
+    for index, (field, (number, problem)) in enumerate(zip(USAGE_FIELDS, numbers)):
+        if problem:
+            notes.append(f"{field}: {problem}")
+            kept.append(None)
+        else:
+            kept.append(number if number is not None or index < 2 else 0)
+    return kept
 
 
 def _usage(
-    document: dict[str, Any], responses: list[dict[str, Any]]
-) -> tuple[int | None, int | None, int | None, int | None, int, Decimal | None]:
-    reported_cost = _reported_cost(responses)
+    document: dict[str, Any], responses: list[dict[str, Any]], notes: list[str]
+) -> tuple[int | None, int | None, int | None, int | None, int | None, Decimal | None]:
+    reported_cost = _reported_cost(responses, notes)
     top = document.get("usage")
     if isinstance(top, dict):
-        input_tokens, output_tokens, cache_read, cache_write = _usage_numbers(top)
-        if input_tokens is not None or output_tokens is not None:
-            requests = _int(top.get("requests")) or len(responses)
-            return input_tokens, output_tokens, cache_read, cache_write, requests, reported_cost
+        numbers = _usage_numbers(top)
+        if _reports_usage(numbers):
+            requests, problem = count_value(top.get("requests"), MAX_REQUESTS)
+            if problem:
+                notes.append(f"requests: {problem}")
+            elif not requests:
+                requests = len(responses)
+            return (*_kept(numbers, notes), requests, reported_cost)  # type: ignore[return-value]
     totals = [0, 0, 0, 0]
+    problems: list[str | None] = [None, None, None, None]
     reported = False
     for response in responses:
         usage = response.get("usage")
         if not isinstance(usage, dict):
             continue
         numbers = _usage_numbers(usage)
-        if numbers[0] is None and numbers[1] is None:
+        if not _reports_usage(numbers):
             continue
         # A failed response (Groq's finish_reason "error") carries all-zero usage: unknown, not free.
-        if response.get("finish_reason") == "error" and not any(numbers):
+        if response.get("finish_reason") == "error" and not any(number or problem for number, problem in numbers):
             continue
         reported = True
-        for index, number in enumerate(numbers):
+        for index, (number, problem) in enumerate(numbers):
+            problems[index] = problems[index] or problem
             totals[index] += number or 0
     if not reported:
         return None, None, None, None, len(responses), reported_cost
-    return totals[0], totals[1], totals[2], totals[3], len(responses), reported_cost
+    summed = [
+        (None, problem) if problem
+        else (None, f"the responses add up to {total:,}, over {MAX_COUNT:,}, the largest count stored") if total > MAX_COUNT
+        else (total, None)
+        for total, problem in zip(totals, problems)
+    ]
+    return (*_kept(summed, notes), len(responses), reported_cost)  # type: ignore[return-value]
 
 
-def _reported_cost(responses: list[dict[str, Any]]) -> Decimal | None:
+def _reported_cost(responses: list[dict[str, Any]], notes: list[str]) -> Decimal | None:
     costs = []
     for response in responses:
         details = (response.get("usage") or {}).get("details") if isinstance(response.get("usage"), dict) else None
@@ -242,7 +308,13 @@ def _reported_cost(responses: list[dict[str, Any]]) -> Decimal | None:
                 costs.append(Decimal(str(details["cost"])))
             except InvalidOperation:
                 continue
-    return sum(costs, Decimal(0)) if costs else None
+    if not costs:
+        return None
+    problem = next(filter(None, map(cost_problem, costs)), None) or cost_problem(total := sum(costs, Decimal(0)))
+    if problem:
+        notes.append(f"provider_reported_cost: {problem}")
+        return None
+    return total
 
 
 def _split_model_string(model: str) -> tuple[str | None, str]:
@@ -338,7 +410,7 @@ def _answer(document: dict[str, Any], responses: list[dict[str, Any]]) -> tuple[
             args = part.get("args")
             if isinstance(args, str):
                 try:
-                    args = json.loads(args)
+                    args = _loads(args)
                 except json.JSONDecodeError:
                     return (args or None), ()
             if isinstance(args, dict):
@@ -401,11 +473,11 @@ def _references(container: dict[str, Any]) -> list[str]:
 
 
 def _run_window(
-    document: dict[str, Any], messages: list[dict[str, Any]], fallback_time: datetime | None
+    document: dict[str, Any], messages: list[dict[str, Any]], fallback_time: datetime | None, notes: list[str]
 ) -> tuple[datetime | None, datetime | None]:
-    stamps = [stamp for stamp in (_timestamp(value) for value in _timestamps(messages)) if stamp]
+    stamps = [stamp for stamp in (_timestamp(value, notes) for value in _timestamps(messages)) if stamp]
     if not stamps:
-        top = _timestamp(document.get("timestamp"))
+        top = _timestamp(document.get("timestamp"), notes)
         stamps = [top] if top else ([fallback_time] if fallback_time else [])
     if not stamps:
         return None, None
@@ -420,7 +492,7 @@ def _timestamps(messages: list[dict[str, Any]]) -> Iterator[Any]:
                 yield part.get("timestamp")
 
 
-def _timestamp(value: Any) -> datetime | None:
+def _timestamp(value: Any, notes: list[str]) -> datetime | None:
     if not isinstance(value, str) or not value:
         return None
     try:
@@ -428,4 +500,10 @@ def _timestamp(value: Any) -> datetime | None:
     except ValueError:
         return None
     # A naive timestamp is taken as UTC: pydantic-ai writes UTC, hand-written samples omit the zone.
-    return stamp.replace(tzinfo=timezone.utc) if stamp.tzinfo is None else stamp.astimezone(timezone.utc)
+    if stamp.tzinfo is None:
+        return stamp.replace(tzinfo=timezone.utc)
+    try:
+        return stamp.astimezone(timezone.utc)
+    except OverflowError:  # 9999-12-31T23:00-05:00 is in year 10000 in UTC
+        notes.append(f"timestamp: {shown(value)} is outside the years 1 to 9999 in UTC; ignored")
+        return None

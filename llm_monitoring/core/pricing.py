@@ -12,6 +12,7 @@ import genai_prices
 from genai_prices import Usage, calc_price, data_snapshot
 from genai_prices.types import ModelPrice, TieredPrices, TimeOfDateConstraint
 
+from llm_monitoring.core.limits import MAX_COUNT, USAGE_FIELDS, cost_problem
 from llm_monitoring.core.records import LogRecord, PriceResult
 
 # Stored with every price so a re-pricing can tell which price data produced a number.
@@ -20,6 +21,7 @@ PRICE_DATA_VERSION = f"genai-prices {genai_prices.__version__}"
 STATUS_PRICED = "priced"
 STATUS_NO_USAGE = "no_usage: the log reports no token usage"
 STATUS_NO_MODEL = "no_model: the log names no model"
+INVALID_USAGE = "invalid_usage"
 
 # OpenAI-compatible clients (OpenRouter, Together, ...) report provider "openai" with a
 # vendor-prefixed model name; genai-prices knows those models under these providers.
@@ -34,6 +36,9 @@ class _Resolution:
 
 
 def price_run(record: LogRecord) -> PriceResult:
+    invalid = usage_problems(record)
+    if invalid:
+        return _unpriced(f"{INVALID_USAGE}: {'; '.join(invalid)}")
     if record.input_tokens is None and record.output_tokens is None:
         return _unpriced(STATUS_NO_USAGE)
     if not record.model:
@@ -56,6 +61,9 @@ def price_run(record: LogRecord) -> PriceResult:
     else:
         price = calc_price(_usage(counts), resolution.model_ref, provider_id=resolution.provider_id, genai_request_timestamp=when)
         input_cost, output_cost, total_cost = Decimal(price.input_price), Decimal(price.output_price), Decimal(price.total_price)
+    problem = next(filter(None, map(cost_problem, (input_cost, output_cost, total_cost))), None)
+    if problem:
+        return _unpriced(f"{INVALID_USAGE}: the cost of these token counts cannot be stored: {problem}")
     status = STATUS_PRICED if not resolution.note else f"{STATUS_PRICED} ({resolution.note})"
     return PriceResult(
         input_cost=input_cost,
@@ -64,6 +72,17 @@ def price_run(record: LogRecord) -> PriceResult:
         status=status,
         price_data_version=PRICE_DATA_VERSION,
     )
+
+
+def usage_problems(record: LogRecord) -> list[str]:
+    """Why a run's token counts cannot be priced: the parser's notes on them, and for counts that
+    did not come through the parser (stored rows of older versions) a negative or oversized count."""
+    problems = [note for note in record.value_notes if note.partition(":")[0] in USAGE_FIELDS]
+    counts = (record.input_tokens, record.output_tokens, record.cache_read_tokens, record.cache_write_tokens)
+    for field, count in zip(USAGE_FIELDS, counts):
+        if count is not None and not 0 <= count <= MAX_COUNT:
+            problems.append(f"{field}: {count} is {'negative' if count < 0 else 'over the largest count stored'}")
+    return problems
 
 
 def _usage(counts: tuple[int, int, int, int]) -> Usage:

@@ -29,7 +29,7 @@ class LogRecord:
     output_tokens: int | None
     cache_read_tokens: int | None
     cache_write_tokens: int | None
-    requests: int
+    requests: int | None
     tool_calls: tuple[ToolCall, ...]
     finish_reasons: tuple[str, ...]
     run_started_at: datetime | None
@@ -38,6 +38,8 @@ class LogRecord:
     provider_reported_cost: Decimal | None = None
     # References of a structured output, kept apart so checks can see them.
     answer_references: tuple[str, ...] = ()
+    # Values of the log that could not be kept as logged (see core/limits.py), each "field: why".
+    value_notes: tuple[str, ...] = ()
 
     @property
     def tool_names(self) -> tuple[str, ...]:

@@ -4,7 +4,7 @@
 import dagster as dg
 from pydantic import Field
 
-from llm_monitoring.config import LogsDirUnusable
+
 from llm_monitoring.core.evaluation import EVALUATOR_VERSION
 from llm_monitoring.defs.resources import DatabaseResource, LogSourceResource, database_kind
 from llm_monitoring.ingest import IngestReport, ingest_files
@@ -22,7 +22,12 @@ log_files = dg.AssetSpec(
 class IngestConfig(dg.Config):
     files: list[str] = Field(
         default_factory=list,
-        description="Names of the log files to ingest, relative to the log folder. Empty: every pending file.",
+        description="Names of log files directly in the log folder (not paths; bytes that are not UTF-8 "
+        "written as \\xNN). Empty: every pending file.",
+    )
+    settled_only: bool = Field(
+        default=False,
+        description="Leave files modified less than SETTLE_SECONDS ago for a later run, even if they parse.",
     )
 
 
@@ -55,18 +60,22 @@ def ingest_logs(
     """Parse, price and evaluate log files and store them; one transaction per batch of files."""
     try:
         source = log_source.get_source()
-    except LogsDirUnusable as error:
+        names = [source.name_for(text) for text in config.files]
+    except ValueError as error:  # LOGS_DIR unusable, a name outside the folder, a folder setting outside it: nothing touched
         raise dg.Failure(description=str(error), allow_retries=False) from None
     # An outage fails the step with one clear line; the files stay in place for the retry.
     with database.open_for_step() as db:
         report = ingest_files(
             source,
             db,
-            config.files or None,
+            names or None,
+            settled_only=config.settled_only,
             on_batch=lambda batch: context.log.info(f"batch: {batch.line()}"),
         )
     for name, reason in report.errors:
         context.log.warning(f"quarantined {name}: {reason}")
+    for name, reason in report.left_in_place:
+        context.log.error(f"{name}: {reason}")
     context.log.info(report.line())
     yield dg.MaterializeResult(asset_key="llm_logs", metadata=_logs_metadata(report, source.describe()))
     yield dg.MaterializeResult(
@@ -83,6 +92,7 @@ def _logs_metadata(report: IngestReport, source: str) -> dict[str, object]:
         "already_stored": report.already_stored,
         "quarantined": report.quarantined,
         "still_being_written": report.unsettled,
+        "left_in_place": len(report.left_in_place),
         "megabytes_read": round(report.bytes_read / 1e6, 3),
         "first_new_id": report.stored_ids[0] if report.stored_ids else None,
         "last_new_id": report.stored_ids[-1] if report.stored_ids else None,

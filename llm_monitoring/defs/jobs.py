@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import dagster as dg
 
+from llm_monitoring.file_names import name_text
+
 INGEST_JOB_NAME = "ingest_logs_job"
 
 ingest_job = dg.define_asset_job(
@@ -14,5 +16,9 @@ ingest_job = dg.define_asset_job(
 )
 
 
-def ingest_run_config(files: list[str]) -> dict:
-    return {"ops": {"ingest_logs": {"config": {"files": files}}}}
+def ingest_run_config(files: list[str], *, settled_only: bool = False) -> dict:
+    """Run config of the ingest job for file names as the OS gives them (sent in their text form)."""
+    config: dict = {"files": [name_text(name) for name in files]}
+    if settled_only:
+        config["settled_only"] = True
+    return {"ops": {"ingest_logs": {"config": config}}}

@@ -13,9 +13,10 @@ import time
 
 import dagster as dg
 
-from llm_monitoring.config import LogsDirUnusable, get_settings
+from llm_monitoring.config import get_settings
 from llm_monitoring.defs.jobs import INGEST_JOB_NAME, ingest_job, ingest_run_config
 from llm_monitoring.db import DatabaseUnavailable
+from llm_monitoring.file_names import name_text
 from llm_monitoring.defs.resources import DatabaseResource, LogSourceResource
 
 SENSOR_NAME = "new_log_files_sensor"
@@ -50,7 +51,7 @@ def new_log_files_sensor(context: dg.SensorEvaluationContext, log_source: LogSou
     settings = get_settings()
     try:
         source = log_source.get_source()
-    except LogsDirUnusable as error:
+    except ValueError as error:  # LOGS_DIR unusable, or PROCESSED_DIR or QUARANTINE_DIR outside LOGS_DIR
         return dg.SkipReason(f"not listing log files: {error}")
     started = time.monotonic()
     try:
@@ -61,7 +62,8 @@ def new_log_files_sensor(context: dg.SensorEvaluationContext, log_source: LogSou
     settled_before = time.time() - settings.settle_seconds
     settled = [log_file for log_file in pending if log_file.mtime <= settled_before]
     busy = files_in_flight(context.instance) if settled else set()
-    todo = [log_file.name for log_file in settled if log_file.name not in busy]
+    # Run configs hold names in their text form: any name the OS lists, valid UTF-8 or not.
+    todo = [log_file.name for log_file in settled if name_text(log_file.name) not in busy]
     listing = f"listed {len(pending)} pending files in {time.monotonic() - started:.2f}s"
     if not todo:
         waiting = len(pending) - len(settled)
@@ -73,12 +75,14 @@ def new_log_files_sensor(context: dg.SensorEvaluationContext, log_source: LogSou
     requests = []
     for start in range(0, min(len(todo), settings.run_files * MAX_RUNS_PER_TICK), settings.run_files):
         batch = todo[start:start + settings.run_files]
-        digest = hashlib.sha1("\n".join(batch).encode()).hexdigest()[:16]
+        run_config = ingest_run_config(batch, settled_only=True)
+        texts = run_config["ops"]["ingest_logs"]["config"]["files"]
+        digest = hashlib.sha1("\n".join(texts).encode()).hexdigest()[:16]
         requests.append(
             dg.RunRequest(
                 run_key=f"{generation}-{digest}",
-                run_config=ingest_run_config(batch),
-                tags={"llm_monitoring/files": str(len(batch)), "llm_monitoring/first_file": batch[0][:200]},
+                run_config=run_config,
+                tags={"llm_monitoring/files": str(len(batch)), "llm_monitoring/first_file": texts[0][:200]},
             )
         )
     context.log.info(f"{listing}; requesting {len(requests)} runs for {sum(len(r.run_config['ops']['ingest_logs']['config']['files']) for r in requests)} files")
