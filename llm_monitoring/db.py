@@ -1594,18 +1594,25 @@ def feedback_rows(database: Database, start: datetime, end: datetime) -> list[tu
 
 
 def replace_daily_rows(
-    database: Database, table_name: str, first_day: date, end_day: date, rows: Sequence[dict[str, Any]]
-) -> int:
-    """Replace the rows of days [first_day, end_day) of a daily table; returns how many were deleted."""
+    database: Database, table_name: str, first_day: date, end_day: date, build: Callable[[], Sequence[dict[str, Any]]]
+) -> tuple[int, list[dict[str, Any]]]:
+    """Replace the rows of days [first_day, end_day) of a daily table with those `build` returns; returns
+    how many rows were deleted, and the new rows.
+
+    `build` reads the runs only once this table's rewrite lock is held: of two overlapping rebuilds
+    (two ingest runs storing runs of the same day), the later one then sees every run the earlier
+    one saw, so a stale rebuild never overwrites a fresher one.
+    """
     table = DAILY_TABLES[table_name]
     with database.transaction() as connection:
         _serialize_rewrites(connection, table_name)
+        rows = list(build())
         deleted = connection.execute(
             sa.delete(table).where(table.c.day >= first_day, table.c.day < end_day)
         ).rowcount
         if rows:
-            connection.execute(sa.insert(table), list(rows))
-    return deleted
+            connection.execute(sa.insert(table), rows)
+    return deleted, rows
 
 
 def daily_rows(database: Database, table_name: str, first_day: date, end_day: date) -> list[dict[str, Any]]:
@@ -1692,9 +1699,11 @@ def runs_missing_checks(
     present = (
         sa.select(eval_checks.c.log_id, sa.func.count(sa.distinct(eval_checks.c.check_name)).label("checks"))
         .where(eval_checks.c.evaluator_version == evaluator_version, eval_checks.c.check_name.in_(list(check_names)))
-        .group_by(eval_checks.c.log_id)
-        .subquery()
     )
+    if start is not None and end is not None:
+        # Count the window's runs only: the gate runs after every ingest, the table holds every run.
+        present = present.where(eval_checks.c.log_id.in_(sa.select(llm_logs.c.id).where(_in_window(llm_logs.c.run_started_at, start, end))))
+    present = present.group_by(eval_checks.c.log_id).subquery()
     query = (
         sa.select(llm_logs.c.id, llm_logs.c.run_started_at)
         .select_from(llm_logs.outerjoin(present, present.c.log_id == llm_logs.c.id))
