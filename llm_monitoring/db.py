@@ -244,6 +244,27 @@ processed_files = sa.Table(
     sa.Index("ix_processed_files_processed_as", "processed_as"),
 )
 
+# Alerts of failed quality gates, one row per gate and failing day (or quarantined file): written by
+# the gate's evaluation, delivered to ALERT_WEBHOOK_URL by the alerts sensor (llm_monitoring/alerts.py
+# has the queries). The unique key makes a day alerted once, whatever evaluates it again.
+alerts = sa.Table(
+    "alerts",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("asset", sa.String(255), nullable=False),
+    sa.Column("gate", sa.String(255), nullable=False),
+    sa.Column("subject", sa.String(255), nullable=False),  # the failing day (YYYY-MM-DD) or a file's content hash
+    sa.Column("details", SafeText, nullable=False),  # JSON: what the message says about this subject
+    sa.Column("run_id", sa.String(64)),  # the run whose evaluation failed, for the link in the message
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("next_attempt_at", UTCDateTime, nullable=False),  # also the lease of the sender delivering it
+    sa.Column("last_error", SafeText),
+    sa.Column("sent_at", UTCDateTime),
+    sa.UniqueConstraint("asset", "gate", "subject", name="uq_alerts_asset_gate_subject"),
+    sa.Index("ix_alerts_due", "sent_at", "next_attempt_at"),
+)
+
 # The schema this code upgrades a database to: a digest of every table, column and index, so any
 # change to the tables above makes ensure_schema upgrade once and then find it in place.
 schema_state = sa.Table("schema_state", metadata, sa.Column("version", sa.String(64), nullable=False))
@@ -1685,7 +1706,10 @@ def ingest_errors_since(database: Database, since: datetime) -> list[dict[str, A
         return [
             dict(row._mapping)
             for row in connection.execute(
-                sa.select(ingest_errors.c.filepath, ingest_errors.c.error, ingest_errors.c.last_seen, ingest_errors.c.occurrences)
+                sa.select(
+                    ingest_errors.c.filepath, ingest_errors.c.content_hash, ingest_errors.c.error,
+                    ingest_errors.c.last_seen, ingest_errors.c.occurrences,
+                )
                 .where(ingest_errors.c.last_seen >= since, ingest_errors.c.resolved_at.is_(None))
                 .order_by(ingest_errors.c.last_seen.desc())
             )
