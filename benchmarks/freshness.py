@@ -38,6 +38,7 @@ import sqlalchemy as sa
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from llm_monitoring.core.wording import plural  # noqa: E402
 from llm_monitoring.samples import PROFILES, make_run_log  # noqa: E402
 from llm_monitoring_tests.history_data import unknown_model  # noqa: E402
 from llm_monitoring_tests.processes import WebhookReceiver, free_port, graphql, stop_group, wait_until  # noqa: E402
@@ -220,7 +221,7 @@ def main() -> None:
             print(
                 f"round {number + 1}: rows {show(result.rows)} s, daily_usage {show(result.daily_usage)} s, "
                 f"daily_eval_summary {show(result.daily_eval_summary)} s, gates {show(result.gates)} s, "
-                f"first gate alert {show(result.alert)} s ({result.alerts} gate alerts)"
+                f"first gate alert {show(result.alert)} s ({plural(result.alerts, 'gate alert')})"
             )
             for run in result.runs:
                 tags = {tag["key"]: tag["value"] for tag in run["tags"]}

@@ -48,8 +48,14 @@ class AlertDeliveryError(RuntimeError):
 
 def destination(url: str) -> str:
     """The webhook's scheme and host: its path often is the secret (Slack's hooks.slack.com/services/...)."""
-    parts = urllib.parse.urlsplit(url)
-    return f"{parts.scheme}://{parts.hostname or '?'}{f':{parts.port}' if parts.port else ''}"
+    try:
+        parts = urllib.parse.urlsplit(url)
+        port = f":{parts.port}" if parts.port else ""
+    except ValueError:
+        return "an unreadable URL"
+    if not parts.scheme or not parts.hostname:
+        return "a URL without scheme or host"
+    return f"{parts.scheme}://{parts.hostname}{port}"
 
 
 # ---------------------------------------------------------------------------- recording
@@ -117,17 +123,20 @@ Post = Callable[[str, dict[str, Any], float], None]
 
 def post_json(url: str, body: dict[str, Any], timeout: float) -> None:
     """POST `body` as JSON; any answer but 2xx raises AlertDeliveryError."""
-    request = urllib.request.Request(
-        url, data=json.dumps(body).encode(), method="POST",
-        headers={"Content-Type": "application/json", "User-Agent": "llm-monitoring-alerts"},
-    )
+    try:
+        request = urllib.request.Request(
+            url, data=json.dumps(body).encode(), method="POST",
+            headers={"Content-Type": "application/json", "User-Agent": "llm-monitoring-alerts"},
+        )
+    except ValueError:  # its message would repeat the whole URL, secret path included
+        raise AlertDeliveryError(f"ALERT_WEBHOOK_URL is not a URL to post to: {destination(url)}") from None
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
             response.read()
     except urllib.error.HTTPError as error:
         raise AlertDeliveryError(f"{destination(url)} answered HTTP {error.code} {error.reason}") from None
-    except (urllib.error.URLError, OSError) as error:
-        reason = getattr(error, "reason", error)
+    except (urllib.error.URLError, OSError, ValueError) as error:  # ValueError: http.client.InvalidURL and kin
+        reason = getattr(error, "reason", None) or type(error).__name__
         raise AlertDeliveryError(f"{destination(url)} unreachable: {reason}") from None
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from llm_monitoring.alerts import LEASE, alert_rows, backoff, deliver_due, destination, record
+from llm_monitoring.alerts import LEASE, AlertDeliveryError, alert_rows, backoff, deliver_due, destination, post_json, record
 from llm_monitoring.config import alert_settings
 from llm_monitoring.core.alerts import Failure, GateAlert, message
 from llm_monitoring.db import Database
@@ -46,8 +46,19 @@ def test_backoff_doubles_from_half_a_minute_up_to_an_hour():
     assert [backoff(n).total_seconds() for n in (1, 2, 3, 8, 30)] == [30, 60, 120, 3600, 3600]
 
 
-def test_webhook_errors_name_the_host_never_the_secret_path():
+@pytest.mark.parametrize(
+    ("url", "error"),
+    [
+        ("hooks.example.com/services/T0/B0/SECRET", "ALERT_WEBHOOK_URL is not a URL to post to: a URL without scheme or host"),
+        ("http://[::1/services/SECRET", "ALERT_WEBHOOK_URL is not a URL to post to: an unreadable URL"),
+        ("http://127.0.0.1:1/services/SECRET", "http://127.0.0.1:1 unreachable: [Errno 111] Connection refused"),
+    ],
+)
+def test_webhook_errors_name_the_host_never_the_secret_path(url: str, error: str):
     assert destination("https://hooks.slack.com/services/T0/B0/XXXX") == "https://hooks.slack.com"
+    with pytest.raises(AlertDeliveryError) as raised:
+        post_json(url, {"text": "x"}, 2)
+    assert str(raised.value) == error
 
 
 def test_each_gate_and_day_is_recorded_once(database: Database):

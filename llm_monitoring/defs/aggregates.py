@@ -353,8 +353,10 @@ def daily_aggregates_sensor(context: dg.SensorEvaluationContext, database: Datab
                 storage_id = latest[0].storage_id if latest else 0
                 span = db.run_day_span(monitoring_db)
                 log_days = {span[0] + timedelta(days=n) for n in range((span[1] - span[0]).days + 1)} if span else set()
+                ingests = 0
             else:
                 records = _new_records(instance, dg.AssetKey("llm_logs"), cursor.storage_id, MAX_INGESTS_PER_TICK)
+                ingests = sum(1 for record in records if _ours(record, key))
                 storage_id = records[-1].storage_id if records else cursor.storage_id
                 # An ingest rebuilds its days itself; only those it could not (or an older version's) are left.
                 stale = [
@@ -387,7 +389,13 @@ def daily_aggregates_sensor(context: dg.SensorEvaluationContext, database: Datab
     if outside | feedback_outside:
         context.log.warning(_outside_warning(outside | feedback_outside))
     if not requests:
-        return dg.SensorResult(skip_reason="nothing to rebuild or judge: new ingests refreshed their own days", cursor=new_cursor)
+        return dg.SensorResult(
+            skip_reason=(
+                f"nothing to rebuild or judge: {plural(ingests, 'new ingest')} into this database "
+                "(an ingest rebuilds and judges its own days), no feedback change, no backfill"
+            ),
+            cursor=new_cursor,
+        )
     context.log.info(
         f"rebuilding {plural(len(log_days), 'day')} of runs and {plural(len(feedback_days), 'day')} of feedback; "
         f"judging {plural(len(judge_days), 'rebuilt day')}: {plural(len(requests), 'run')}"
