@@ -1,10 +1,11 @@
-"""Backfill times over a month of history: re-evaluate, re-price and aggregate N runs spread over D days.
+"""Backfill times over a month of history: re-evaluate, re-price, aggregate and judge N runs spread over D days.
 
     uv run python benchmarks/history_backfill.py --runs 10000 --days 30
 
 Stores the runs (sample logs of 5, 30 and 90 KB, parsed, priced and evaluated as the ingest does)
 in a fresh Postgres database on TEST_DATABASE_URL's server (dropped afterwards), then runs each
-backfill job once over the whole range, as one Dagster run, the way a UI backfill does. Prints, never asserts.
+backfill job once over the whole range, as one Dagster run, the way a UI backfill does, then the gates over
+those days (quality_gates_job, as the aggregates sensor requests it after a backfill). Prints, never asserts.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import dagster as dg
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from llm_monitoring.db import Database, RunToStore, eval_checks  # noqa: E402
+from llm_monitoring.defs.checks import GATES_JOB_NAME, gates_run_config  # noqa: E402
 from llm_monitoring.ingest import run_from_bytes  # noqa: E402
 from llm_monitoring.samples import PROFILES, make_run_log  # noqa: E402
 from llm_monitoring_tests.conftest import _server_url, create_postgres_database, drop_postgres_database  # noqa: E402
@@ -43,6 +45,16 @@ def store(database: Database, runs: int, days: int, sizes_kb: tuple[int, ...]) -
             database.store_runs(batch)
             batch = []
     database.store_runs(batch)
+
+
+def judge(instance: dg.DagsterInstance, days: int) -> float:
+    from llm_monitoring.definitions import defs
+
+    started = time.perf_counter()
+    run_config = gates_run_config([FIRST_DAY + timedelta(days=offset) for offset in range(days)])
+    result = defs.resolve_job_def(GATES_JOB_NAME).execute_in_process(instance=instance, run_config=run_config)
+    assert result.success
+    return time.perf_counter() - started
 
 
 def backfill(job_name: str, instance: dg.DagsterInstance, days: int) -> float:
@@ -72,6 +84,7 @@ def main() -> None:
         with dg.instance_for_test() as instance:
             for job_name in ("reevaluate_logs", "reprice_logs", "daily_aggregates_job"):
                 print(f"{job_name:<22} {args.days}-day backfill, one run: {backfill(job_name, instance, args.days):6.1f}s")
+            print(f"{GATES_JOB_NAME:<22} the five gates over the {args.days} days: {judge(instance, args.days):6.1f}s")
         print(f"eval_checks rows: {database.count(eval_checks)} (= {args.runs} x 7: re-evaluation replaced, never added)")
         database.dispose()
     finally:

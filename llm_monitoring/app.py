@@ -227,6 +227,7 @@ def show_run_list(database: Database, filters: RunFilters, page_size: int, total
             selection_mode="single-row",
             hide_index=True,
             column_config=RUN_COLUMNS,
+            placeholder="-",  # a missing value reads as in the run's detail, not "None"
             height=min(38 + 35 * len(rows), 420),
         )
     picked_rows = list(event.selection.rows) if event is not None else []

@@ -7,6 +7,7 @@ import sys
 from collections.abc import Sequence
 
 from llm_monitoring.config import InvalidSetting, LogsDirUnusable, check_logs_dir, get_settings
+from llm_monitoring.core.wording import plural
 from llm_monitoring.db import Database, DatabaseUnavailable, has_runs_table, open_database
 from llm_monitoring.file_names import name_text
 from llm_monitoring.runner import (
@@ -33,11 +34,11 @@ def format_summary(database: Database) -> str:
     ]
     for (provider, model), entry in sorted(summary["by_model"].items(), key=lambda item: -item[1]["cost"]):
         unpriced = f", {entry['unpriced']} unpriced" if entry["unpriced"] else ""
-        lines.append(f"  {provider or '?'}/{model or '?'}: {entry['runs']} runs, ${entry['cost']:.6f}{unpriced}")
+        lines.append(f"  {provider or '?'}/{model or '?'}: {plural(entry['runs'], 'run')}, ${entry['cost']:.6f}{unpriced}")
     lines.append("Check pass rates (not-applicable runs excluded):")
     for name, entry in sorted(summary["checks"].items()):
         rate = f"{100 * entry['passed'] / entry['applicable']:.0f}%" if entry["applicable"] else "n/a"
-        lines.append(f"  {name:<20} {rate:>5}  ({entry['passed']}/{entry['applicable']} applicable)")
+        lines.append(f"  {name:<20} {rate:>5}  ({entry['passed']:,} passed of {entry['applicable']:,} applicable)")
     return "\n".join(lines)
 
 

@@ -127,4 +127,20 @@ def quality_thresholds(environ: Mapping[str, str] = os.environ) -> QualityThresh
         min_baseline_cost=Decimal(str(number("QUALITY_MIN_BASELINE_COST", float(default.min_baseline_cost)))),
         baseline_days=max(1, int(number("QUALITY_BASELINE_DAYS", default.baseline_days))),
         min_baseline_days=max(1, int(number("QUALITY_MIN_BASELINE_DAYS", default.min_baseline_days))),
+        lookback_days=max(1, int(number("QUALITY_LOOKBACK_DAYS", default.lookback_days))),
+    )
+
+
+@dataclass(frozen=True)
+class AlertSettings:
+    webhook_url: str  # ALERT_WEBHOOK_URL; empty: no alerts are recorded or sent
+    webserver_url: str  # DAGSTER_WEBSERVER_URL, for links to runs; empty: no links
+    timeout_seconds: float  # ALERT_TIMEOUT_SECONDS, per POST
+
+
+def alert_settings(environ: Mapping[str, str] = os.environ) -> AlertSettings:
+    return AlertSettings(
+        webhook_url=environ.get("ALERT_WEBHOOK_URL", "").strip(),
+        webserver_url=environ.get("DAGSTER_WEBSERVER_URL", "").strip().rstrip("/"),
+        timeout_seconds=max(0.5, _number("ALERT_TIMEOUT_SECONDS", 10.0, environ)),
     )

@@ -253,6 +253,27 @@ processed_files = sa.Table(
     sa.Index("ix_processed_files_processed_as", "processed_as"),
 )
 
+# Alerts of failed quality gates, one row per gate and failing day (or quarantined file): written by
+# the gate's evaluation, delivered to ALERT_WEBHOOK_URL by the alerts sensor (llm_monitoring/alerts.py
+# has the queries). The unique key makes a day alerted once, whatever evaluates it again.
+alerts = sa.Table(
+    "alerts",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("asset", sa.String(255), nullable=False),
+    sa.Column("gate", sa.String(255), nullable=False),
+    sa.Column("subject", sa.String(255), nullable=False),  # the failing day (YYYY-MM-DD) or a file's content hash
+    sa.Column("details", SafeText, nullable=False),  # JSON: what the message says about this subject
+    sa.Column("run_id", sa.String(64)),  # the run whose evaluation failed, for the link in the message
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("next_attempt_at", UTCDateTime, nullable=False),  # also the lease of the sender delivering it
+    sa.Column("last_error", SafeText),
+    sa.Column("sent_at", UTCDateTime),
+    sa.UniqueConstraint("asset", "gate", "subject", name="uq_alerts_asset_gate_subject"),
+    sa.Index("ix_alerts_due", "sent_at", "next_attempt_at"),
+)
+
 # The schema this code upgrades a database to: a digest of every table, column and index, so any
 # change to the tables above makes ensure_schema upgrade once and then find it in place.
 schema_state = sa.Table("schema_state", metadata, sa.Column("version", sa.String(64), nullable=False))
@@ -1679,18 +1700,25 @@ def feedback_rows(database: Database, start: datetime, end: datetime) -> list[tu
 
 
 def replace_daily_rows(
-    database: Database, table_name: str, first_day: date, end_day: date, rows: Sequence[dict[str, Any]]
-) -> int:
-    """Replace the rows of days [first_day, end_day) of a daily table; returns how many were deleted."""
+    database: Database, table_name: str, first_day: date, end_day: date, build: Callable[[], Sequence[dict[str, Any]]]
+) -> tuple[int, list[dict[str, Any]]]:
+    """Replace the rows of days [first_day, end_day) of a daily table with those `build` returns; returns
+    how many rows were deleted, and the new rows.
+
+    `build` reads the runs only once this table's rewrite lock is held: of two overlapping rebuilds
+    (two ingest runs storing runs of the same day), the later one then sees every run the earlier
+    one saw, so a stale rebuild never overwrites a fresher one.
+    """
     table = DAILY_TABLES[table_name]
     with database.transaction() as connection:
         _serialize_rewrites(connection, table_name)
+        rows = list(build())
         deleted = connection.execute(
             sa.delete(table).where(table.c.day >= first_day, table.c.day < end_day)
         ).rowcount
         if rows:
-            connection.execute(sa.insert(table), list(rows))
-    return deleted
+            connection.execute(sa.insert(table), rows)
+    return deleted, rows
 
 
 def daily_rows(database: Database, table_name: str, first_day: date, end_day: date) -> list[dict[str, Any]]:
@@ -1763,7 +1791,10 @@ def ingest_errors_since(database: Database, since: datetime) -> list[dict[str, A
         return [
             dict(row._mapping)
             for row in connection.execute(
-                sa.select(ingest_errors.c.filepath, ingest_errors.c.error, ingest_errors.c.last_seen, ingest_errors.c.occurrences)
+                sa.select(
+                    ingest_errors.c.filepath, ingest_errors.c.content_hash, ingest_errors.c.error,
+                    ingest_errors.c.last_seen, ingest_errors.c.occurrences,
+                )
                 .where(ingest_errors.c.last_seen >= since, ingest_errors.c.resolved_at.is_(None))
                 .order_by(ingest_errors.c.last_seen.desc())
             )
@@ -1777,9 +1808,11 @@ def runs_missing_checks(
     present = (
         sa.select(eval_checks.c.log_id, sa.func.count(sa.distinct(eval_checks.c.check_name)).label("checks"))
         .where(eval_checks.c.evaluator_version == evaluator_version, eval_checks.c.check_name.in_(list(check_names)))
-        .group_by(eval_checks.c.log_id)
-        .subquery()
     )
+    if start is not None and end is not None:
+        # Count the window's runs only: the gate runs after every ingest, the table holds every run.
+        present = present.where(eval_checks.c.log_id.in_(sa.select(llm_logs.c.id).where(_in_window(llm_logs.c.run_started_at, start, end))))
+    present = present.group_by(eval_checks.c.log_id).subquery()
     query = (
         sa.select(llm_logs.c.id, llm_logs.c.run_started_at)
         .select_from(llm_logs.outerjoin(present, present.c.log_id == llm_logs.c.id))

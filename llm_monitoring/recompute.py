@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any
 
@@ -24,6 +24,7 @@ from llm_monitoring.core import aggregates, evaluation
 from llm_monitoring.core.parsing import parse_run_text
 from llm_monitoring.core.pricing import PRICE_DATA_VERSION, forget_price_data, price_run
 from llm_monitoring.core.records import CheckResult, LogRecord, ParseError, PriceResult
+from llm_monitoring.core.windows import day_range, day_start, stretches
 from llm_monitoring.db import Database, PricingRow, StoredRunLog
 
 logger = logging.getLogger("llm_monitoring.recompute")
@@ -242,31 +243,51 @@ class DailyRebuild:
         return (self.end_day - self.first_day).days
 
 
-def day_range(start: datetime, end: datetime) -> tuple[date, date]:
-    """The UTC days [first, end) a window covers."""
-    start, end = start.astimezone(timezone.utc), end.astimezone(timezone.utc)
-    end_day = end.date() if end.time() == time(0) else end.date() + timedelta(days=1)
-    return start.date(), end_day
-
-
-def _rebuild(database: Database, table: str, start: datetime, end: datetime, rows: list[dict[str, Any]]) -> DailyRebuild:
+def _rebuild(
+    database: Database, table: str, start: datetime, end: datetime, compute: Callable[[], list[dict[str, Any]]]
+) -> DailyRebuild:
     first_day, end_day = day_range(start, end)
-    now = datetime.now(timezone.utc)
-    rows = [{**row, "computed_at": now} for row in rows if first_day <= row["day"] < end_day]
-    deleted = db.replace_daily_rows(database, table, first_day, end_day, rows)
+
+    def build() -> list[dict[str, Any]]:
+        now = datetime.now(timezone.utc)
+        return [{**row, "computed_at": now} for row in compute() if first_day <= row["day"] < end_day]
+
+    deleted, rows = db.replace_daily_rows(database, table, first_day, end_day, build)
     return DailyRebuild(table, first_day, end_day, rows, deleted)
 
 
 def rebuild_daily_usage(database: Database, start: datetime, end: datetime) -> DailyRebuild:
-    rows = aggregates.daily_usage(db.usage_rows(database, start, end), db.USAGE_COLUMNS)
-    return _rebuild(database, "daily_usage", start, end, rows)
+    return _rebuild(
+        database, "daily_usage", start, end, lambda: aggregates.daily_usage(db.usage_rows(database, start, end), db.USAGE_COLUMNS)
+    )
 
 
 def rebuild_daily_eval_summary(database: Database, start: datetime, end: datetime) -> DailyRebuild:
-    rows = aggregates.daily_eval_summary(db.eval_rows(database, start, end), db.EVAL_COLUMNS)
-    return _rebuild(database, "daily_eval_summary", start, end, rows)
+    return _rebuild(
+        database, "daily_eval_summary", start, end,
+        lambda: aggregates.daily_eval_summary(db.eval_rows(database, start, end), db.EVAL_COLUMNS),
+    )
 
 
 def rebuild_daily_feedback(database: Database, start: datetime, end: datetime) -> DailyRebuild:
-    rows = aggregates.daily_feedback(db.feedback_rows(database, start, end), db.FEEDBACK_COLUMNS)
-    return _rebuild(database, "daily_feedback", start, end, rows)
+    return _rebuild(
+        database, "daily_feedback", start, end,
+        lambda: aggregates.daily_feedback(db.feedback_rows(database, start, end), db.FEEDBACK_COLUMNS),
+    )
+
+
+RUN_AGGREGATES: dict[str, Callable[[Database, datetime, datetime], DailyRebuild]] = {
+    "daily_usage": rebuild_daily_usage,
+    "daily_eval_summary": rebuild_daily_eval_summary,
+}
+
+
+def rebuild_run_days(database: Database, days: Iterable[date]) -> dict[str, list[DailyRebuild]]:
+    """Rebuild daily_usage and daily_eval_summary for exactly these days, one window per stretch of
+    consecutive days (scattered days of a backlog are not joined into one long window)."""
+    rebuilt: dict[str, list[DailyRebuild]] = {table: [] for table in RUN_AGGREGATES}
+    for first, last in stretches(days):
+        start, end = day_start(first), day_start(last + timedelta(days=1))
+        for table, rebuild in RUN_AGGREGATES.items():
+            rebuilt[table].append(rebuild(database, start, end))
+    return rebuilt

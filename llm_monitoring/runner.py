@@ -23,6 +23,7 @@ from dataclasses import dataclass
 import dagster as dg
 
 from llm_monitoring.config import InvalidSetting, LogsDirUnusable, check_logs_dir, get_settings
+from llm_monitoring.core.wording import plural
 from llm_monitoring.db import Database, DatabaseUnavailable, mask_url
 from llm_monitoring.defs.jobs import INGEST_JOB_NAME, ingest_run_config
 from llm_monitoring.defs.loggers import command_line_logger
@@ -45,7 +46,7 @@ class RunOutcome:
     def line(self) -> str:
         m = self.metadata
         return (
-            f"{m.get('files_seen', 0)} files: {m.get('runs_stored', 0)} stored, {m.get('already_stored', 0)} already stored, "
+            f"{plural(int(m.get('files_seen', 0)), 'file')}: {m.get('runs_stored', 0)} stored, {m.get('already_stored', 0)} already stored, "
             f"{m.get('quarantined', 0)} quarantined, {m.get('still_being_written', 0)} still being written"
             + (f", {m['left_in_place']} left in place (see the errors above)" if m.get("left_in_place") else "")
         )

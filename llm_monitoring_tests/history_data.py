@@ -6,6 +6,7 @@ import json
 import random
 from collections.abc import Callable
 from datetime import date, datetime, time, timedelta, timezone
+from pathlib import Path
 from typing import Any
 
 import dagster as dg
@@ -13,7 +14,7 @@ import sqlalchemy as sa
 
 from llm_monitoring.db import Database, RunToStore
 from llm_monitoring.ingest import content_hash, run_from_bytes
-from llm_monitoring.samples import PROFILES, AgentProfile, make_run_log
+from llm_monitoring.samples import PROFILES, AgentProfile, make_run_log, write_sample_logs
 
 RANGE_START = "dagster/asset_partition_range_start"
 RANGE_END = "dagster/asset_partition_range_end"
@@ -111,3 +112,17 @@ def select(database: Database, statement: sa.Select) -> list[Any]:
 def day_of(moment: datetime) -> date:
     return moment.astimezone(timezone.utc).date()
 
+
+
+def write_logs(
+    folder: Path, count: int, *, seed: int, start: datetime, spread: timedelta = timedelta(hours=1),
+    mutate: Callable[[dict[str, Any]], None] | None = None, prefix: str = "",
+) -> list[Path]:
+    """Run-log files as an agent writes them (see samples.write_sample_logs), each changed by `mutate`."""
+    paths = write_sample_logs(folder, count, seed=seed, start=start, spread=spread, prefix=prefix)
+    if mutate:
+        for path in paths:
+            log = json.loads(path.read_text(encoding="utf-8"))
+            mutate(log)
+            path.write_text(json.dumps(log), encoding="utf-8")
+    return paths

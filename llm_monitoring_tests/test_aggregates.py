@@ -9,6 +9,7 @@ import sqlalchemy as sa
 
 from llm_monitoring.db import Database, daily_eval_summary, daily_feedback, daily_usage, feedback
 from llm_monitoring.defs.aggregates import AGGREGATES_JOB_NAME, daily_aggregates_sensor, day_ranges
+from llm_monitoring.defs.checks import GATES_JOB_NAME
 from llm_monitoring.defs.jobs import INGEST_JOB_NAME, ingest_run_config
 from llm_monitoring.defs.resources import DatabaseResource
 from llm_monitoring.feedback import delete_feedback
@@ -98,37 +99,48 @@ def test_daily_aggregates_equal_the_same_figures_computed_in_sql(database: Datab
         assert mine.good_pct == pytest.approx(100 * row.good / row.feedback)
 
 
-def tick(instance: dg.DagsterInstance, cursor: str | None):
+def tick(instance: dg.DagsterInstance, cursor: str | None, url: str | None = None):
     from llm_monitoring.definitions import defs
 
     # The definitions let the tick resolve partitioned run requests as the daemon does.
-    with dg.build_sensor_context(instance=instance, cursor=cursor, definitions=defs, resources={"database": DatabaseResource()}) as context:
+    resources = {"database": DatabaseResource(url=url)}
+    with dg.build_sensor_context(instance=instance, cursor=cursor, definitions=defs, resources=resources) as context:
         return daily_aggregates_sensor.evaluate_tick(context)
 
 
-def execute(instance: dg.DagsterInstance, request: dg.RunRequest) -> None:
+def execute(instance: dg.DagsterInstance, request: dg.RunRequest) -> dg.ExecuteInProcessResult:
     from llm_monitoring.definitions import defs
 
-    result = defs.resolve_job_def(AGGREGATES_JOB_NAME).execute_in_process(
-        instance=instance, tags=request.tags, partition_key=request.partition_key, asset_selection=request.asset_selection
+    result = defs.resolve_job_def(request.job_name).execute_in_process(
+        instance=instance, tags=request.tags, partition_key=request.partition_key, asset_selection=request.asset_selection,
+        run_config=request.run_config,
     )
     assert result.success
+    return result
 
 
 def requested(data) -> list[tuple[str, str, list[str]]]:
-    """(first day, last day, assets) of each run request."""
+    """(first day, last day, assets) of each aggregates run request; (job, days to judge, []) of a gates request."""
     found = []
     for request in data.run_requests:
+        if request.job_name == GATES_JOB_NAME:
+            configs = {op["config"]["days"][0] if len(op["config"]["days"]) == 1 else ",".join(op["config"]["days"])
+                       for op in request.run_config["ops"].values()}
+            found.append((GATES_JOB_NAME, configs.pop(), []))
+            continue
+        assert request.job_name == AGGREGATES_JOB_NAME and not request.asset_check_keys
         first = request.partition_key or request.tags["dagster/asset_partition_range_start"]
         last = request.partition_key or request.tags["dagster/asset_partition_range_end"]
         found.append((first, last, sorted(key.to_user_string() for key in request.asset_selection)))
     return found
 
 
-def ingest(instance: dg.DagsterInstance) -> None:
+def ingest(instance: dg.DagsterInstance) -> dg.ExecuteInProcessResult:
     from llm_monitoring.definitions import defs
 
-    assert defs.resolve_job_def(INGEST_JOB_NAME).execute_in_process(instance=instance, run_config=ingest_run_config([])).success
+    result = defs.resolve_job_def(INGEST_JOB_NAME).execute_in_process(instance=instance, run_config=ingest_run_config([]))
+    assert result.success
+    return result
 
 
 def usage_runs_by_day(database: Database) -> dict[date, int]:
@@ -138,31 +150,37 @@ def usage_runs_by_day(database: Database) -> dict[date, int]:
     return runs
 
 
-def test_sensor_materializes_the_days_each_ingest_touched(database: Database, logs_dir: Path):
+# Faults for the refresh an ingest does: the daily table refuses new rows (reading it still works).
+REFUSE_ROWS_POSTGRES = """
+CREATE FUNCTION refuse_rows() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN RAISE EXCEPTION 'daily_usage refuses rows'; END $$;
+CREATE TRIGGER refuse_rows BEFORE INSERT ON daily_usage FOR EACH ROW EXECUTE FUNCTION refuse_rows();
+"""
+REFUSE_ROWS_SQLITE = """
+CREATE TRIGGER refuse_rows BEFORE INSERT ON daily_eval_summary BEGIN SELECT RAISE(ABORT, 'daily_eval_summary refuses rows'); END
+"""
+
+
+def test_ingest_rebuilds_its_days_and_the_sensor_covers_the_rest(database: Database, logs_dir: Path):
     with dg.instance_for_test() as instance:
         write_sample_logs(logs_dir, 9, seed=1, start=datetime(2026, 1, 5, 0, 30, tzinfo=timezone.utc), spread=timedelta(days=3))
         ingest(instance)
-
-        first = tick(instance, None)
-        assert requested(first) == [("2026-01-05", "2026-01-07", ["daily_eval_summary", "daily_usage"])]
-        for request in first.run_requests:
-            execute(instance, request)
+        # Current when the ingest run ends: no other run needed.
         assert usage_runs_by_day(database) == {date(2026, 1, 5): 3, date(2026, 1, 6): 3, date(2026, 1, 7): 3}
+
+        first = tick(instance, None)  # a first tick catches up on every day with runs
+        assert requested(first) == [("2026-01-05", "2026-01-07", ["daily_eval_summary", "daily_usage"])]
+        execute(instance, first.run_requests[0])
+        judge = tick(instance, first.cursor)  # days rebuilt outside an ingest get their gates next
+        assert requested(judge) == [(GATES_JOB_NAME, "2026-01-05..2026-01-07", [])]
+        gates = execute(instance, judge.run_requests[0])
+        assert len(gates.get_asset_check_evaluations()) == 5
 
         write_sample_logs(logs_dir, 2, seed=2, start=datetime(2026, 1, 6, 18, tzinfo=timezone.utc), spread=timedelta(hours=1))
         write_sample_logs(logs_dir, 2, seed=3, start=datetime(2026, 1, 20, 8, tzinfo=timezone.utc), spread=timedelta(hours=1))
         ingest(instance)
-
-        second = tick(instance, first.cursor)
-        assert requested(second) == [
-            ("2026-01-06", "2026-01-06", ["daily_eval_summary", "daily_usage"]),
-            ("2026-01-20", "2026-01-20", ["daily_eval_summary", "daily_usage"]),
-        ]
-        for request in second.run_requests:
-            execute(instance, request)
         assert usage_runs_by_day(database) == {date(2026, 1, 5): 3, date(2026, 1, 6): 5, date(2026, 1, 7): 3, date(2026, 1, 20): 2}
-
-        quiet = tick(instance, second.cursor)
+        quiet = tick(instance, judge.cursor)  # the ingest rebuilt and judged its own days
         assert not quiet.run_requests and quiet.skip_message
 
         log_id = select(database, sa.text("SELECT id FROM llm_logs WHERE run_started_at >= '2026-01-20' LIMIT 1"))[0].id
@@ -179,7 +197,66 @@ def test_sensor_materializes_the_days_each_ingest_touched(database: Database, lo
         assert requested(after_delete) == [("2026-01-20", "2026-01-20", ["daily_feedback"])]
         execute(instance, after_delete.run_requests[0])
         assert select(database, sa.select(daily_feedback)) == []
-        assert not tick(instance, after_delete.cursor).run_requests
+        settled = tick(instance, after_delete.cursor)
+        assert not settled.run_requests
+
+        # An ingest that could not rebuild its days (the table refuses rows) still succeeds and says so;
+        # the sensor rebuilds them.
+        with database.transaction() as connection:
+            connection.execute(sa.text(REFUSE_ROWS_POSTGRES))
+        write_sample_logs(logs_dir, 2, seed=4, start=datetime(2026, 1, 25, 8, tzinfo=timezone.utc), spread=timedelta(hours=1))
+        stored = materializations(ingest(instance))["llm_logs"][0]
+        assert stored.metadata["aggregates_refreshed"].value is False
+        assert "refuses rows" in stored.metadata["aggregates_error"].value
+        with database.transaction() as connection:
+            connection.execute(sa.text("DROP TRIGGER refuse_rows ON daily_usage"))
+        repair = tick(instance, settled.cursor)
+        assert requested(repair) == [("2026-01-25", "2026-01-25", ["daily_eval_summary", "daily_usage"])]
+        execute(instance, repair.run_requests[0])
+        assert usage_runs_by_day(database) == {
+            date(2026, 1, 5): 3, date(2026, 1, 6): 5, date(2026, 1, 7): 3, date(2026, 1, 20): 2, date(2026, 1, 25): 2,
+        }
+
+
+def test_sensor_acts_only_on_ingests_and_rebuilds_of_its_own_database(
+    database: Database, logs_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """Two deployments sharing one DAGSTER_HOME, each with its own database: neither rebuilds or judges
+    the other's days."""
+    own_url = database.url
+    other_url = f"sqlite:///{tmp_path / 'other.db'}"
+    with dg.instance_for_test() as instance:
+        write_sample_logs(logs_dir, 3, seed=1, start=datetime(2026, 1, 5, 8, tzinfo=timezone.utc), spread=timedelta(hours=3))
+        ingest(instance)
+        own = tick(instance, None, own_url)
+        execute(instance, own.run_requests[0])
+        own = tick(instance, own.cursor, own_url)
+        execute(instance, own.run_requests[0])  # the gates of the catch-up
+        assert not tick(instance, own.cursor, own_url).run_requests
+
+        # The other deployment: an ingest whose refresh failed, and a backfill, both into its database.
+        monkeypatch.setenv("DATABASE_URL", other_url)
+        other_logs = tmp_path / "other_logs"
+        monkeypatch.setenv("LOGS_DIR", str(other_logs))
+        other = Database(other_url)
+        other.ensure_schema()
+        with other.transaction() as connection:
+            connection.execute(sa.text(REFUSE_ROWS_SQLITE))
+        write_sample_logs(other_logs, 3, seed=2, start=datetime(2026, 2, 10, 8, tzinfo=timezone.utc), spread=timedelta(hours=3))
+        assert materializations(ingest(instance))["llm_logs"][0].metadata["aggregates_refreshed"].value is False
+        with other.transaction() as connection:
+            connection.execute(sa.text("DROP TRIGGER refuse_rows"))
+        run_job(AGGREGATES_JOB_NAME, instance, first="2026-02-01", last="2026-02-12")
+        other.dispose()
+
+        untouched = tick(instance, own.cursor, own_url)
+        assert not untouched.run_requests, requested(untouched)
+        # The other database's own sensor does act on them.
+        theirs = tick(instance, own.cursor, other_url)
+        assert requested(theirs) == [
+            ("2026-02-10", "2026-02-10", ["daily_eval_summary", "daily_usage"]),
+            (GATES_JOB_NAME, "2026-02-01..2026-02-12", []),
+        ]
 
 
 @pytest.mark.parametrize(

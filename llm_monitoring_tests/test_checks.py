@@ -1,15 +1,16 @@
-"""Quality gates: pass on steady days, fail on the day that breaks them (unpriced models, a pass-rate drop, a cost spike)."""
+"""Quality gates: pass on steady days, fail on the day that breaks them (unpriced models, a pass-rate drop, a cost
+spike), judge a look-back plus the days rebuilt, and say once when there is nothing to judge."""
 
-from datetime import date
+from datetime import date, datetime, timedelta, timezone
 
 import dagster as dg
 import pytest
 
 from llm_monitoring.config import quality_thresholds
-from llm_monitoring.core.quality import QualityThresholds, pass_rate_findings
+from llm_monitoring.core.quality import QualityThresholds, judged_days, pass_rate_findings
 from llm_monitoring.db import Database
 from llm_monitoring.defs.aggregates import AGGREGATES_JOB_NAME
-from llm_monitoring.defs.checks import recent_parse_failures, unpriced_runs_share
+from llm_monitoring.defs.checks import GATES_JOB_NAME, GateConfig, gates_run_config, recent_parse_failures, unpriced_runs_share
 from llm_monitoring.defs.resources import DatabaseResource
 from llm_monitoring_tests.history_data import (
     check_results,
@@ -35,21 +36,33 @@ def verdicts(result: dg.ExecuteInProcessResult) -> dict[str, tuple[bool, str]]:
     }
 
 
+def judge(instance: dg.DagsterInstance, first: date, last: date) -> dg.ExecuteInProcessResult:
+    """quality_gates_job asked to judge [first, last] besides the look-back, as the aggregates sensor asks it."""
+    from llm_monitoring.definitions import defs
+
+    days = [first + timedelta(days=offset) for offset in range((last - first).days + 1)]
+    result = defs.resolve_job_def(GATES_JOB_NAME).execute_in_process(instance=instance, run_config=gates_run_config(days))
+    assert result.success  # failing gates warn; they do not fail the run
+    return result
+
+
 def test_gates_pass_on_steady_days_and_each_fails_on_the_day_that_breaks_it(database: Database, instance: dg.DagsterInstance):
     store_days(database, date(2026, 1, 1), 8, PER_DAY)
-    steady = run_job(AGGREGATES_JOB_NAME, instance, first="2026-01-01", last="2026-01-08")
+    run_job(AGGREGATES_JOB_NAME, instance, first="2026-01-01", last="2026-01-08")
+    steady = judge(instance, date(2026, 1, 1), date(2026, 1, 8))
     assert {name: passed for name, (passed, _) in verdicts(steady).items()} == {
         "unpriced_runs_share": True, "cost_spike": True, "pass_rate_drop": True, "eval_coverage": True,
         "recent_parse_failures": True,
     }
+    assert "on each of the 8 judged days with runs" in check_results(steady)["unpriced_runs_share"].description
 
     store_day(database, date(2026, 1, 9), PER_DAY, mutate=gives_up)  # answers collapse
     store_day(database, date(2026, 1, 10), PER_DAY)
     store_day(database, date(2026, 1, 10), 5, seed=1, mutate=unknown_model)  # a fifth of the runs unpriced
     store_day(database, date(2026, 1, 11), 4 * PER_DAY)  # four times the usual traffic
-    bad = run_job(AGGREGATES_JOB_NAME, instance, first="2026-01-09", last="2026-01-11")
+    run_job(AGGREGATES_JOB_NAME, instance, first="2026-01-09", last="2026-01-11")
+    bad = judge(instance, date(2026, 1, 9), date(2026, 1, 11))
 
-    assert bad.success  # failing gates warn; they do not fail the run
     found = verdicts(bad)
     assert found["pass_rate_drop"] == (False, "2026-01-09")
     assert found["unpriced_runs_share"] == (False, "2026-01-10")
@@ -60,10 +73,50 @@ def test_gates_pass_on_steady_days_and_each_fails_on_the_day_that_breaks_it(data
     assert "mystery-model-9000" in evaluations["unpriced_runs_share"].description
     assert "answer" in evaluations["pass_rate_drop"].description
 
-    # Run on its own (the UI's "Execute" button), a gate judges the latest day with data.
+    # One evaluation over every day: each gate fails if any of its days fails, and names them all.
+    everything = judge(instance, date(2026, 1, 1), date(2026, 1, 11))
+    assert verdicts(everything)["unpriced_runs_share"] == (False, "2026-01-10")
+    store_day(database, date(2026, 1, 2), 5, seed=2, mutate=unknown_model)
+    run_job(AGGREGATES_JOB_NAME, instance, first="2026-01-02", last="2026-01-02")
+    twice = check_results(judge(instance, date(2026, 1, 1), date(2026, 1, 11)))["unpriced_runs_share"]
+    assert not twice.passed and twice.metadata["failing_days"].value == "2026-01-02, 2026-01-10"
+    assert twice.description.startswith("over 5% of runs unpriced on 2 days: 2026-01-02, 2026-01-10 (judged: the last 7 days, ")
+
+
+def test_a_gate_run_on_its_own_judges_the_last_days_and_says_once_when_there_is_nothing(
+    database: Database, instance: dg.DagsterInstance
+):
+    today = datetime.now(timezone.utc).date()
     context = dg.build_asset_check_context(resources={"database": DatabaseResource()}, instance=instance)
-    latest = unpriced_runs_share(context)
-    assert latest.passed and latest.metadata["days_checked"].value == "2026-01-11..2026-01-11"
+    empty = unpriced_runs_share(context)
+    assert empty.passed
+    assert empty.description == f"nothing to judge: no runs on the judged days ({today - timedelta(days=6)}..{today})"
+
+    store_day(database, today, 4, seed=3, mutate=unknown_model)
+    run_job(AGGREGATES_JOB_NAME, instance, first=str(today), last=str(today))
+    recent = unpriced_runs_share(dg.build_asset_check_context(resources={"database": DatabaseResource()}, instance=instance))
+    assert not recent.passed and recent.metadata["failing_days"].value == str(today)
+
+    # Days outside the look-back count only when asked for (a backfill's days, via the config).
+    store_day(database, date(2026, 1, 3), 4, seed=4, mutate=unknown_model)
+    run_job(AGGREGATES_JOB_NAME, instance, first="2026-01-03", last="2026-01-03")
+    context = dg.build_asset_check_context(resources={"database": DatabaseResource()}, instance=instance)
+    assert unpriced_runs_share(context).metadata["failing_days"].value == str(today)
+    context = dg.build_asset_check_context(resources={"database": DatabaseResource()}, instance=instance)
+    asked = unpriced_runs_share(context, GateConfig(days=["2026-01-01..2026-01-05"]))
+    assert asked.metadata["failing_days"].value == f"2026-01-03, {today}"
+
+
+@pytest.mark.parametrize(
+    ("today", "lookback", "rebuilt", "expected"),
+    [
+        (date(2026, 3, 10), 1, [], [date(2026, 3, 10)]),
+        (date(2026, 3, 10), 3, [], [date(2026, 3, 8), date(2026, 3, 9), date(2026, 3, 10)]),
+        (date(2026, 3, 10), 2, [date(2026, 1, 1), date(2026, 3, 10)], [date(2026, 1, 1), date(2026, 3, 9), date(2026, 3, 10)]),
+    ],
+)
+def test_judged_days_are_the_look_back_plus_the_rebuilt_days(today, lookback, rebuilt, expected):
+    assert judged_days(today, lookback, rebuilt) == expected
 
 
 def test_parse_failure_gate_fails_while_a_recent_failure_is_unresolved(database: Database, instance: dg.DagsterInstance):
@@ -75,6 +128,7 @@ def test_parse_failure_gate_fails_while_a_recent_failure_is_unresolved(database:
     assert not failing.passed
     assert failing.metadata["failures_last_24h"].value == 1
     assert "broken.json" in failing.metadata["latest"].value
+    assert failing.description == "1 file failed to parse in the last 24 hours (allowed: 0): logs/broken.json"
 
     database.resolve_ingest_errors(["f" * 64])
     assert recent_parse_failures(context).passed

@@ -1,16 +1,22 @@
-"""`dagster dev` end to end: the sensor ingests dropped files; the UI's GraphQL shows runs and lineage."""
+"""`dagster dev` end to end: the sensor ingests dropped files; the UI's GraphQL shows runs, lineage and the
+gates' truth; failed gates reach a local webhook once per gate and day."""
 
 import os
 import shutil
 import subprocess
 import sys
+import time
 import urllib.request
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
-
 
 from llm_monitoring.db import Database, llm_logs
 from llm_monitoring.samples import write_sample_logs
-from llm_monitoring_tests.processes import free_port, graphql, stop_group, wait_until
+from llm_monitoring_tests.history_data import unknown_model, write_logs
+from llm_monitoring_tests.processes import WebhookReceiver, free_port, graphql, stop_group, wait_until
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -69,3 +75,96 @@ def test_dagster_dev_sensor_ingests_dropped_files_and_ui_shows_runs_and_lineage(
         assert (project / ".dagster_home" / "storage").is_dir()  # runs kept beside the project, no Postgres
     finally:
         stop_group(process, grace=20)
+
+
+@contextmanager
+def dagster_dev(tmp_path: Path, env: dict[str, str]) -> Iterator[int]:
+    """`dagster dev` on a free port with its own DAGSTER_HOME (the project's dagster.yaml); yields the port."""
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    shutil.copy(ROOT / "dagster.yaml", home / "dagster.yaml")
+    port = free_port()
+    env = {**os.environ, **env, "DAGSTER_HOME": str(home), "DAGSTER_WEBSERVER_URL": f"http://127.0.0.1:{port}"}
+    env.pop("DAGSTER_PG_HOST", None)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "dagster", "dev", "-m", "llm_monitoring.definitions", "-h", "127.0.0.1", "-p", str(port)],
+        cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    )
+    try:
+        def server_up():
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/server_info", timeout=5):
+                    return True
+            except OSError:
+                return False
+
+        wait_until(server_up, 120, "the webserver", interval=1)
+        yield port
+    finally:
+        stop_group(process, grace=20)
+
+
+CHECK_HISTORY = """query($check: String!) { assetCheckExecutions(assetKey: {path: ["daily_usage"]}, checkName: $check, limit: 50) {
+  runId status partition evaluation { description metadataEntries { label ... on TextMetadataEntry { text } } } } }"""
+CHECK_STATUS = """{ assetNodes(assetKeys: [{path: ["daily_usage"]}]) { assetChecksOrError { ... on AssetChecks {
+  checks { name executionForLatestMaterialization { status } } } } } }"""
+MARCH = datetime(2025, 3, 3, 9, tzinfo=timezone.utc)  # far from today: the look-back judges none of these days
+
+
+def day(offset: int) -> datetime:
+    return MARCH + timedelta(days=offset)
+
+
+def test_dagster_dev_alerts_each_failing_gate_and_day_once_and_the_ui_shows_the_gate_failed(tmp_path: Path):
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    with WebhookReceiver() as receiver, dagster_dev(
+        tmp_path,
+        {"LOGS_DIR": str(logs), "DATABASE_URL": f"sqlite:///{tmp_path / 'monitoring.db'}", "SETTLE_SECONDS": "1",
+         "ALERT_WEBHOOK_URL": receiver.url},
+    ) as port:
+        # One ingest: unpriced runs on the first of three days (the last day, judged too, passes),
+        # and a truncated file.
+        write_logs(logs, 3, seed=1, start=day(0), prefix="a")
+        write_logs(logs, 2, seed=2, start=day(0), mutate=unknown_model, prefix="b")
+        write_logs(logs, 3, seed=3, start=day(1), prefix="c")
+        write_logs(logs, 3, seed=4, start=day(2), prefix="d")
+        (logs / "broken.json").write_text('{"messages": [{"kind": "request", "parts": [')
+
+        def alerts(count: int):
+            return lambda: len(receiver.received) >= count and receiver.bodies()
+
+        wait_until(alerts(2), 180, "the first two alerts", interval=0.5)
+        time.sleep(12)  # two more ticks of the alerts sensor: nothing is sent again
+        gate_alerts, quarantine = receiver.bodies("quality_gate"), receiver.bodies("quarantine")
+        assert len(receiver.received) == 2 and len(gate_alerts) == 1 and len(quarantine) == 1
+        assert (gate_alerts[0]["gate"], gate_alerts[0]["asset"], gate_alerts[0]["failing_days"]) == (
+            "unpriced_runs_share", "daily_usage", ["2025-03-03"])
+        assert "unpriced_runs_share" in gate_alerts[0]["text"] and "2025-03-03" in gate_alerts[0]["text"]
+        assert gate_alerts[0]["run_url"] == f"http://127.0.0.1:{port}/runs/{gate_alerts[0]['run_id']}"
+        assert quarantine[0]["gate"] == "recent_parse_failures" and quarantine[0]["files"][0].endswith("broken.json")
+
+        # A second ingest: the first day fails again (already alerted) and a new day fails.
+        write_logs(logs, 1, seed=5, start=day(0) + timedelta(hours=5), mutate=unknown_model, prefix="e")
+        write_logs(logs, 2, seed=6, start=day(3), prefix="f")
+        write_logs(logs, 1, seed=7, start=day(3) + timedelta(hours=3), mutate=unknown_model, prefix="g")
+        wait_until(alerts(3), 180, "the alert of the new day", interval=0.5)
+        time.sleep(12)
+        assert len(receiver.received) == 3
+        assert receiver.bodies("quality_gate")[1]["failing_days"] == ["2025-03-06"]
+        sent = Counter((body["gate"], key) for body in receiver.bodies() for key in body["alert_keys"])
+        assert set(sent.values()) == {1}  # exactly one alert per gate and day (or file)
+
+        # What the UI shows: the latest evaluation failed, naming every failing day it judged; one
+        # evaluation per ingest run and no SKIPPED entries.
+        history = graphql(port, CHECK_HISTORY, variables={"check": "unpriced_runs_share"})["data"]["assetCheckExecutions"]
+        assert [execution["status"] for execution in history] == ["FAILED", "FAILED"]
+        assert {execution["partition"] for execution in history} == {None}
+        latest = {entry["label"]: entry.get("text") for entry in history[0]["evaluation"]["metadataEntries"]}
+        assert latest["failing_days"] == "2025-03-03, 2025-03-06"
+        assert history[0]["evaluation"]["description"].startswith("over 5% of runs unpriced on 2 days: 2025-03-03, 2025-03-06")
+        first = {entry["label"]: entry.get("text") for entry in history[1]["evaluation"]["metadataEntries"]}
+        assert first["failing_days"] == "2025-03-03"  # while 2025-03-05, judged in the same evaluation, passed
+        checks = graphql(port, CHECK_STATUS)["data"]["assetNodes"][0]["assetChecksOrError"]["checks"]
+        status = {check["name"]: (check["executionForLatestMaterialization"] or {}).get("status") for check in checks}
+        assert status == {"unpriced_runs_share": "FAILED", "cost_spike": "SUCCEEDED"}

@@ -16,6 +16,7 @@ from genai_prices.types import ModelPrice
 from llm_monitoring.core import evaluation
 from llm_monitoring.core.pricing import forget_price_data
 from llm_monitoring.db import Database, daily_eval_summary, daily_usage, eval_checks, llm_logs
+from llm_monitoring.defs.checks import gates_run_config
 from llm_monitoring.samples import PROFILES
 from llm_monitoring_tests.history_data import (
     check_results,
@@ -36,6 +37,12 @@ NEW_OUTPUT_PER_MTOK = Decimal("40")
 @pytest.fixture
 def database(postgres_env_database: Database) -> Database:
     return postgres_env_database
+
+
+def defs_job(name: str):
+    from llm_monitoring.definitions import defs
+
+    return defs.resolve_job_def(name)
 
 
 def runs_launched(instance: dg.DagsterInstance, action) -> tuple[int, dg.ExecuteInProcessResult]:
@@ -186,7 +193,16 @@ def test_reevaluate_backfill_replaces_the_current_version_rows_and_keeps_earlier
     assert len(new_rows) == len({(log_id, name) for log_id, name, _ in new_rows}) == 12 * 7
     assert {passed for _, name, passed in new_rows if name == "answer_clear"} <= {False, None}
     assert True in {passed for _, name, passed in versions[old_version] if name == "answer_clear"}
-    assert check_results(result)["eval_coverage"].passed
+    assert not check_results(result)  # no gates in a run over a range of days: quality_gates_job judges them after
+    gates = defs_job("quality_gates_job").execute_in_process(
+        instance=instance, run_config=gates_run_config([date(2026, 1, 6), date(2026, 1, 7)])
+    )
+    assert check_results(gates)["eval_coverage"].passed
+    wider = defs_job("quality_gates_job").execute_in_process(
+        instance=instance, run_config=gates_run_config([date(2026, 1, 5), date(2026, 1, 6), date(2026, 1, 7)])
+    )
+    coverage = check_results(wider)["eval_coverage"]
+    assert not coverage.passed and coverage.metadata["failing_days"].value == "2026-01-05"  # re-evaluated 6th and 7th only
 
     summary = select(database, sa.select(daily_eval_summary).where(daily_eval_summary.c.check_name == "answer_clear"))
     assert {(row.day, row.evaluator_version) for row in summary} == {
@@ -213,10 +229,14 @@ def test_eval_coverage_names_the_days_left_to_reevaluate(database: Database, ins
     from llm_monitoring.defs.checks import eval_coverage
     from llm_monitoring.defs.resources import DatabaseResource
 
+    from llm_monitoring.defs.checks import GateConfig
+
     context = dg.build_asset_check_context(resources={"database": DatabaseResource()}, instance=instance)
-    outcome = eval_coverage(context)
+    outcome = eval_coverage(context, GateConfig(days=["2026-01-01..2026-01-31"]))
 
     assert not outcome.passed
     assert outcome.severity == dg.AssetCheckSeverity.ERROR
     assert outcome.metadata["runs_missing_checks"].value == 6
     assert outcome.metadata["backfill_range"].value == "2026-01-05..2026-01-07"
+    assert outcome.metadata["failing_days"].value == "2026-01-05, 2026-01-07"
+    assert "backfill reevaluate_logs over 2026-01-05, 2026-01-07" in outcome.description

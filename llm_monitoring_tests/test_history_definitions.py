@@ -34,11 +34,21 @@ def test_definitions_hold_the_history_lineage_jobs_checks_and_sensor():
         assert node.description and node.group_name in {"history", "aggregates"}
     checks = {key.name for key in graph.asset_check_keys}
     assert {"unpriced_runs_share", "cost_spike", "pass_rate_drop", "eval_coverage", "recent_parse_failures"} <= checks
-    for job in ("reprice_logs", "reevaluate_logs", "daily_aggregates_job", "ingest_logs_job"):
+    for job in ("reprice_logs", "reevaluate_logs", "daily_aggregates_job", "ingest_logs_job", "quality_gates_job"):
         defs.resolve_job_def(job)
-    assert defs.resolve_sensor_def("daily_aggregates_sensor").default_status == dg.DefaultSensorStatus.RUNNING
-    # The ingest job keeps its one step: the gates run in the aggregates' runs, never inside an ingest.
-    assert list(defs.resolve_job_def("ingest_logs_job").graph.node_dict) == ["ingest_logs"]
+    for sensor in ("daily_aggregates_sensor", "quality_alerts_sensor"):
+        assert defs.resolve_sensor_def(sensor).default_status == dg.DefaultSensorStatus.RUNNING
+    gates = {"daily_usage_unpriced_runs_share", "daily_usage_cost_spike", "daily_eval_summary_pass_rate_drop",
+             "daily_eval_summary_eval_coverage", "log_files_recent_parse_failures"}
+    # The ingest run rebuilds its days and judges them: its one asset step, then the gates, in one process.
+    ingest = defs.resolve_job_def("ingest_logs_job")
+    assert set(ingest.graph.node_dict) == {"ingest_logs", *gates}
+    assert set(defs.resolve_job_def("quality_gates_job").graph.node_dict) == gates
+    # Runs over ranges of days never carry the gates (Dagster would show a SKIPPED plan per partition).
+    for job in ("reprice_logs", "reevaluate_logs", "daily_aggregates_job"):
+        assert not set(defs.resolve_job_def(job).graph.node_dict) & gates, job
+    for job in ("ingest_logs_job", "quality_gates_job", "daily_aggregates_job"):
+        assert defs.resolve_job_def(job).executor_def.name == "in_process", job
 
 
 def dagster_cli(*args: str, env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess:

@@ -154,8 +154,18 @@ def test_sensor_run_request_executes_the_job(env, logs_dir: Path, database_url: 
             run_config=request.run_config, tags=request.tags, instance=instance
         )
         assert result.success
-        materialized = {event.asset_key.to_user_string() for event in result.get_asset_materialization_events()}
-        assert materialized == {"llm_logs", "eval_checks"}
+        materialized: dict[str, set] = {}
+        for event in result.get_asset_materialization_events():
+            materialized.setdefault(event.asset_key.to_user_string(), set()).add(event.partition)
+        # The run also rebuilt the daily aggregates of exactly the days it stored runs of, and judged them.
+        database = Database(database_url)
+        with database.connect() as connection:
+            days = {moment.date().isoformat() for moment in connection.scalars(sa.select(llm_logs.c.run_started_at))}
+        database.dispose()
+        assert materialized == {"llm_logs": {None}, "eval_checks": {None}, "daily_usage": days, "daily_eval_summary": days}
+        assert {evaluation.asset_check_key.name for evaluation in result.get_asset_check_evaluations()} == {
+            "unpriced_runs_share", "cost_spike", "pass_rate_drop", "eval_coverage", "recent_parse_failures",
+        }
     assert counts(database_url)[0] == len(list(FIXTURES.glob("*.json")))
 
 

@@ -2,6 +2,8 @@
 
 Pure functions over the rows of the daily tables; the thresholds come from environment variables
 (read by `llm_monitoring.config.quality_thresholds`) so a deployment tunes them without code.
+Every evaluation judges a set of days (see `judged_days`) and fails when any of them fails, so
+the latest result of a gate is the truth about every day it judged.
 """
 
 from __future__ import annotations
@@ -12,6 +14,8 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 from decimal import Decimal
 from typing import Any
+
+from llm_monitoring.core.windows import days_between, days_label
 
 
 @dataclass(frozen=True)
@@ -25,15 +29,44 @@ class QualityThresholds:
     min_baseline_cost: Decimal = Decimal("0.01")  # QUALITY_MIN_BASELINE_COST (USD/day)
     baseline_days: int = 7  # QUALITY_BASELINE_DAYS
     min_baseline_days: int = 3  # QUALITY_MIN_BASELINE_DAYS: days with data the baseline needs
+    lookback_days: int = 7  # QUALITY_LOOKBACK_DAYS: every evaluation judges the last N days (today included)
 
 
 @dataclass(frozen=True)
 class Finding:
-    """One day (and check, where it applies) that breaks a gate, said in one line."""
+    """One day (and check, where it applies) that breaks a gate, said in one line, with the measured value."""
 
     day: date
     subject: str
     line: str
+    value: float | None = None
+
+
+def judged_days(today: date, lookback_days: int, rebuilt: Iterable[date] = ()) -> list[date]:
+    """The days an evaluation judges: the last `lookback_days` days up to `today`, plus the days just
+    rebuilt (a backlog or a backfill can rewrite old days)."""
+    recent = days_between(today - timedelta(days=max(lookback_days, 1) - 1), today + timedelta(days=1))
+    return sorted(set(recent) | set(rebuilt))
+
+
+def failing_days(findings: Iterable[Finding]) -> list[date]:
+    return sorted({finding.day for finding in findings})
+
+
+def gate_description(findings: list[Finding], breach: str, judged: str, limit: int = 5) -> str:
+    """One paragraph for the UI: every failing day named, the first findings spelt out.
+
+    `breach` says what failing means ("over 5% of runs unpriced"); `judged` which days were judged."""
+    days = failing_days(findings)
+    lines = [f"{breach} on {len(days)} {'day' if len(days) == 1 else 'days'}: {', '.join(str(day) for day in days)} (judged: {judged})."]
+    lines += [finding.line for finding in findings[:limit]]
+    if len(findings) > limit:
+        lines.append(f"... and {len(findings) - limit} more (metadata: findings)")
+    return "\n".join(lines)
+
+
+def nothing_to_judge(judged: list[date], what: str = "runs") -> str:
+    return f"nothing to judge: no {what} on the judged days ({days_label(judged)})"
 
 
 def unpriced_findings(usage_rows: Iterable[Mapping[str, Any]], days: Iterable[date], max_share: float) -> tuple[list[Finding], dict[date, float]]:
@@ -59,6 +92,7 @@ def unpriced_findings(usage_rows: Iterable[Mapping[str, Any]], days: Iterable[da
                 day, "unpriced",
                 f"{day}: {unpriced[day]} of {runs[day]} runs unpriced ({share:.0%} > {max_share:.0%}); "
                 f"models: {', '.join(sorted(models.get(day, ())))}",
+                round(share, 4),
             ))
     return findings, shares
 
@@ -99,6 +133,7 @@ def pass_rate_findings(
                     day, check,
                     f"{day} {check}: pass rate {rate:.0%} ({passed}/{applicable}) vs {baseline:.0%} over the previous "
                     f"{thresholds.baseline_days} days, a drop of {baseline - rate:.0%} (> {thresholds.max_pass_rate_drop:.0%}, z={z:.1f})",
+                    round(baseline - rate, 4),
                 ))
     return findings, judged
 
@@ -140,5 +175,6 @@ def cost_spike_findings(
                 f"{day}: cost ${cost[day]:.4f} over {runs[day]} runs (${per_run:.6f}/run) is "
                 f"{cost[day] / baseline:.1f}x the previous {len(previous)} days' mean ${baseline:.4f} "
                 f"(> {thresholds.cost_spike_factor}x)",
+                round(float(cost[day] / baseline), 2),
             ))
     return findings, details

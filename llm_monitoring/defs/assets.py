@@ -6,6 +6,7 @@ from pydantic import Field
 
 
 from llm_monitoring.core.evaluation import EVALUATOR_VERSION
+from llm_monitoring.defs.aggregates import refresh_days_of_new_runs
 from llm_monitoring.defs.resources import DatabaseResource, LogSourceResource, database_kind
 from llm_monitoring.ingest import IngestReport, ingest_files
 
@@ -72,12 +73,13 @@ def ingest_logs(
             settled_only=config.settled_only,
             on_batch=lambda batch: context.log.info(f"batch: {batch.line()}"),
         )
+        aggregates = refresh_days_of_new_runs(context, db, report.stored_ids)
     for name, reason in report.errors:
         context.log.warning(f"quarantined {name}: {reason}")
     for name, reason in report.left_in_place:
         context.log.error(f"{name}: {reason}")
     context.log.info(report.line())
-    yield dg.MaterializeResult(asset_key="llm_logs", metadata=_logs_metadata(report, source.describe()))
+    yield dg.MaterializeResult(asset_key="llm_logs", metadata={**_logs_metadata(report, source.describe()), **aggregates})
     yield dg.MaterializeResult(
         asset_key="eval_checks",
         metadata={"runs_evaluated": report.stored, "evaluator_version": EVALUATOR_VERSION},

@@ -1,219 +1,393 @@
 """Asset checks: a few aggregate quality gates, not one check per run (per-run verdicts are rows of eval_checks).
 
-A check run with a partition (a backfill, or the aggregates sensor's runs) judges the days of its
-partition window; run on its own (the "Execute" button), it judges the latest day with data
-(coverage: the whole history). Thresholds are environment variables, see QualityThresholds.
+Every evaluation judges a fixed look-back, the last QUALITY_LOOKBACK_DAYS days (default 7, today
+included), plus the days rebuilt by the run it belongs to (an ingest of old logs, a backfill) and
+any days given in its config. It fails when any judged day fails, and names every failing day, so
+the status the UI shows for a gate (its latest evaluation) is the truth about all the days it
+judged. The gates run in unpartitioned runs only (the ingest run, `quality_gates_job`): in a run
+over a partition range, Dagster 1.13 plans an unpartitioned check once per partition and shows each
+plan it does not execute as SKIPPED. Partitioned checks (a Preview in 1.13) get their partition
+from a single-partition step only, so they cannot judge a range in one run either.
+
+A failed gate records an alert per failing day (or quarantined file) when ALERT_WEBHOOK_URL is set;
+the alerts sensor delivers it (llm_monitoring/alerts.py).
 """
 
+
+from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 from typing import Any
 
 import dagster as dg
+import sqlalchemy as sa
+from pydantic import Field
 
 from llm_monitoring import db
-from llm_monitoring.config import quality_thresholds
+from llm_monitoring.alerts import record
+from llm_monitoring.config import alert_settings, quality_thresholds
 from llm_monitoring.core import evaluation
+from llm_monitoring.core.alerts import Failure, GateAlert
 from llm_monitoring.core.quality import (
     Finding,
     cost_spike_findings,
+    failing_days,
+    gate_description,
+    judged_days,
+    nothing_to_judge,
     pass_rate_findings,
     unpriced_findings,
 )
+from llm_monitoring.core.windows import day_range, day_start, days_between, days_label, parse_days, stretches
+from llm_monitoring.core.wording import plural
+from llm_monitoring.db import DatabaseUnavailable, mask_url
 from llm_monitoring.defs.resources import DatabaseResource
-from llm_monitoring.recompute import day_range
 
 PARSE_FAILURE_WINDOW = timedelta(hours=24)
+DAILY_USAGE = dg.AssetKey("daily_usage")
+DAILY_EVAL_SUMMARY = dg.AssetKey("daily_eval_summary")
+GATES_JOB_NAME = "quality_gates_job"
 
 
-def _window(context: dg.AssetCheckExecutionContext) -> tuple[datetime, datetime] | None:
+class GateConfig(dg.Config):
+    days: list[str] = Field(
+        default_factory=list,
+        description=(
+            "Days to judge besides the last QUALITY_LOOKBACK_DAYS days: YYYY-MM-DD or YYYY-MM-DD..YYYY-MM-DD "
+            "(the aggregates sensor passes the days a backfill rebuilt)."
+        ),
+    )
+
+
+@dataclass(frozen=True)
+class Judged:
+    """The days one evaluation judges, and how to say which they are."""
+
+    days: list[date]
+    label: str
+
+    def row_windows(self, baseline_days: int = 0) -> list[tuple[date, date]]:
+        """[first, end) windows of the daily rows a gate reads: the judged days and the baseline before
+        each; far-apart days (the look-back and an old day of a backlog) are read apart."""
+        return [
+            (first - timedelta(days=baseline_days), last + timedelta(days=1))
+            for first, last in stretches(self.days, merge_gap_days=baseline_days + 1)
+        ]
+
+
+def _run_id(context: dg.AssetCheckExecutionContext) -> str | None:
+    try:
+        return context.run.run_id
+    except dg.DagsterError:  # invoked directly, outside a run: no run to read
+        return None
+
+
+def _days_rebuilt_in_run(context: dg.AssetCheckExecutionContext, asset: dg.AssetKey) -> set[date]:
+    """Days of `asset` materialized earlier in this run: by the ingest, or by a partitioned run."""
+    days: set[date] = set()
     if context.has_partition_key or context.has_partition_key_range:
         window = context.partition_time_window
-        return window.start, window.end
-    return None
+        days.update(days_between(*day_range(window.start, window.end)))
+    run_id = _run_id(context)
+    if run_id is None:
+        return days
+    records = context.instance.get_records_for_run(run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION).records
+    for entry in records:
+        materialization = entry.asset_materialization
+        if materialization is not None and materialization.asset_key == asset and materialization.partition:
+            days.add(date.fromisoformat(materialization.partition))
+    return days
 
 
-def judged_days(context: dg.AssetCheckExecutionContext, database: db.Database, table: str) -> list[date]:
-    """The days of the run's partition window, or else the latest day in `table`."""
-    window = _window(context)
-    if window is not None:
-        return _window_days(window)
-    latest = db.latest_daily_day(database, table)
-    return [latest] if latest else []
-
-
-def _window_days(window: tuple[datetime, datetime]) -> list[date]:
-    first, end = day_range(*window)
-    return [first + timedelta(days=offset) for offset in range((end - first).days)]
+def judge(context: dg.AssetCheckExecutionContext, config: GateConfig, asset: dg.AssetKey) -> Judged:
+    lookback = quality_thresholds().lookback_days
+    try:
+        asked = parse_days(config.days)
+    except ValueError as error:
+        raise dg.Failure(description=f"config days: {error}") from None
+    today = datetime.now(timezone.utc).date()
+    extra = (_days_rebuilt_in_run(context, asset) | asked) - set(judged_days(today, lookback))
+    label = f"the last {plural(lookback, 'day')}, {days_label(judged_days(today, lookback))}"
+    if extra:
+        label += f", and {plural(len(extra), 'day')} rebuilt or asked for, {days_label(extra)}"
+    return Judged(judged_days(today, lookback, extra), label)
 
 
 def _judged_rows(
-    context: dg.AssetCheckExecutionContext, database: DatabaseResource, table: str, lookback_days: int = 0
-) -> tuple[list[date], list[dict[str, Any]]]:
-    """The judged days and their rows of `table`, with `lookback_days` before them for a baseline."""
-    with database.open_for_step(ensure_schema=False) as monitoring_db:
-        days = judged_days(context, monitoring_db, table)
-        if not days:
-            return days, []
-        return days, db.daily_rows(monitoring_db, table, days[0] - timedelta(days=lookback_days), days[-1] + timedelta(days=1))
+    monitoring_db: db.Database, judged: Judged, table: str, baseline_days: int = 0
+) -> tuple[list[dict[str, Any]], set[date]]:
+    """The rows of `table` over the judged days and their baseline, and which judged days have rows."""
+    rows = [row for first, end in judged.row_windows(baseline_days) for row in db.daily_rows(monitoring_db, table, first, end)]
+    return rows, {row["day"] for row in rows} & set(judged.days)
 
 
-def _gate_result(findings: list[Finding], days: list[date], passed_description: str, **metadata: Any) -> dg.AssetCheckResult:
-    """A WARN gate over days: fails on any finding, and shows the findings and their days."""
+def _raise_alert(
+    context: dg.AssetCheckExecutionContext,
+    monitoring_db: db.Database,
+    asset: dg.AssetKey,
+    severity: dg.AssetCheckSeverity,
+    threshold: float | None,
+    failures: list[Failure],
+) -> str:
+    """Record the failures for the alerts sensor; returns what the check's metadata says about it."""
+    if not failures:
+        return "none"
+    if not alert_settings().webhook_url:
+        return "off (ALERT_WEBHOOK_URL is not set)"
+    gate = context.check_specs[0].name
+    alert = GateAlert(gate, asset.to_user_string(), severity.value, threshold, tuple(failures), _run_id(context))
+    try:
+        recorded = record(monitoring_db, alert)
+    except (DatabaseUnavailable, sa.exc.SQLAlchemyError) as error:
+        # The gate's verdict stands; only its alert is missing, and the log says why.
+        reason = mask_url(str(getattr(error, "orig", error) or error)).strip().splitlines()[0]
+        context.log.warning(f"alert of {gate} not recorded: {reason}")
+        return f"not recorded: {reason}"
+    names = {failure.subject: failure.file or failure.subject for failure in failures}
+    new = ", ".join(names[subject] for subject in recorded[:10]) + (f" and {len(recorded) - 10} more" if len(recorded) > 10 else "")
+    return f"{len(recorded)} new{f' ({new})' if recorded else ''}, {len(failures) - len(recorded)} alerted before"
+
+
+def _day_failures(findings: Iterable[Finding]) -> list[Failure]:
+    """One failure per day: a gate alerts once per failing day, whatever it found on it."""
+    by_day: dict[date, list[Finding]] = {}
+    for finding in findings:
+        by_day.setdefault(finding.day, []).append(finding)
+    return [
+        Failure(
+            day.isoformat(),
+            "; ".join(finding.line for finding in found),
+            max((finding.value for finding in found if finding.value is not None), default=None),
+        )
+        for day, found in sorted(by_day.items())
+    ]
+
+
+def _gate_result(
+    context: dg.AssetCheckExecutionContext,
+    monitoring_db: db.Database,
+    asset: dg.AssetKey,
+    findings: list[Finding],
+    judged: Judged,
+    days_with_data: set[date],
+    *,
+    breach: str,
+    passed: str,
+    threshold: float | None,
+    severity: dg.AssetCheckSeverity = dg.AssetCheckSeverity.WARN,
+    **metadata: Any,
+) -> dg.AssetCheckResult:
+    """A gate over days: fails on any finding, names every failing day, records their alert."""
+    if findings:
+        description = gate_description(findings, breach, judged.label)
+    elif not days_with_data:
+        description = nothing_to_judge(judged.days)
+    else:
+        description = f"{passed} on each of the {plural(len(days_with_data), 'judged day')} with runs (judged: {judged.label})"
     return dg.AssetCheckResult(
         passed=not findings,
-        severity=dg.AssetCheckSeverity.WARN,
-        description=findings[0].line if findings else passed_description,
+        severity=severity,
+        description=description,
         metadata={
-            "days_checked": _span(days),
+            "judged_days": judged.label,
+            "days_with_runs": len(days_with_data),
             **metadata,
-            "failing_days": _failing_days(findings),
+            "threshold": threshold,
+            "failing_days": ", ".join(str(day) for day in failing_days(findings)) or "none",
             "findings": _findings_md(findings),
+            "alert": _raise_alert(context, monitoring_db, asset, severity, threshold, _day_failures(findings)),
         },
     )
 
 
-def _findings_md(findings: list[Finding], limit: int = 20) -> dg.MetadataValue:
+def _findings_md(findings: list[Finding], limit: int = 50) -> dg.MetadataValue:
     lines = [f"- {finding.line}" for finding in findings[:limit]]
     if len(findings) > limit:
         lines.append(f"- ... {len(findings) - limit} more")
     return dg.MetadataValue.md("\n".join(lines) or "_none_")
 
 
-def _failing_days(findings: list[Finding]) -> str:
-    return ", ".join(sorted({finding.day.isoformat() for finding in findings})) or "none"
-
-
-def _span(days: list[date]) -> str:
-    return f"{days[0]}..{days[-1]}" if days else "none"
+# Ordering: in an ingest run the gates judge the days its step has just rebuilt, so they depend on it.
+AFTER_INGEST = ["eval_checks"]
 
 
 @dg.asset_check(
     asset="daily_usage",
     name="unpriced_runs_share",
-    description="Share of the day's runs without a price (unknown model, no usage) stays at or below QUALITY_MAX_UNPRICED_SHARE (default 5%). WARN.",
+    additional_deps=AFTER_INGEST,
+    description=(
+        "Share of a day's runs without a price (unknown model, no usage) stays at or below QUALITY_MAX_UNPRICED_SHARE "
+        "(default 5%), on each judged day: the last QUALITY_LOOKBACK_DAYS days and the days just rebuilt. WARN."
+    ),
 )
-def unpriced_runs_share(context: dg.AssetCheckExecutionContext, database: DatabaseResource) -> dg.AssetCheckResult:
+def unpriced_runs_share(context: dg.AssetCheckExecutionContext, config: GateConfig, database: DatabaseResource) -> dg.AssetCheckResult:
     limits = quality_thresholds()
-    days, rows = _judged_rows(context, database, "daily_usage")
-    findings, shares = unpriced_findings(rows, days, limits.max_unpriced_share)
-    return _gate_result(
-        findings,
-        days,
-        f"at most {limits.max_unpriced_share:.0%} unpriced on {_span(days)}",
-        threshold=limits.max_unpriced_share,
-        highest_share=max(shares.values(), default=0.0),
-    )
+    judged = judge(context, config, DAILY_USAGE)
+    with database.open_for_step() as monitoring_db:
+        rows, with_data = _judged_rows(monitoring_db, judged, "daily_usage")
+        findings, shares = unpriced_findings(rows, judged.days, limits.max_unpriced_share)
+        return _gate_result(
+            context, monitoring_db, DAILY_USAGE, findings, judged, with_data,
+            breach=f"over {limits.max_unpriced_share:.0%} of runs unpriced",
+            passed=f"at most {limits.max_unpriced_share:.0%} unpriced",
+            threshold=limits.max_unpriced_share,
+            highest_share=max(shares.values(), default=0.0),
+        )
 
 
 @dg.asset_check(
     asset="daily_usage",
     name="cost_spike",
+    additional_deps=AFTER_INGEST,
     description=(
-        "The day's total cost stays at or below QUALITY_COST_SPIKE_FACTOR (default 2x) times the mean daily cost of the "
-        "previous QUALITY_BASELINE_DAYS (default 7) days with runs. WARN."
+        "A day's total cost stays at or below QUALITY_COST_SPIKE_FACTOR (default 2x) times the mean daily cost of the "
+        "previous QUALITY_BASELINE_DAYS (default 7) days with runs, on each judged day. WARN."
     ),
 )
-def cost_spike(context: dg.AssetCheckExecutionContext, database: DatabaseResource) -> dg.AssetCheckResult:
+def cost_spike(context: dg.AssetCheckExecutionContext, config: GateConfig, database: DatabaseResource) -> dg.AssetCheckResult:
     limits = quality_thresholds()
-    days, rows = _judged_rows(context, database, "daily_usage", limits.baseline_days)
-    findings, details = cost_spike_findings(rows, days, limits)
-    latest = details[max(details)] if details else {}
-    return _gate_result(
-        findings,
-        days,
-        f"no cost spike on {_span(days)}",
-        factor=limits.cost_spike_factor,
-        latest_day_cost_usd=latest.get("cost"),
-        latest_day_baseline_usd=latest.get("baseline"),
-    )
+    judged = judge(context, config, DAILY_USAGE)
+    with database.open_for_step() as monitoring_db:
+        rows, with_data = _judged_rows(monitoring_db, judged, "daily_usage", limits.baseline_days)
+        findings, details = cost_spike_findings(rows, judged.days, limits)
+        latest = details[max(details)] if details else {}
+        return _gate_result(
+            context, monitoring_db, DAILY_USAGE, findings, judged, with_data,
+            breach=f"cost over {limits.cost_spike_factor}x the baseline",
+            passed="no cost spike",
+            threshold=limits.cost_spike_factor,
+            latest_day_cost_usd=latest.get("cost"),
+            latest_day_baseline_usd=latest.get("baseline"),
+        )
 
 
 @dg.asset_check(
     asset="daily_eval_summary",
     name="pass_rate_drop",
+    additional_deps=AFTER_INGEST,
     description=(
         "No check's pass rate (current evaluator version) falls more than QUALITY_MAX_PASS_RATE_DROP (default 0.2 = 20 "
         "points) below its rate over the previous QUALITY_BASELINE_DAYS days, by at least QUALITY_MIN_DROP_Z (default 3) "
-        "standard errors, on days with QUALITY_MIN_CHECK_RUNS (default 20) applicable runs. WARN."
+        "standard errors, on judged days with QUALITY_MIN_CHECK_RUNS (default 20) applicable runs. WARN."
     ),
 )
-def pass_rate_drop(context: dg.AssetCheckExecutionContext, database: DatabaseResource) -> dg.AssetCheckResult:
+def pass_rate_drop(context: dg.AssetCheckExecutionContext, config: GateConfig, database: DatabaseResource) -> dg.AssetCheckResult:
     limits = quality_thresholds()
     version = evaluation.EVALUATOR_VERSION
-    days, rows = _judged_rows(context, database, "daily_eval_summary", limits.baseline_days)
-    findings, judged = pass_rate_findings([row for row in rows if row["evaluator_version"] == version], days, limits)
-    return _gate_result(
-        findings,
-        days,
-        f"no pass-rate drop on {_span(days)} ({judged} day x check pairs judged)",
-        evaluator_version=version,
-        max_drop=limits.max_pass_rate_drop,
-        pairs_judged=judged,
-        failing_pairs=len(findings),
-    )
+    judged = judge(context, config, DAILY_EVAL_SUMMARY)
+    with database.open_for_step() as monitoring_db:
+        rows, with_data = _judged_rows(monitoring_db, judged, "daily_eval_summary", limits.baseline_days)
+        current = [row for row in rows if row["evaluator_version"] == version]
+        findings, pairs = pass_rate_findings(current, judged.days, limits)
+        return _gate_result(
+            context, monitoring_db, DAILY_EVAL_SUMMARY, findings, judged, with_data,
+            breach=f"a pass rate dropped by over {limits.max_pass_rate_drop:.0%}",
+            passed=f"no pass-rate drop ({plural(pairs, 'day x check pair')} had enough runs to judge)",
+            threshold=limits.max_pass_rate_drop,
+            evaluator_version=version,
+            pairs_judged=pairs,
+            failing_pairs=len(findings),
+        )
 
 
 @dg.asset_check(
     asset="daily_eval_summary",
     name="eval_coverage",
+    additional_deps=AFTER_INGEST,
     description=(
-        "Every run has a row of the current evaluator version for every check. After a rule change this fails until "
-        "`reevaluate_logs` is backfilled over the days it lists. ERROR."
+        "Every run of the judged days has a row of the current evaluator version for every check. After a rule change "
+        "this fails until `reevaluate_logs` is backfilled over the days it lists (config `days` widens the look). ERROR."
     ),
 )
-def eval_coverage(context: dg.AssetCheckExecutionContext, database: DatabaseResource) -> dg.AssetCheckResult:
+def eval_coverage(context: dg.AssetCheckExecutionContext, config: GateConfig, database: DatabaseResource) -> dg.AssetCheckResult:
     version, names = evaluation.EVALUATOR_VERSION, evaluation.CHECK_NAMES
-    window = _window(context)
-    with database.open_for_step(ensure_schema=False) as monitoring_db:
-        missing = db.runs_missing_checks(monitoring_db, version, names, *(window or (None, None)))
-    days = sorted({started.date() for _, started in missing if started is not None})
-    scope = _span(_window_days(window)) if window else "all runs"
-    return dg.AssetCheckResult(
-        passed=not missing,
-        severity=dg.AssetCheckSeverity.ERROR,
-        description=(
-            f"{len(missing)} runs ({scope}) lack evaluator {version} checks on {len(days)} days: backfill reevaluate_logs over {_span(days)}"
-            if missing else f"every run ({scope}) has evaluator {version}'s {len(names)} checks"
-        ),
-        metadata={
-            "scope": scope,
-            "evaluator_version": version,
-            "runs_missing_checks": len(missing),
-            "days_missing": len(days),
-            "backfill_range": _span(days),
-            "sample_run_ids": ", ".join(str(log_id) for log_id, _ in missing[:10]) or "none",
-        },
-    )
+    judged = judge(context, config, DAILY_EVAL_SUMMARY)
+    missing: list[tuple[int, datetime | None]] = []
+    with database.open_for_step() as monitoring_db:
+        _, with_data = _judged_rows(monitoring_db, judged, "daily_eval_summary")
+        for first, last in stretches(judged.days):
+            missing += db.runs_missing_checks(monitoring_db, version, names, day_start(first), day_start(last + timedelta(days=1)))
+        by_day: dict[date, int] = {}
+        for _, started in missing:
+            if started is not None:
+                by_day[started.date()] = by_day.get(started.date(), 0) + 1
+        findings = [
+            Finding(day, "coverage", f"{day}: {plural(count, 'run')} without evaluator {version}'s checks", count)
+            for day, count in sorted(by_day.items())
+        ]
+        return _gate_result(
+            context, monitoring_db, DAILY_EVAL_SUMMARY, findings, judged, with_data,
+            breach=f"runs lack evaluator {version} checks (backfill reevaluate_logs over {days_label(by_day)})",
+            passed=f"every run has evaluator {version}'s {len(names)} checks",
+            threshold=None,
+            severity=dg.AssetCheckSeverity.ERROR,
+            evaluator_version=version,
+            runs_missing_checks=len(missing),
+            days_missing=len(by_day),
+            backfill_range=f"{min(by_day)}..{max(by_day)}" if by_day else "none",
+            sample_run_ids=", ".join(str(log_id) for log_id, _ in missing[:10]) or "none",
+        )
 
 
 @dg.asset_check(
     asset="log_files",
     name="recent_parse_failures",
+    additional_deps=["llm_logs"],
     description=(
         "Log files that failed to parse (ingest_errors, unresolved) in the last 24 hours stay at or below "
-        "QUALITY_MAX_PARSE_FAILURES (default 0). WARN. The files are in the quarantine folder."
+        "QUALITY_MAX_PARSE_FAILURES (default 0). WARN. The files are in the quarantine folder; each is alerted once."
     ),
 )
 def recent_parse_failures(context: dg.AssetCheckExecutionContext, database: DatabaseResource) -> dg.AssetCheckResult:
     limits = quality_thresholds()
     since = datetime.now(timezone.utc) - PARSE_FAILURE_WINDOW
-    with database.open_for_step(ensure_schema=False) as monitoring_db:
+    with database.open_for_step() as monitoring_db:
         errors = db.ingest_errors_since(monitoring_db, since)
-    sample = "\n".join(f"- `{error['filepath']}`: {error['error']}" for error in errors[:10])
-    return dg.AssetCheckResult(
-        passed=len(errors) <= limits.max_parse_failures,
-        severity=dg.AssetCheckSeverity.WARN,
-        description=f"{len(errors)} files failed to parse in the last 24 hours (allowed: {limits.max_parse_failures})",
-        metadata={
-            "failures_last_24h": len(errors),
-            "allowed": limits.max_parse_failures,
-            "latest": dg.MetadataValue.md(sample or "_none_"),
-        },
-    )
+        passed = len(errors) <= limits.max_parse_failures
+        failures = [] if passed else [
+            Failure(error["content_hash"], f"{error['filepath']}: {error['error']}", file=error["filepath"]) for error in errors
+        ]
+        files = ", ".join(error["filepath"] for error in errors[:10]) + (f" and {len(errors) - 10} more" if len(errors) > 10 else "")
+        sample = "\n".join(f"- `{error['filepath']}`: {error['error']}" for error in errors[:10])
+        return dg.AssetCheckResult(
+            passed=passed,
+            severity=dg.AssetCheckSeverity.WARN,
+            description=(
+                f"{plural(len(errors), 'file')} failed to parse in the last 24 hours (allowed: {limits.max_parse_failures})"
+                + (f": {files}" if errors else "")
+            ),
+            metadata={
+                "failures_last_24h": len(errors),
+                "allowed": limits.max_parse_failures,
+                "latest": dg.MetadataValue.md(sample or "_none_"),
+                "alert": _raise_alert(
+                    context, monitoring_db, dg.AssetKey("log_files"), dg.AssetCheckSeverity.WARN, limits.max_parse_failures, failures
+                ),
+            },
+        )
 
 
 QUALITY_CHECKS = [unpriced_runs_share, cost_spike, pass_rate_drop, eval_coverage, recent_parse_failures]
+DAILY_GATES = [unpriced_runs_share, cost_spike, pass_rate_drop, eval_coverage]  # the gates with a `days` config
 
-USAGE_CHECK_KEYS = [dg.AssetCheckKey(dg.AssetKey("daily_usage"), name) for name in ("unpriced_runs_share", "cost_spike")]
-EVAL_SUMMARY_CHECK_KEYS = [dg.AssetCheckKey(dg.AssetKey("daily_eval_summary"), name) for name in ("pass_rate_drop", "eval_coverage")]
+USAGE_CHECK_KEYS = [dg.AssetCheckKey(DAILY_USAGE, name) for name in ("unpriced_runs_share", "cost_spike")]
+EVAL_SUMMARY_CHECK_KEYS = [dg.AssetCheckKey(DAILY_EVAL_SUMMARY, name) for name in ("pass_rate_drop", "eval_coverage")]
 PARSE_FAILURES_CHECK_KEY = dg.AssetCheckKey(dg.AssetKey("log_files"), "recent_parse_failures")
+GATE_KEYS = [*USAGE_CHECK_KEYS, *EVAL_SUMMARY_CHECK_KEYS, PARSE_FAILURES_CHECK_KEY]
+
+quality_gates_job = dg.define_asset_job(
+    GATES_JOB_NAME,
+    selection=dg.AssetSelection.checks(*GATE_KEYS),
+    description=(
+        "Evaluate the quality gates on the last QUALITY_LOOKBACK_DAYS days and the days in their config; requested by "
+        "daily_aggregates_sensor after a backfill rebuilt daily_usage or daily_eval_summary (an ingest run evaluates them itself)."
+    ),
+    tags={"llm_monitoring/kind": "gates"},
+    executor_def=dg.in_process_executor,
+)
+
+
+def gates_run_config(days: Iterable[date]) -> dict[str, Any]:
+    """Run config of quality_gates_job judging `days` besides the look-back."""
+    labels = [str(first) if first == last else f"{first}..{last}" for first, last in stretches(days)]
+    return {"ops": {gate.node_def.name: {"config": {"days": labels}} for gate in DAILY_GATES}}

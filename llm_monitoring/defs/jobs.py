@@ -5,14 +5,23 @@ from __future__ import annotations
 import dagster as dg
 
 from llm_monitoring.file_names import name_text
+from llm_monitoring.defs.checks import GATE_KEYS
 
 INGEST_JOB_NAME = "ingest_logs_job"
 
 ingest_job = dg.define_asset_job(
     INGEST_JOB_NAME,
-    selection=dg.AssetSelection.assets("llm_logs", "eval_checks"),
-    description="Ingest log files: parse, price, evaluate and store them, then mark them processed.",
+    # The ingest step also rebuilds daily_usage and daily_eval_summary for the days it stored; the
+    # gates then judge them in the same run, so dashboards and gates are current when it ends.
+    selection=dg.AssetSelection.assets("llm_logs", "eval_checks") | dg.AssetSelection.checks(*GATE_KEYS),
+    description=(
+        "Ingest log files: parse, price, evaluate and store them, mark them processed, rebuild the daily aggregates "
+        "of the days they belong to and evaluate the quality gates."
+    ),
     tags={"llm_monitoring/kind": "ingest"},
+    # Small, sequential steps: a process per step would cost more than the steps (the ingest starts
+    # its own worker processes for large batches).
+    executor_def=dg.in_process_executor,
 )
 
 

@@ -17,6 +17,14 @@ def history_start_date() -> str:
     return os.environ.get("HISTORY_START_DATE", "").strip() or DEFAULT_HISTORY_START_DATE
 
 
+# Said in the description of every daily asset, where the UI counts partitions: with a start date
+# before the first log, the empty days in between would otherwise read as a backlog of failures.
+PARTITIONS_NOTE = (
+    "Partitioned by UTC run day, from HISTORY_START_DATE (default 2024-01-01) to today. A day is materialized when "
+    "runs of that day are ingested (or backfilled); a day without any run stays 'missing': nothing ran, nothing is "
+    "wrong. Set HISTORY_START_DATE to the day of your first log to leave the empty days before it out."
+)
+
 # end_offset=1 makes today a partition: runs of today are aggregated as they arrive, not tomorrow.
 daily_partitions = dg.DailyPartitionsDefinition(
     start_date=history_start_date(),

@@ -1,14 +1,17 @@
 """Resources: the log source and the monitoring database, configured from env vars when used."""
 
 
+import hashlib
+import os
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
 
 import dagster as dg
+import sqlalchemy as sa
 from pydantic import Field
 
 from llm_monitoring.config import check_logs_dir, get_settings
-from llm_monitoring.db import Database, DatabaseUnavailable, InvalidDatabaseUrl, open_database
+from llm_monitoring.db import Database, DatabaseUnavailable, InvalidDatabaseUrl, normalize_url, open_database
 from llm_monitoring.sources import LocalDirectorySource, LogSource
 
 
@@ -50,6 +53,26 @@ class DatabaseResource(dg.ConfigurableResource):
         except DatabaseUnavailable as error:
             # An outage may end before the retry; a malformed URL will not.
             raise dg.Failure(description=str(error), allow_retries=not isinstance(error, InvalidDatabaseUrl)) from None
+
+    def key(self) -> str:
+        return database_key(self.url)
+
+
+def database_key(url: str | None = None) -> str:
+    """A short, stable name of the monitoring database, recorded on its materializations.
+
+    Several deployments can share one Dagster instance (DAGSTER_HOME) while each writes to its own
+    database: the sensors act only on events keyed with their own database. The same for every
+    process writing to one database: the password is left out and a SQLite path made absolute.
+    """
+    parsed = sa.make_url(normalize_url(url or get_settings().database_url))
+    database = parsed.database
+    if parsed.get_backend_name() == "sqlite" and database not in (None, "", ":memory:"):
+        database = os.path.abspath(database)
+    identity = sa.URL.create(
+        parsed.get_backend_name(), username=parsed.username, host=parsed.host, port=parsed.port, database=database
+    ).render_as_string(hide_password=False)
+    return hashlib.sha256(identity.encode()).hexdigest()[:12]
 
 
 def database_kind() -> str:
