@@ -133,8 +133,9 @@ def measure(logs: list[Path], work: Path, receiver: WebhookReceiver) -> Round:
     }
     env.pop("DAGSTER_PG_HOST", None)
     process = subprocess.Popen(
-        [sys.executable, "-m", "dagster", "dev", "-h", "127.0.0.1", "-p", str(port)],
-        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+        [sys.executable, "-m", "dagster", "dev", "-m", "llm_monitoring.definitions", "-h", "127.0.0.1", "-p", str(port)],
+        # The round's own folder as working directory: dagster.yaml keeps Dagster's storage under ./.dagster_home.
+        cwd=work, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
     )
     engine = sa.create_engine(database_url)
     result = Round()
