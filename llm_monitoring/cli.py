@@ -1,23 +1,25 @@
-"""The `llm-monitoring` command: demo, ingest, watch, retry-quarantined, summary."""
+"""The `llm-monitoring` command: demo, ingest, watch, summary, retry-quarantined, feedback, fake-data, dashboards.
+
+`python -m llm_monitoring.runner` and `python -m llm_monitoring.fake_data` are aliases of its subcommands.
+"""
 
 from __future__ import annotations
 
 import argparse
+import atexit
+import gc
+import io
+import logging
 import sys
 from collections.abc import Sequence
 
+from llm_monitoring import fake_data
 from llm_monitoring.config import InvalidSetting, LogsDirUnusable, check_logs_dir, get_settings
 from llm_monitoring.core.wording import plural
 from llm_monitoring.db import Database, DatabaseUnavailable, has_runs_table, open_database
 from llm_monitoring.file_names import name_text
-from llm_monitoring.runner import (
-    IngestFailed,
-    configure_logging,
-    escape_unprintable_output,
-    run_ingest,
-    skip_final_collection,
-    watch,
-)
+from llm_monitoring.grafana import build_dashboards
+from llm_monitoring.ingest_runs import IngestFailed, run_ingest, watch
 from llm_monitoring.samples import write_sample_logs
 from llm_monitoring.sources import LocalDirectorySource, entry_key
 
@@ -172,6 +174,34 @@ def _list_limit(text: str) -> int:
     return int(text)
 
 
+def configure_logging(debug: bool) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if debug else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    if not debug:
+        # Dagster's per-event logging drowns the one line per pass that a watcher wants.
+        for name in ("dagster", "alembic"):
+            logging.getLogger(name).setLevel(logging.WARNING)
+
+
+def skip_final_collection() -> None:
+    """At exit, skip the interpreter's last cycle collection, which walks every object Dagster, pandas
+    and SQLAlchemy built (about a second of every command). Nothing of ours needs it: connections and
+    temporary folders are closed explicitly. Registered at exit only, so calling main() from Python
+    changes nothing until the interpreter ends."""
+    atexit.unregister(gc.freeze)
+    atexit.register(gc.freeze)
+
+
+def escape_unprintable_output() -> None:
+    """Print what the output's encoding cannot show as escapes (a file name that is not UTF-8 reaches
+    Python as lone surrogates) rather than end the command with a UnicodeEncodeError."""
+    for stream in (sys.stdout, sys.stderr):
+        if isinstance(stream, io.TextIOWrapper):
+            stream.reconfigure(errors="backslashreplace")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="llm-monitoring", description="Monitor, price and evaluate LLM agent runs.")
     parser.add_argument("--debug", action="store_true", help="verbose logs (also DEBUG=1)")
@@ -217,6 +247,13 @@ def build_parser() -> argparse.ArgumentParser:
     feedback_cmd.add_argument("--reviewer", help="who gives the feedback (with list: only theirs)")
     feedback_cmd.add_argument("--limit", type=_list_limit, default=50, help="with list: how many (default 50)")
     feedback_cmd.set_defaults(handler=cmd_feedback, feedback_parser=feedback_cmd)
+
+    fake = commands.add_parser("fake-data", help="fake runs for the dashboards, priced and evaluated like real logs", description=fake_data.DESCRIPTION)
+    fake_data.add_arguments(fake)
+    fake.set_defaults(handler=fake_data.run_command)
+
+    dashboards = commands.add_parser("dashboards", help="write the Grafana dashboards' JSON from llm_monitoring/grafana/build_dashboards.py")
+    dashboards.set_defaults(handler=lambda args: build_dashboards.write_dashboards())
     return parser
 
 

@@ -295,11 +295,17 @@ def _moment(text: str) -> datetime:
     return moment.replace(tzinfo=timezone.utc) if moment.tzinfo is None else moment
 
 
+DESCRIPTION = "Generate fake agent runs (priced and evaluated like real logs) into DATABASE_URL, or as log files."
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python -m llm_monitoring.fake_data",
-        description="Generate fake agent runs (priced and evaluated like real logs) into DATABASE_URL, or as log files.",
-    )
+    parser = argparse.ArgumentParser(prog="llm-monitoring fake-data", description=DESCRIPTION)
+    add_arguments(parser)
+    return parser
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of `llm-monitoring fake-data` (and of its alias `python -m llm_monitoring.fake_data`)."""
     parser.add_argument("--count", type=_count, default=200, help="number of runs (default 200)")
     parser.add_argument("--hours", type=_positive, default=24.0, help="spread run start times over the last N hours (default 24)")
     parser.add_argument("--feedback-rate", type=_rate, default=0.5, help="share of runs that get feedback (default 0.5)")
@@ -308,11 +314,17 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--end", type=_moment, default=None, help="ISO time the window ends at (default: now, or the hour with --seed)")
     parser.add_argument("--to-files", metavar="DIR", default=None, help="write run-log files into DIR instead of the database")
     parser.add_argument("--purge", action="store_true", help="delete all fake runs with their checks and feedback, then exit")
-    return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    """`python -m llm_monitoring.fake_data ...`: the seed's name of `llm-monitoring fake-data ...`."""
+    from llm_monitoring import cli
+
+    return cli.main(["fake-data", *(sys.argv[1:] if argv is None else argv)])
+
+
+def run_command(args: argparse.Namespace) -> int:
+    """`llm-monitoring fake-data`: store a fake dataset, write it as files, or purge it."""
     try:
         if args.purge:
             return _purge()

@@ -37,5 +37,13 @@ def own_messages_only(record: logging.LogRecord) -> bool:
         return True
     if meta.get("dagster_event") is not None:
         return False
-    record.msg, record.args = meta.get("orig_message", record.msg), ()
+    message = meta.get("orig_message", record.msg)
+    if isinstance(message, str) and message.startswith(SKIPPED_STEP_NOTICE):
+        return False  # the engine's note that a gate was not run after the ingest step failed
+    record.msg, record.args = message, ()
     return True
+
+
+# Logged by Dagster's executor, without an event, for each step left out after a failed step (the
+# ingest job's gates after a failed ingest): the command's one line already says the run failed.
+SKIPPED_STEP_NOTICE = "Dependencies for step "

@@ -414,6 +414,14 @@ def render(name: str) -> str:
 
 
 def main() -> int:
+    """`python -m llm_monitoring.grafana.build_dashboards`: the same as `llm-monitoring dashboards`."""
+    from llm_monitoring import cli
+
+    return cli.main(["dashboards"])
+
+
+def write_dashboards() -> int:
+    """Write every dashboard's JSON into the provisioned folder."""
     try:
         DASHBOARDS_DIR.mkdir(parents=True, exist_ok=True)
         for name in DASHBOARDS:
