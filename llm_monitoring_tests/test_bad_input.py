@@ -107,6 +107,7 @@ def test_upper_case_extension_and_prefix_named_new_files_are_ingested(env, logs_
     assert run_ingest().metadata["files_seen"] == 0
 
 
+@pytest.mark.e2e  # the watcher polls for seconds
 def test_watch_picks_up_a_prefix_named_new_file(env, logs_dir: Path, database_url: str):
     from llm_monitoring.runner import watch
 

@@ -9,6 +9,7 @@ from datetime import date
 from pathlib import Path
 
 import dagster as dg
+import pytest
 import sqlalchemy as sa
 
 from llm_monitoring.db import Database, daily_usage
@@ -57,6 +58,7 @@ def dagster_cli(*args: str, env: dict[str, str], cwd: Path) -> subprocess.Comple
     )
 
 
+@pytest.mark.e2e  # runs the dagster command line twice
 def test_cli_validates_and_backfills_a_partition_range_in_one_run(tmp_path: Path):
     url = f"sqlite:///{tmp_path / 'monitoring.db'}"
     database = Database(url)
