@@ -5,6 +5,7 @@ import shutil
 import time
 from pathlib import Path
 
+import pytest
 import sqlalchemy as sa
 
 from llm_monitoring.cli import main as cli_main
