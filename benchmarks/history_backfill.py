@@ -24,7 +24,8 @@ import dagster as dg
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from llm_monitoring.db import Database, RunToStore, eval_checks  # noqa: E402
-from llm_monitoring.defs.checks import GATES_JOB_NAME, gates_run_config  # noqa: E402
+from llm_monitoring.defs import keys  # noqa: E402
+from llm_monitoring.defs.quality.jobs import gates_run_config  # noqa: E402
 from llm_monitoring.ingest import run_from_bytes  # noqa: E402
 from llm_monitoring.samples import PROFILES, make_run_log  # noqa: E402
 from llm_monitoring_tests.conftest import _server_url, create_postgres_database, drop_postgres_database  # noqa: E402
@@ -52,7 +53,7 @@ def judge(instance: dg.DagsterInstance, days: int) -> float:
 
     started = time.perf_counter()
     run_config = gates_run_config([FIRST_DAY + timedelta(days=offset) for offset in range(days)])
-    result = defs.resolve_job_def(GATES_JOB_NAME).execute_in_process(instance=instance, run_config=run_config)
+    result = defs.resolve_job_def(keys.GATES_JOB).execute_in_process(instance=instance, run_config=run_config)
     assert result.success
     return time.perf_counter() - started
 
@@ -82,9 +83,9 @@ def main() -> None:
         store(database, args.runs, args.days, tuple(int(size) for size in args.sizes_kb.split(",")))
         print(f"stored {args.runs} runs over {args.days} days in {time.perf_counter() - started:.1f}s")
         with dg.instance_for_test() as instance:
-            for job_name in ("reevaluate_logs", "reprice_logs", "daily_aggregates_job"):
+            for job_name in (keys.REEVALUATE_JOB, keys.REPRICE_JOB, keys.AGGREGATES_JOB):
                 print(f"{job_name:<22} {args.days}-day backfill, one run: {backfill(job_name, instance, args.days):6.1f}s")
-            print(f"{GATES_JOB_NAME:<22} the five gates over the {args.days} days: {judge(instance, args.days):6.1f}s")
+            print(f"{keys.GATES_JOB:<22} the five gates over the {args.days} days: {judge(instance, args.days):6.1f}s")
         print(f"eval_checks rows: {database.count(eval_checks)} (= {args.runs} x 7: re-evaluation replaced, never added)")
         database.dispose()
     finally:

@@ -24,7 +24,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from llm_monitoring.db import Database, normalize_url, processed_files  # noqa: E402
 from llm_monitoring.defs.resources import DatabaseResource, LogSourceResource  # noqa: E402
-from llm_monitoring.defs.sensors import new_log_files_sensor  # noqa: E402
+from llm_monitoring.defs.ingest.sensors import new_log_files_sensor  # noqa: E402
+from llm_monitoring.defs.keys import ingest_run_files  # noqa: E402
 from llm_monitoring_tests.conftest import create_postgres_database, drop_postgres_database  # noqa: E402
 
 
@@ -65,7 +66,7 @@ def tick(root: Path, url: str, processed_dir: str) -> tuple[float, int]:
         started = time.perf_counter()
         result = new_log_files_sensor(context)
         elapsed = time.perf_counter() - started
-    files = sum(len(r.run_config["ops"]["ingest_logs"]["config"]["files"]) for r in result.run_requests)
+    files = sum(len(ingest_run_files(r.run_config)) for r in result.run_requests)
     return elapsed, files
 
 

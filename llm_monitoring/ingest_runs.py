@@ -20,7 +20,7 @@ import dagster as dg
 from llm_monitoring.config import check_logs_dir, get_settings
 from llm_monitoring.core.wording import plural
 from llm_monitoring.db import Database, DatabaseUnavailable, mask_url
-from llm_monitoring.defs.jobs import INGEST_JOB_NAME, ingest_run_config
+from llm_monitoring.defs import keys
 from llm_monitoring.defs.loggers import command_line_logger
 from llm_monitoring.sources import LocalDirectorySource
 
@@ -60,11 +60,11 @@ def run_ingest(
     """Run the ingest job once over `files`, names in the log folder (default: every pending file)."""
     from llm_monitoring.definitions import defs  # deferred: loading definitions imports all of Dagster's graph
 
-    job = defs.resolve_job_def(INGEST_JOB_NAME)
+    job = defs.resolve_job_def(keys.INGEST_JOB)
     owned = instance is None
     instance = instance or open_instance()
     try:
-        run_config = ingest_run_config(list(files or []), settled_only=settled_only)
+        run_config = keys.ingest_run_config(files or [], settled_only=settled_only)
         if not get_settings().debug and not logger.isEnabledFor(logging.DEBUG):
             # The caller reports a failed run in one line; Dagster's console logger would print each
             # failure event's stack trace first (they stay in the run's record in the instance).
@@ -74,7 +74,7 @@ def run_ingest(
             run_config=run_config,
             instance=instance,
             raise_on_error=False,
-            tags={"llm_monitoring/trigger": "runner"},
+            tags={keys.TRIGGER_TAG: "runner"},
         )
     finally:
         if owned:
@@ -84,7 +84,7 @@ def run_ingest(
     metadata: dict[str, object] = {}
     for event in result.get_asset_materialization_events():
         materialization = event.event_specific_data.materialization
-        if materialization.asset_key == dg.AssetKey("llm_logs"):
+        if materialization.asset_key == keys.LLM_LOGS:
             metadata = {key: value.value for key, value in materialization.metadata.items()}
     return RunOutcome(result.run_id, metadata)
 

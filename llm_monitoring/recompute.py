@@ -258,21 +258,21 @@ def _rebuild(
 
 def rebuild_daily_usage(database: Database, start: datetime, end: datetime) -> DailyRebuild:
     return _rebuild(
-        database, "daily_usage", start, end, lambda: aggregates.daily_usage(db.usage_rows(database, start, end), db.USAGE_COLUMNS)
+        database, "daily_usage", start, end, lambda: aggregates.summarize_daily_usage(db.usage_rows(database, start, end), db.USAGE_COLUMNS)
     )
 
 
 def rebuild_daily_eval_summary(database: Database, start: datetime, end: datetime) -> DailyRebuild:
     return _rebuild(
         database, "daily_eval_summary", start, end,
-        lambda: aggregates.daily_eval_summary(db.eval_rows(database, start, end), db.EVAL_COLUMNS),
+        lambda: aggregates.summarize_daily_evals(db.eval_rows(database, start, end), db.EVAL_COLUMNS),
     )
 
 
 def rebuild_daily_feedback(database: Database, start: datetime, end: datetime) -> DailyRebuild:
     return _rebuild(
         database, "daily_feedback", start, end,
-        lambda: aggregates.daily_feedback(db.feedback_rows(database, start, end), db.FEEDBACK_COLUMNS),
+        lambda: aggregates.summarize_daily_feedback(db.feedback_rows(database, start, end), db.FEEDBACK_COLUMNS),
     )
 
 

@@ -8,9 +8,8 @@ import pytest
 import sqlalchemy as sa
 
 from llm_monitoring.db import Database, daily_eval_summary, daily_feedback, daily_usage, feedback
-from llm_monitoring.defs.aggregates import AGGREGATES_JOB_NAME, daily_aggregates_sensor, day_ranges
-from llm_monitoring.defs.checks import GATES_JOB_NAME
-from llm_monitoring.defs.jobs import INGEST_JOB_NAME, ingest_run_config
+from llm_monitoring.defs.aggregates.sensors import daily_aggregates_sensor, day_ranges
+from llm_monitoring.defs.keys import AGGREGATES_JOB, GATES_JOB, INGEST_JOB, ingest_run_config
 from llm_monitoring.defs.resources import DatabaseResource
 from llm_monitoring.feedback import delete_feedback
 from llm_monitoring.samples import write_sample_logs
@@ -62,12 +61,12 @@ def test_daily_aggregates_equal_the_same_figures_computed_in_sql(database: Datab
     add_feedback(database, {ids[date(2026, 1, 5)][0]: True, ids[date(2026, 1, 5)][1]: False, ids[date(2026, 1, 5)][2]: True,
                             ids[date(2026, 1, 7)][0]: False})
 
-    result = run_job(AGGREGATES_JOB_NAME, instance, first="2026-01-05", last="2026-01-07")
+    result = run_job(AGGREGATES_JOB, instance, first="2026-01-05", last="2026-01-07")
     assert result.success
     assert {key: len(found) for key, found in materializations(result).items()} == {
         "daily_usage": 3, "daily_eval_summary": 3, "daily_feedback": 3,
     }
-    run_job(AGGREGATES_JOB_NAME, instance, first="2026-01-05", last="2026-01-07")  # a rebuild replaces, never adds
+    run_job(AGGREGATES_JOB, instance, first="2026-01-05", last="2026-01-07")  # a rebuild replaces, never adds
 
     stored = {(row.day, row.provider, row.model, row.agent_name): row for row in select(database, sa.select(daily_usage))}
     expected = sql(database, USAGE_SQL)
@@ -123,12 +122,12 @@ def requested(data) -> list[tuple[str, str, list[str]]]:
     """(first day, last day, assets) of each aggregates run request; (job, days to judge, []) of a gates request."""
     found = []
     for request in data.run_requests:
-        if request.job_name == GATES_JOB_NAME:
+        if request.job_name == GATES_JOB:
             configs = {op["config"]["days"][0] if len(op["config"]["days"]) == 1 else ",".join(op["config"]["days"])
                        for op in request.run_config["ops"].values()}
-            found.append((GATES_JOB_NAME, configs.pop(), []))
+            found.append((GATES_JOB, configs.pop(), []))
             continue
-        assert request.job_name == AGGREGATES_JOB_NAME and not request.asset_check_keys
+        assert request.job_name == AGGREGATES_JOB and not request.asset_check_keys
         first = request.partition_key or request.tags["dagster/asset_partition_range_start"]
         last = request.partition_key or request.tags["dagster/asset_partition_range_end"]
         found.append((first, last, sorted(key.to_user_string() for key in request.asset_selection)))
@@ -138,7 +137,7 @@ def requested(data) -> list[tuple[str, str, list[str]]]:
 def ingest(instance: dg.DagsterInstance) -> dg.ExecuteInProcessResult:
     from llm_monitoring.definitions import defs
 
-    result = defs.resolve_job_def(INGEST_JOB_NAME).execute_in_process(instance=instance, run_config=ingest_run_config([]))
+    result = defs.resolve_job_def(INGEST_JOB).execute_in_process(instance=instance, run_config=ingest_run_config([]))
     assert result.success
     return result
 
@@ -172,7 +171,7 @@ def test_ingest_rebuilds_its_days_and_the_sensor_covers_the_rest(database: Datab
         assert requested(first) == [("2026-01-05", "2026-01-07", ["daily_eval_summary", "daily_usage"])]
         execute(instance, first.run_requests[0])
         judge = tick(instance, first.cursor)  # days rebuilt outside an ingest get their gates next
-        assert requested(judge) == [(GATES_JOB_NAME, "2026-01-05..2026-01-07", [])]
+        assert requested(judge) == [(GATES_JOB, "2026-01-05..2026-01-07", [])]
         gates = execute(instance, judge.run_requests[0])
         assert len(gates.get_asset_check_evaluations()) == 5
 
@@ -246,7 +245,7 @@ def test_sensor_acts_only_on_ingests_and_rebuilds_of_its_own_database(
         assert materializations(ingest(instance))["llm_logs"][0].metadata["aggregates_refreshed"].value is False
         with other.transaction() as connection:
             connection.execute(sa.text("DROP TRIGGER refuse_rows"))
-        run_job(AGGREGATES_JOB_NAME, instance, first="2026-02-01", last="2026-02-12")
+        run_job(AGGREGATES_JOB, instance, first="2026-02-01", last="2026-02-12")
         other.dispose()
 
         untouched = tick(instance, own.cursor, own_url)
@@ -255,7 +254,7 @@ def test_sensor_acts_only_on_ingests_and_rebuilds_of_its_own_database(
         theirs = tick(instance, own.cursor, other_url)
         assert requested(theirs) == [
             ("2026-02-10", "2026-02-10", ["daily_eval_summary", "daily_usage"]),
-            (GATES_JOB_NAME, "2026-02-01..2026-02-12", []),
+            (GATES_JOB, "2026-02-01..2026-02-12", []),
         ]
 
 

@@ -9,8 +9,9 @@ import pytest
 from llm_monitoring.config import quality_thresholds
 from llm_monitoring.core.quality import QualityThresholds, judged_days, pass_rate_findings
 from llm_monitoring.db import Database
-from llm_monitoring.defs.aggregates import AGGREGATES_JOB_NAME
-from llm_monitoring.defs.checks import GATES_JOB_NAME, GateConfig, gates_run_config, recent_parse_failures, unpriced_runs_share
+from llm_monitoring.defs.keys import AGGREGATES_JOB, GATES_JOB
+from llm_monitoring.defs.quality.checks import GateConfig, recent_parse_failures, unpriced_runs_share
+from llm_monitoring.defs.quality.jobs import gates_run_config
 from llm_monitoring.defs.resources import DatabaseResource
 from llm_monitoring_tests.history_data import (
     check_results,
@@ -41,14 +42,14 @@ def judge(instance: dg.DagsterInstance, first: date, last: date) -> dg.ExecuteIn
     from llm_monitoring.definitions import defs
 
     days = [first + timedelta(days=offset) for offset in range((last - first).days + 1)]
-    result = defs.resolve_job_def(GATES_JOB_NAME).execute_in_process(instance=instance, run_config=gates_run_config(days))
+    result = defs.resolve_job_def(GATES_JOB).execute_in_process(instance=instance, run_config=gates_run_config(days))
     assert result.success  # failing gates warn; they do not fail the run
     return result
 
 
 def test_gates_pass_on_steady_days_and_each_fails_on_the_day_that_breaks_it(database: Database, instance: dg.DagsterInstance):
     store_days(database, date(2026, 1, 1), 8, PER_DAY)
-    run_job(AGGREGATES_JOB_NAME, instance, first="2026-01-01", last="2026-01-08")
+    run_job(AGGREGATES_JOB, instance, first="2026-01-01", last="2026-01-08")
     steady = judge(instance, date(2026, 1, 1), date(2026, 1, 8))
     assert {name: passed for name, (passed, _) in verdicts(steady).items()} == {
         "unpriced_runs_share": True, "cost_spike": True, "pass_rate_drop": True, "eval_coverage": True,
@@ -60,7 +61,7 @@ def test_gates_pass_on_steady_days_and_each_fails_on_the_day_that_breaks_it(data
     store_day(database, date(2026, 1, 10), PER_DAY)
     store_day(database, date(2026, 1, 10), 5, seed=1, mutate=unknown_model)  # a fifth of the runs unpriced
     store_day(database, date(2026, 1, 11), 4 * PER_DAY)  # four times the usual traffic
-    run_job(AGGREGATES_JOB_NAME, instance, first="2026-01-09", last="2026-01-11")
+    run_job(AGGREGATES_JOB, instance, first="2026-01-09", last="2026-01-11")
     bad = judge(instance, date(2026, 1, 9), date(2026, 1, 11))
 
     found = verdicts(bad)
@@ -77,7 +78,7 @@ def test_gates_pass_on_steady_days_and_each_fails_on_the_day_that_breaks_it(data
     everything = judge(instance, date(2026, 1, 1), date(2026, 1, 11))
     assert verdicts(everything)["unpriced_runs_share"] == (False, "2026-01-10")
     store_day(database, date(2026, 1, 2), 5, seed=2, mutate=unknown_model)
-    run_job(AGGREGATES_JOB_NAME, instance, first="2026-01-02", last="2026-01-02")
+    run_job(AGGREGATES_JOB, instance, first="2026-01-02", last="2026-01-02")
     twice = check_results(judge(instance, date(2026, 1, 1), date(2026, 1, 11)))["unpriced_runs_share"]
     assert not twice.passed and twice.metadata["failing_days"].value == "2026-01-02, 2026-01-10"
     assert twice.description.startswith("over 5% of runs unpriced on 2 days: 2026-01-02, 2026-01-10 (judged: the last 7 days, ")
@@ -93,13 +94,13 @@ def test_a_gate_run_on_its_own_judges_the_last_days_and_says_once_when_there_is_
     assert empty.description == f"nothing to judge: no runs on the judged days ({today - timedelta(days=6)}..{today})"
 
     store_day(database, today, 4, seed=3, mutate=unknown_model)
-    run_job(AGGREGATES_JOB_NAME, instance, first=str(today), last=str(today))
+    run_job(AGGREGATES_JOB, instance, first=str(today), last=str(today))
     recent = unpriced_runs_share(dg.build_asset_check_context(resources={"database": DatabaseResource()}, instance=instance))
     assert not recent.passed and recent.metadata["failing_days"].value == str(today)
 
     # Days outside the look-back count only when asked for (a backfill's days, via the config).
     store_day(database, date(2026, 1, 3), 4, seed=4, mutate=unknown_model)
-    run_job(AGGREGATES_JOB_NAME, instance, first="2026-01-03", last="2026-01-03")
+    run_job(AGGREGATES_JOB, instance, first="2026-01-03", last="2026-01-03")
     context = dg.build_asset_check_context(resources={"database": DatabaseResource()}, instance=instance)
     assert unpriced_runs_share(context).metadata["failing_days"].value == str(today)
     context = dg.build_asset_check_context(resources={"database": DatabaseResource()}, instance=instance)

@@ -13,7 +13,7 @@ import pytest
 
 from llm_monitoring.cli import main as cli_main
 from llm_monitoring.defs.resources import DatabaseResource, LogSourceResource
-from llm_monitoring.defs.sensors import new_log_files_sensor
+from llm_monitoring.defs.ingest.sensors import new_log_files_sensor
 from llm_monitoring.samples import write_sample_logs
 from llm_monitoring_tests.processes import free_port
 

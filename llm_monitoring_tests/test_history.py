@@ -16,7 +16,7 @@ from genai_prices.types import ModelPrice
 from llm_monitoring.core import evaluation
 from llm_monitoring.core.pricing import forget_price_data
 from llm_monitoring.db import Database, daily_eval_summary, daily_usage, eval_checks, llm_logs
-from llm_monitoring.defs.checks import gates_run_config
+from llm_monitoring.defs.quality.jobs import gates_run_config
 from llm_monitoring.samples import PROFILES
 from llm_monitoring_tests.history_data import (
     check_results,
@@ -226,10 +226,10 @@ def test_eval_coverage_names_the_days_left_to_reevaluate(database: Database, ins
     store_days(database, date(2026, 1, 5), 3, 3)
     monkeypatch.setattr(evaluation, "EVALUATOR_VERSION", "3-test")
     run_job("reevaluate_logs", instance, first="2026-01-06", last="2026-01-06")
-    from llm_monitoring.defs.checks import eval_coverage
+    from llm_monitoring.defs.quality.checks import eval_coverage
     from llm_monitoring.defs.resources import DatabaseResource
 
-    from llm_monitoring.defs.checks import GateConfig
+    from llm_monitoring.defs.quality.checks import GateConfig
 
     context = dg.build_asset_check_context(resources={"database": DatabaseResource()}, instance=instance)
     outcome = eval_coverage(context, GateConfig(days=["2026-01-01..2026-01-31"]))

@@ -10,10 +10,10 @@ import pytest
 import sqlalchemy as sa
 
 from llm_monitoring.db import Database, eval_checks, ingest_errors, llm_logs
-from llm_monitoring.defs.assets import _logs_metadata
-from llm_monitoring.defs.jobs import ingest_run_config
+from llm_monitoring.defs.ingest.assets import logs_metadata
+from llm_monitoring.defs.keys import ingest_run_config
 from llm_monitoring.defs.resources import DatabaseResource, LogSourceResource
-from llm_monitoring.defs.sensors import new_log_files_sensor
+from llm_monitoring.defs.ingest.sensors import new_log_files_sensor
 from llm_monitoring.ingest import IngestReport
 from llm_monitoring.runner import IngestFailed, run_ingest
 from llm_monitoring.samples import write_sample_logs
@@ -221,5 +221,5 @@ def test_report_keeps_stored_ids_ascending_whatever_order_batches_commit_in():
     for ids in ([7, 8], [3, 4], [5, 6]):
         total.add(IngestReport(stored=len(ids), stored_ids=ids))
     assert total.stored_ids == [3, 4, 5, 6, 7, 8]
-    metadata = _logs_metadata(total, "logs")
+    metadata = logs_metadata(total, "logs")
     assert (metadata["first_new_id"], metadata["last_new_id"]) == (3, 8)

@@ -10,7 +10,7 @@ import sqlalchemy as sa
 
 from llm_monitoring.cli import main as cli_main
 from llm_monitoring.db import Database, llm_logs, processed_files
-from llm_monitoring.defs.sensors import new_log_files_sensor
+from llm_monitoring.defs.ingest.sensors import new_log_files_sensor
 from llm_monitoring.file_names import NAME_MAX_BYTES, name_text
 from llm_monitoring.runner import IngestFailed, run_ingest
 from llm_monitoring.sources import LocalDirectorySource

@@ -49,7 +49,7 @@ def _dated_frame(rows: Sequence[Sequence[Any]], columns: Sequence[str]) -> pd.Da
     return frame.assign(day=frame["run_started_at"].map(_day)) if not frame.empty else frame
 
 
-def daily_usage(rows: Sequence[Sequence[Any]], columns: Sequence[str]) -> list[dict[str, Any]]:
+def summarize_daily_usage(rows: Sequence[Sequence[Any]], columns: Sequence[str]) -> list[dict[str, Any]]:
     """Usage by UTC day x provider x model x agent from run rows (see db.USAGE_COLUMNS).
 
     Costs sum the priced runs only; tokens sum the runs that report usage; durations give p50/p95
@@ -83,7 +83,7 @@ def daily_usage(rows: Sequence[Sequence[Any]], columns: Sequence[str]) -> list[d
     return result
 
 
-def daily_eval_summary(rows: Sequence[Sequence[Any]], columns: Sequence[str]) -> list[dict[str, Any]]:
+def summarize_daily_evals(rows: Sequence[Sequence[Any]], columns: Sequence[str]) -> list[dict[str, Any]]:
     """Pass rate by UTC day x check x evaluator version; "not applicable" (NULL) rows are left out of the rate."""
     frame = _dated_frame(rows, columns)
     if frame.empty:
@@ -104,7 +104,7 @@ def daily_eval_summary(rows: Sequence[Sequence[Any]], columns: Sequence[str]) ->
     return result
 
 
-def daily_feedback(rows: Sequence[Sequence[Any]], columns: Sequence[str]) -> list[dict[str, Any]]:
+def summarize_daily_feedback(rows: Sequence[Sequence[Any]], columns: Sequence[str]) -> list[dict[str, Any]]:
     """Good and bad feedback counts by UTC day of the run they are about."""
     frame = _dated_frame(rows, columns)
     if frame.empty:
@@ -121,26 +121,3 @@ def daily_feedback(rows: Sequence[Sequence[Any]], columns: Sequence[str]) -> lis
             "good_pct": round(100 * good / total, 4) if total else None,
         })
     return result
-
-
-def markdown_table(rows: Sequence[dict[str, Any]], fields: Sequence[str], limit: int = 10) -> str:
-    """A small markdown preview for Dagster's metadata panel."""
-    if not rows:
-        return "_no rows_"
-    shown = rows[:limit]
-    lines = ["| " + " | ".join(fields) + " |", "|" + "---|" * len(fields)]
-    for row in shown:
-        lines.append("| " + " | ".join(_cell(row.get(field)) for field in fields) + " |")
-    if len(rows) > limit:
-        lines.append(f"\n_{len(rows) - limit} more rows_")
-    return "\n".join(lines)
-
-
-def _cell(value: Any) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, Decimal):
-        return f"{value:.6f}"
-    if isinstance(value, float):
-        return f"{value:.3f}"
-    return str(value).replace("|", "\\|")

@@ -13,6 +13,11 @@ def day_range(start: datetime, end: datetime) -> tuple[date, date]:
     return start.date(), end_day
 
 
+def window_label(start: datetime, end: datetime) -> str:
+    """A window [start, end) of run times for people: "[2026-01-05 00:00, 2026-01-08 00:00) UTC"."""
+    return f"[{start:%Y-%m-%d %H:%M}, {end:%Y-%m-%d %H:%M}) UTC"
+
+
 def days_between(first: date, end: date) -> list[date]:
     """Every day of [first, end)."""
     return [first + timedelta(days=offset) for offset in range((end - first).days)]

@@ -35,15 +35,14 @@ def own_messages_only(record: logging.LogRecord) -> bool:
     meta = getattr(record, "dagster_meta", None)
     if not isinstance(meta, dict):
         return True
-    if meta.get("dagster_event") is not None:
+    if meta.get("dagster_event") is not None or _abandoned_step_note(meta.get("orig_message")):
         return False
-    message = meta.get("orig_message", record.msg)
-    if isinstance(message, str) and message.startswith(SKIPPED_STEP_NOTICE):
-        return False  # the engine's note that a gate was not run after the ingest step failed
-    record.msg, record.args = message, ()
+    record.msg, record.args = meta.get("orig_message", record.msg), ()
     return True
 
 
-# Logged by Dagster's executor, without an event, for each step left out after a failed step (the
-# ingest job's gates after a failed ingest): the command's one line already says the run failed.
-SKIPPED_STEP_NOTICE = "Dependencies for step "
+def _abandoned_step_note(message: object) -> bool:
+    """Dagster's note on each step left out after a failed one (the gates after a failed ingest step):
+    logged as a plain message, not an event (dagster/_core/execution/plan/active.py), and only a
+    consequence of the failure the command reports."""
+    return isinstance(message, str) and message.startswith("Dependencies for step ") and message.endswith(". Not executing.")

@@ -26,6 +26,8 @@ PARTITIONS_NOTE = (
 )
 
 # end_offset=1 makes today a partition: runs of today are aggregated as they arrive, not tomorrow.
+# HISTORY_START_DATE is read when the definitions load, not when used: Dagster needs the partitions
+# of an asset at definition time. A change shows after the code location reloads.
 daily_partitions = dg.DailyPartitionsDefinition(
     start_date=history_start_date(),
     timezone="UTC",

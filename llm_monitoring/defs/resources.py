@@ -1,5 +1,5 @@
-"""Resources: the log source and the monitoring database, configured from env vars when used."""
-
+"""Resources: the log source and the monitoring database, configured from env vars when used; declared
+once here for every asset, check and sensor of the defs folder."""
 
 import hashlib
 import os
@@ -76,6 +76,15 @@ def database_key(url: str | None = None) -> str:
 
 
 def database_kind() -> str:
-    """"postgres" or "sqlite", for asset kinds shown in the UI."""
+    """"postgres" or "sqlite", for asset kinds shown in the UI.
+
+    Read when the definitions load (Dagster takes an asset's kinds at definition time), so a change
+    of DATABASE_URL shows in the UI after the code location reloads; everything else reads it when used.
+    """
     url = get_settings().database_url
     return "postgres" if url.startswith("postgres") else "sqlite"
+
+
+@dg.definitions
+def resources() -> dg.Definitions:
+    return dg.Definitions(resources={"log_source": LogSourceResource(), "database": DatabaseResource()})

@@ -7,19 +7,18 @@ so concurrent runs never work on the same file; a file whose run failed is reque
 later tick, and the database's unique content hash guards against any remaining race.
 """
 
-
 import hashlib
 import time
 
 import dagster as dg
 
 from llm_monitoring.config import get_settings
-from llm_monitoring.defs.jobs import INGEST_JOB_NAME, ingest_job, ingest_run_config
 from llm_monitoring.db import DatabaseUnavailable
-from llm_monitoring.file_names import name_text
+from llm_monitoring.defs import keys
+from llm_monitoring.defs.ingest import jobs
 from llm_monitoring.defs.resources import DatabaseResource, LogSourceResource
+from llm_monitoring.file_names import name_text
 
-SENSOR_NAME = "new_log_files_sensor"
 MAX_RUNS_PER_TICK = 5
 _IN_FLIGHT = [
     dg.DagsterRunStatus.QUEUED,
@@ -31,18 +30,17 @@ _IN_FLIGHT = [
 
 def files_in_flight(instance: dg.DagsterInstance) -> set[str]:
     records = instance.get_run_records(
-        filters=dg.RunsFilter(job_name=INGEST_JOB_NAME, statuses=_IN_FLIGHT, tags={"dagster/sensor_name": SENSOR_NAME})
+        filters=dg.RunsFilter(job_name=keys.INGEST_JOB, statuses=_IN_FLIGHT, tags={keys.SENSOR_NAME_TAG: keys.NEW_LOG_FILES_SENSOR})
     )
     names: set[str] = set()
     for record in records:
-        config = record.dagster_run.run_config or {}
-        names.update(config.get("ops", {}).get("ingest_logs", {}).get("config", {}).get("files", []))
+        names.update(keys.ingest_run_files(record.dagster_run.run_config))
     return names
 
 
 @dg.sensor(
-    name=SENSOR_NAME,
-    job=ingest_job,
+    name=keys.NEW_LOG_FILES_SENSOR,
+    job=jobs.ingest_job,
     # The daemon evaluates sensors at most every 5 s; a minimum below that lets it tick on every
     # loop (with 5 it skips every other loop whose start comes a few milliseconds early).
     minimum_interval_seconds=3,
@@ -75,17 +73,19 @@ def new_log_files_sensor(context: dg.SensorEvaluationContext, log_source: LogSou
         )
     generation = int(context.cursor or 0) + 1
     requests = []
+    requested = 0
     for start in range(0, min(len(todo), settings.run_files * MAX_RUNS_PER_TICK), settings.run_files):
         batch = todo[start:start + settings.run_files]
-        run_config = ingest_run_config(batch, settled_only=True)
-        texts = run_config["ops"]["ingest_logs"]["config"]["files"]
+        run_config = keys.ingest_run_config(batch, settled_only=True)
+        texts = keys.ingest_run_files(run_config)
         digest = hashlib.sha1("\n".join(texts).encode()).hexdigest()[:16]
         requests.append(
             dg.RunRequest(
                 run_key=f"{generation}-{digest}",
                 run_config=run_config,
-                tags={"llm_monitoring/files": str(len(batch)), "llm_monitoring/first_file": texts[0][:200]},
+                tags={keys.FILES_TAG: str(len(batch)), keys.FIRST_FILE_TAG: texts[0][:200]},
             )
         )
-    context.log.info(f"{listing}; requesting {len(requests)} runs for {sum(len(r.run_config['ops']['ingest_logs']['config']['files']) for r in requests)} files")
+        requested += len(texts)
+    context.log.info(f"{listing}; requesting {len(requests)} runs for {requested} files")
     return dg.SensorResult(run_requests=requests, cursor=str(generation))

@@ -1,19 +1,18 @@
 """Assets of the ingest: log files (external) -> llm_logs -> eval_checks."""
 
-
 import dagster as dg
 from pydantic import Field
 
-
 from llm_monitoring.core.evaluation import EVALUATOR_VERSION
-from llm_monitoring.defs.aggregates import refresh_days_of_new_runs
+from llm_monitoring.defs import keys
+from llm_monitoring.defs.aggregates.refresh import refresh_days_of_new_runs
 from llm_monitoring.defs.resources import DatabaseResource, LogSourceResource, database_kind
 from llm_monitoring.ingest import IngestReport, ingest_files
 
 INGEST_GROUP = "ingest"
 
 log_files = dg.AssetSpec(
-    "log_files",
+    keys.LOG_FILES,
     description="JSON run logs written by agents into LOGS_DIR (one file per run). Not materialized here.",
     group_name=INGEST_GROUP,
     kinds={"json", "file"},
@@ -35,20 +34,21 @@ class IngestConfig(dg.Config):
 @dg.multi_asset(
     specs=[
         dg.AssetSpec(
-            "llm_logs",
+            keys.LLM_LOGS,
             deps=[log_files],
             description="One row per agent run: prompt, instructions, model, tokens, timing, tool calls, answer, cost.",
             group_name=INGEST_GROUP,
             kinds={database_kind(), "table"},
         ),
         dg.AssetSpec(
-            "eval_checks",
-            deps=["llm_logs"],
+            keys.EVAL_CHECKS,
+            deps=[keys.LLM_LOGS],
             description="One row per run and rule-based check (seven checks), with the evaluator version.",
             group_name=INGEST_GROUP,
             kinds={database_kind(), "table"},
         ),
     ],
+    name=keys.INGEST_OP,
     # A database restart is the usual cause of a failed ingest: retry the step before failing the run.
     retry_policy=dg.RetryPolicy(max_retries=2, delay=1, backoff=dg.Backoff.EXPONENTIAL),
 )
@@ -79,14 +79,15 @@ def ingest_logs(
     for name, reason in report.left_in_place:
         context.log.error(f"{name}: {reason}")
     context.log.info(report.line())
-    yield dg.MaterializeResult(asset_key="llm_logs", metadata={**_logs_metadata(report, source.describe()), **aggregates})
+    yield dg.MaterializeResult(asset_key=keys.LLM_LOGS, metadata={**logs_metadata(report, source.describe()), **aggregates})
     yield dg.MaterializeResult(
-        asset_key="eval_checks",
+        asset_key=keys.EVAL_CHECKS,
         metadata={"runs_evaluated": report.stored, "evaluator_version": EVALUATOR_VERSION},
     )
 
 
-def _logs_metadata(report: IngestReport, source: str) -> dict[str, object]:
+def logs_metadata(report: IngestReport, source: str) -> dict[str, object]:
+    """What an ingest records on its llm_logs materialization (the runner prints it, the aggregates sensor reads the id range)."""
     return {
         "source": source,
         "files_seen": report.files_seen,
@@ -96,6 +97,6 @@ def _logs_metadata(report: IngestReport, source: str) -> dict[str, object]:
         "still_being_written": report.unsettled,
         "left_in_place": len(report.left_in_place),
         "megabytes_read": round(report.bytes_read / 1e6, 3),
-        "first_new_id": report.stored_ids[0] if report.stored_ids else None,
-        "last_new_id": report.stored_ids[-1] if report.stored_ids else None,
+        keys.FIRST_NEW_ID: report.stored_ids[0] if report.stored_ids else None,
+        keys.LAST_NEW_ID: report.stored_ids[-1] if report.stored_ids else None,
     }

@@ -1,4 +1,4 @@
-"""Re-pricing and re-evaluation of stored runs, partitioned by run day: the `reprice_logs` and `reevaluate_logs` jobs.
+"""Re-pricing and re-evaluation of stored runs, partitioned by run day (their jobs: history/jobs.py).
 
 Both assets are views of the ingest's tables over a window of days (`log_costs`: the cost columns
 of llm_logs; `log_evaluations`: the current evaluator version's rows of eval_checks). A backfill
@@ -6,22 +6,17 @@ over any range of days is one run (BackfillPolicy.single_run) that rewrites the 
 transaction, and the same job rebuilds the matching daily aggregate for that window.
 """
 
-from datetime import datetime
-
 import dagster as dg
 from pydantic import Field
 
-from llm_monitoring.core.aggregates import markdown_table
+from llm_monitoring.core.windows import window_label
+from llm_monitoring.defs import keys
+from llm_monitoring.defs.metadata import markdown_table
 from llm_monitoring.defs.partitions import daily_partitions, single_run
 from llm_monitoring.defs.resources import DatabaseResource, database_kind
 from llm_monitoring.recompute import reevaluate, reprice
 
 HISTORY_GROUP = "history"
-HISTORY_TAGS = {"llm_monitoring/kind": "history"}
-
-
-def window_label(start: datetime, end: datetime) -> str:
-    return f"[{start:%Y-%m-%d %H:%M}, {end:%Y-%m-%d %H:%M}) UTC"
 
 
 class RepriceConfig(dg.Config):
@@ -33,8 +28,8 @@ class RepriceConfig(dg.Config):
 
 
 @dg.asset(
-    name="log_costs",
-    deps=["llm_logs"],
+    key=keys.LOG_COSTS,
+    deps=[keys.LLM_LOGS],
     partitions_def=daily_partitions,
     backfill_policy=single_run,
     group_name=HISTORY_GROUP,
@@ -88,8 +83,8 @@ class ReevaluateConfig(dg.Config):
 
 
 @dg.asset(
-    name="log_evaluations",
-    deps=["eval_checks"],
+    key=keys.LOG_EVALUATIONS,
+    deps=[keys.EVAL_CHECKS],
     partitions_def=daily_partitions,
     backfill_policy=single_run,
     group_name=HISTORY_GROUP,
@@ -126,19 +121,3 @@ def log_evaluations(
         }
     )
 
-
-# Without the gates: in a run over a range of days Dagster shows each unexecuted per-partition plan
-# of a check as SKIPPED. daily_aggregates_sensor has the gates judge the rebuilt days afterwards.
-reprice_logs = dg.define_asset_job(
-    "reprice_logs",
-    selection=dg.AssetSelection.assets("log_costs", "daily_usage").without_checks(),
-    description="Re-price the runs of the selected days and rebuild their daily_usage, in one run per backfill.",
-    tags=HISTORY_TAGS,
-)
-
-reevaluate_logs = dg.define_asset_job(
-    "reevaluate_logs",
-    selection=dg.AssetSelection.assets("log_evaluations", "daily_eval_summary").without_checks(),
-    description="Re-evaluate the runs of the selected days with the current rules and rebuild their daily_eval_summary.",
-    tags=HISTORY_TAGS,
-)

@@ -13,7 +13,6 @@ A failed gate records an alert per failing day (or quarantined file) when ALERT_
 the alerts sensor delivers it (llm_monitoring/alerts.py).
 """
 
-
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
@@ -41,12 +40,10 @@ from llm_monitoring.core.quality import (
 from llm_monitoring.core.windows import day_range, day_start, days_between, days_label, parse_days, stretches
 from llm_monitoring.core.wording import plural
 from llm_monitoring.db import DatabaseUnavailable, mask_url
+from llm_monitoring.defs import keys
 from llm_monitoring.defs.resources import DatabaseResource
 
 PARSE_FAILURE_WINDOW = timedelta(hours=24)
-DAILY_USAGE = dg.AssetKey("daily_usage")
-DAILY_EVAL_SUMMARY = dg.AssetKey("daily_eval_summary")
-GATES_JOB_NAME = "quality_gates_job"
 
 
 class GateConfig(dg.Config):
@@ -208,12 +205,12 @@ def _findings_md(findings: list[Finding], limit: int = 50) -> dg.MetadataValue:
 
 
 # Ordering: in an ingest run the gates judge the days its step has just rebuilt, so they depend on it.
-AFTER_INGEST = ["eval_checks"]
+AFTER_INGEST = [keys.EVAL_CHECKS]
 
 
 @dg.asset_check(
-    asset="daily_usage",
-    name="unpriced_runs_share",
+    asset=keys.UNPRICED_RUNS_SHARE.asset_key,
+    name=keys.UNPRICED_RUNS_SHARE.name,
     additional_deps=AFTER_INGEST,
     description=(
         "Share of a day's runs without a price (unknown model, no usage) stays at or below QUALITY_MAX_UNPRICED_SHARE "
@@ -222,12 +219,12 @@ AFTER_INGEST = ["eval_checks"]
 )
 def unpriced_runs_share(context: dg.AssetCheckExecutionContext, config: GateConfig, database: DatabaseResource) -> dg.AssetCheckResult:
     limits = quality_thresholds()
-    judged = judge(context, config, DAILY_USAGE)
+    judged = judge(context, config, keys.DAILY_USAGE)
     with database.open_for_step() as monitoring_db:
         rows, with_data = _judged_rows(monitoring_db, judged, "daily_usage")
         findings, shares = unpriced_findings(rows, judged.days, limits.max_unpriced_share)
         return _gate_result(
-            context, monitoring_db, DAILY_USAGE, findings, judged, with_data,
+            context, monitoring_db, keys.DAILY_USAGE, findings, judged, with_data,
             breach=f"over {limits.max_unpriced_share:.0%} of runs unpriced",
             passed=f"at most {limits.max_unpriced_share:.0%} unpriced",
             threshold=limits.max_unpriced_share,
@@ -236,8 +233,8 @@ def unpriced_runs_share(context: dg.AssetCheckExecutionContext, config: GateConf
 
 
 @dg.asset_check(
-    asset="daily_usage",
-    name="cost_spike",
+    asset=keys.COST_SPIKE.asset_key,
+    name=keys.COST_SPIKE.name,
     additional_deps=AFTER_INGEST,
     description=(
         "A day's total cost stays at or below QUALITY_COST_SPIKE_FACTOR (default 2x) times the mean daily cost of the "
@@ -246,13 +243,13 @@ def unpriced_runs_share(context: dg.AssetCheckExecutionContext, config: GateConf
 )
 def cost_spike(context: dg.AssetCheckExecutionContext, config: GateConfig, database: DatabaseResource) -> dg.AssetCheckResult:
     limits = quality_thresholds()
-    judged = judge(context, config, DAILY_USAGE)
+    judged = judge(context, config, keys.DAILY_USAGE)
     with database.open_for_step() as monitoring_db:
         rows, with_data = _judged_rows(monitoring_db, judged, "daily_usage", limits.baseline_days)
         findings, details = cost_spike_findings(rows, judged.days, limits)
         latest = details[max(details)] if details else {}
         return _gate_result(
-            context, monitoring_db, DAILY_USAGE, findings, judged, with_data,
+            context, monitoring_db, keys.DAILY_USAGE, findings, judged, with_data,
             breach=f"cost over {limits.cost_spike_factor}x the baseline",
             passed="no cost spike",
             threshold=limits.cost_spike_factor,
@@ -262,8 +259,8 @@ def cost_spike(context: dg.AssetCheckExecutionContext, config: GateConfig, datab
 
 
 @dg.asset_check(
-    asset="daily_eval_summary",
-    name="pass_rate_drop",
+    asset=keys.PASS_RATE_DROP.asset_key,
+    name=keys.PASS_RATE_DROP.name,
     additional_deps=AFTER_INGEST,
     description=(
         "No check's pass rate (current evaluator version) falls more than QUALITY_MAX_PASS_RATE_DROP (default 0.2 = 20 "
@@ -274,13 +271,13 @@ def cost_spike(context: dg.AssetCheckExecutionContext, config: GateConfig, datab
 def pass_rate_drop(context: dg.AssetCheckExecutionContext, config: GateConfig, database: DatabaseResource) -> dg.AssetCheckResult:
     limits = quality_thresholds()
     version = evaluation.EVALUATOR_VERSION
-    judged = judge(context, config, DAILY_EVAL_SUMMARY)
+    judged = judge(context, config, keys.DAILY_EVAL_SUMMARY)
     with database.open_for_step() as monitoring_db:
         rows, with_data = _judged_rows(monitoring_db, judged, "daily_eval_summary", limits.baseline_days)
         current = [row for row in rows if row["evaluator_version"] == version]
         findings, pairs = pass_rate_findings(current, judged.days, limits)
         return _gate_result(
-            context, monitoring_db, DAILY_EVAL_SUMMARY, findings, judged, with_data,
+            context, monitoring_db, keys.DAILY_EVAL_SUMMARY, findings, judged, with_data,
             breach=f"a pass rate dropped by over {limits.max_pass_rate_drop:.0%}",
             passed=f"no pass-rate drop ({plural(pairs, 'day x check pair')} had enough runs to judge)",
             threshold=limits.max_pass_rate_drop,
@@ -291,8 +288,8 @@ def pass_rate_drop(context: dg.AssetCheckExecutionContext, config: GateConfig, d
 
 
 @dg.asset_check(
-    asset="daily_eval_summary",
-    name="eval_coverage",
+    asset=keys.EVAL_COVERAGE.asset_key,
+    name=keys.EVAL_COVERAGE.name,
     additional_deps=AFTER_INGEST,
     description=(
         "Every run of the judged days has a row of the current evaluator version for every check. After a rule change "
@@ -301,7 +298,7 @@ def pass_rate_drop(context: dg.AssetCheckExecutionContext, config: GateConfig, d
 )
 def eval_coverage(context: dg.AssetCheckExecutionContext, config: GateConfig, database: DatabaseResource) -> dg.AssetCheckResult:
     version, names = evaluation.EVALUATOR_VERSION, evaluation.CHECK_NAMES
-    judged = judge(context, config, DAILY_EVAL_SUMMARY)
+    judged = judge(context, config, keys.DAILY_EVAL_SUMMARY)
     missing: list[tuple[int, datetime | None]] = []
     with database.open_for_step() as monitoring_db:
         _, with_data = _judged_rows(monitoring_db, judged, "daily_eval_summary")
@@ -316,7 +313,7 @@ def eval_coverage(context: dg.AssetCheckExecutionContext, config: GateConfig, da
             for day, count in sorted(by_day.items())
         ]
         return _gate_result(
-            context, monitoring_db, DAILY_EVAL_SUMMARY, findings, judged, with_data,
+            context, monitoring_db, keys.DAILY_EVAL_SUMMARY, findings, judged, with_data,
             breach=f"runs lack evaluator {version} checks (backfill reevaluate_logs over {days_label(by_day)})",
             passed=f"every run has evaluator {version}'s {len(names)} checks",
             threshold=None,
@@ -330,9 +327,9 @@ def eval_coverage(context: dg.AssetCheckExecutionContext, config: GateConfig, da
 
 
 @dg.asset_check(
-    asset="log_files",
-    name="recent_parse_failures",
-    additional_deps=["llm_logs"],
+    asset=keys.RECENT_PARSE_FAILURES.asset_key,
+    name=keys.RECENT_PARSE_FAILURES.name,
+    additional_deps=[keys.LLM_LOGS],
     description=(
         "Log files that failed to parse (ingest_errors, unresolved) in the last 24 hours stay at or below "
         "QUALITY_MAX_PARSE_FAILURES (default 0). WARN. The files are in the quarantine folder; each is alerted once."
@@ -361,7 +358,7 @@ def recent_parse_failures(context: dg.AssetCheckExecutionContext, database: Data
                 "allowed": limits.max_parse_failures,
                 "latest": dg.MetadataValue.md(sample or "_none_"),
                 "alert": _raise_alert(
-                    context, monitoring_db, dg.AssetKey("log_files"), dg.AssetCheckSeverity.WARN, limits.max_parse_failures, failures
+                    context, monitoring_db, keys.LOG_FILES, dg.AssetCheckSeverity.WARN, limits.max_parse_failures, failures
                 ),
             },
         )
@@ -369,25 +366,3 @@ def recent_parse_failures(context: dg.AssetCheckExecutionContext, database: Data
 
 QUALITY_CHECKS = [unpriced_runs_share, cost_spike, pass_rate_drop, eval_coverage, recent_parse_failures]
 DAILY_GATES = [unpriced_runs_share, cost_spike, pass_rate_drop, eval_coverage]  # the gates with a `days` config
-
-USAGE_CHECK_KEYS = [dg.AssetCheckKey(DAILY_USAGE, name) for name in ("unpriced_runs_share", "cost_spike")]
-EVAL_SUMMARY_CHECK_KEYS = [dg.AssetCheckKey(DAILY_EVAL_SUMMARY, name) for name in ("pass_rate_drop", "eval_coverage")]
-PARSE_FAILURES_CHECK_KEY = dg.AssetCheckKey(dg.AssetKey("log_files"), "recent_parse_failures")
-GATE_KEYS = [*USAGE_CHECK_KEYS, *EVAL_SUMMARY_CHECK_KEYS, PARSE_FAILURES_CHECK_KEY]
-
-quality_gates_job = dg.define_asset_job(
-    GATES_JOB_NAME,
-    selection=dg.AssetSelection.checks(*GATE_KEYS),
-    description=(
-        "Evaluate the quality gates on the last QUALITY_LOOKBACK_DAYS days and the days in their config; requested by "
-        "daily_aggregates_sensor after a backfill rebuilt daily_usage or daily_eval_summary (an ingest run evaluates them itself)."
-    ),
-    tags={"llm_monitoring/kind": "gates"},
-    executor_def=dg.in_process_executor,
-)
-
-
-def gates_run_config(days: Iterable[date]) -> dict[str, Any]:
-    """Run config of quality_gates_job judging `days` besides the look-back."""
-    labels = [str(first) if first == last else f"{first}..{last}" for first, last in stretches(days)]
-    return {"ops": {gate.node_def.name: {"config": {"days": labels}} for gate in DAILY_GATES}}

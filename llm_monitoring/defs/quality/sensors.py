@@ -1,6 +1,6 @@
 """The sensor that delivers the alerts of failed gates to ALERT_WEBHOOK_URL.
 
-A failed gate records its alert in the monitoring database when it is evaluated (defs/checks.py);
+A failed gate records its alert in the monitoring database when it is evaluated (quality/checks.py);
 this sensor sends what is due, so the run never waits for the webhook and a webhook that is down
 is retried with backoff on later ticks (llm_monitoring/alerts.py). It launches no runs: each tick's
 message says what it sent, what waits and why.
@@ -11,13 +11,12 @@ import dagster as dg
 from llm_monitoring.alerts import deliver_due, destination
 from llm_monitoring.config import alert_settings
 from llm_monitoring.db import DatabaseUnavailable
+from llm_monitoring.defs import keys
 from llm_monitoring.defs.resources import DatabaseResource
-
-SENSOR_NAME = "quality_alerts_sensor"
 
 
 @dg.sensor(
-    name=SENSOR_NAME,
+    name=keys.ALERTS_SENSOR,
     minimum_interval_seconds=3,  # every loop of the daemon (about 5 s): see new_log_files_sensor
     default_status=dg.DefaultSensorStatus.RUNNING,
     description=(
