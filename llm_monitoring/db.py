@@ -1,15 +1,23 @@
-"""Public facade of the storage package (llm_monitoring/storage/)."""
+"""The monitoring database, as the seed's users import it: `from llm_monitoring.db import Database`.
 
-from llm_monitoring.database_url import hide_secrets, mask_url, mask_whole_url, normalize_url, url_problem  # noqa: F401
-from llm_monitoring.storage.bulk import *  # noqa: F401,F403
-from llm_monitoring.storage.daily import *  # noqa: F401,F403
-from llm_monitoring.storage.engine import *  # noqa: F401,F403
-from llm_monitoring.storage.errors import *  # noqa: F401,F403
-from llm_monitoring.storage.feedback import *  # noqa: F401,F403
-from llm_monitoring.storage.history import *  # noqa: F401,F403
-from llm_monitoring.storage.ledger import *  # noqa: F401,F403
-from llm_monitoring.storage.migrate import *  # noqa: F401,F403
-from llm_monitoring.storage.review import *  # noqa: F401,F403
-from llm_monitoring.storage.runs import *  # noqa: F401,F403
-from llm_monitoring.storage.schema import *  # noqa: F401,F403
-from llm_monitoring.storage.windows import *  # noqa: F401,F403
+A small facade over llm_monitoring/storage/, where the code lives (schema, engine, bulk writes,
+queries); code inside the package imports from there.
+"""
+
+from llm_monitoring.database_url import mask_url, normalize_url
+from llm_monitoring.storage.engine import Database, open_database
+from llm_monitoring.storage.errors import DatabaseUnavailable, InvalidDatabaseUrl
+from llm_monitoring.storage.schema import eval_checks, feedback, llm_logs, metadata
+
+__all__ = [
+    "Database",
+    "DatabaseUnavailable",
+    "InvalidDatabaseUrl",
+    "eval_checks",
+    "feedback",
+    "llm_logs",
+    "mask_url",
+    "metadata",
+    "normalize_url",
+    "open_database",
+]

@@ -22,11 +22,10 @@ from typing import Any
 import dagster as dg
 import sqlalchemy as sa
 
-from llm_monitoring import db
 from llm_monitoring.core.aggregates import markdown_table
 from llm_monitoring.core.windows import days_label, stretches
 from llm_monitoring.core.wording import plural
-from llm_monitoring.db import DatabaseUnavailable, mask_url
+from llm_monitoring.database_url import mask_url
 from llm_monitoring.defs.checks import GATES_JOB_NAME, gates_run_config, quality_gates_job
 from llm_monitoring.defs.history import window_label
 from llm_monitoring.defs.partitions import PARTITIONS_NOTE, daily_partitions, single_run
@@ -38,6 +37,10 @@ from llm_monitoring.recompute import (
     rebuild_daily_usage,
     rebuild_run_days,
 )
+from llm_monitoring.storage.engine import Database
+from llm_monitoring.storage.errors import DatabaseUnavailable
+from llm_monitoring.storage.feedback import feedback_changes_since
+from llm_monitoring.storage.runs import run_day_span, run_days_in_id_ranges
 
 AGGREGATES_GROUP = "aggregates"
 AGGREGATES_JOB_NAME = "daily_aggregates_job"
@@ -201,7 +204,7 @@ def _day_metadata(table: str, rows: list[dict[str, Any]], key: str) -> dict[str,
     return metadata
 
 
-def refresh_days_of_new_runs(context: dg.AssetExecutionContext, monitoring_db: db.Database, stored_ids: list[int]) -> dict[str, Any]:
+def refresh_days_of_new_runs(context: dg.AssetExecutionContext, monitoring_db: Database, stored_ids: list[int]) -> dict[str, Any]:
     """Rebuild daily_usage and daily_eval_summary for the days of the runs an ingest stored, and record each
     day as a materialization of its partition; returns metadata for llm_logs.
 
@@ -212,7 +215,7 @@ def refresh_days_of_new_runs(context: dg.AssetExecutionContext, monitoring_db: d
     if not stored_ids:
         return {DATABASE_KEY: key, "aggregates_refreshed": True, "aggregated_days": 0}
     try:
-        days, outside = partition_days(db.run_days_in_id_ranges(monitoring_db, [(stored_ids[0], stored_ids[-1])]), datetime.now(timezone.utc))
+        days, outside = partition_days(run_days_in_id_ranges(monitoring_db, [(stored_ids[0], stored_ids[-1])]), datetime.now(timezone.utc))
         rebuilt = rebuild_run_days(monitoring_db, days)
     except (DatabaseUnavailable, sa.exc.SQLAlchemyError) as error:
         reason = mask_url(str(getattr(error, "orig", error) or error)).strip().splitlines()[0]
@@ -290,7 +293,7 @@ def _ours(record: dg.EventLogRecord, key: str) -> bool:
     return recorded is None or recorded == key
 
 
-def _ingested_days(database: db.Database, records: list[dg.EventLogRecord]) -> set[date]:
+def _ingested_days(database: Database, records: list[dg.EventLogRecord]) -> set[date]:
     """Run days of the rows the ingests stored, from the id range each reports: exact, whatever the
     clocks, and one query for the whole tick."""
     ranges = []
@@ -299,7 +302,7 @@ def _ingested_days(database: db.Database, records: list[dg.EventLogRecord]) -> s
         first_id, last_id = _metadata_value(materialization, "first_new_id"), _metadata_value(materialization, "last_new_id")
         if isinstance(first_id, int) and isinstance(last_id, int):  # None when the ingest stored nothing
             ranges.append((first_id, last_id))
-    return db.run_days_in_id_ranges(database, ranges)
+    return run_days_in_id_ranges(database, ranges)
 
 
 def _new_records(
@@ -351,7 +354,7 @@ def daily_aggregates_sensor(context: dg.SensorEvaluationContext, database: Datab
                 # First tick: catch up on every day that already has runs, then follow new ingests.
                 latest = instance.fetch_materializations(dg.AssetKey("llm_logs"), limit=1).records
                 storage_id = latest[0].storage_id if latest else 0
-                span = db.run_day_span(monitoring_db)
+                span = run_day_span(monitoring_db)
                 log_days = {span[0] + timedelta(days=n) for n in range((span[1] - span[0]).days + 1)} if span else set()
                 ingests = 0
             else:
@@ -365,7 +368,7 @@ def daily_aggregates_sensor(context: dg.SensorEvaluationContext, database: Datab
                 ]
                 log_days = _ingested_days(monitoring_db, stale)
             since = datetime.fromisoformat(cursor.feedback_at) if cursor.feedback_at else None
-            feedback_days, feedback_at = db.feedback_changes_since(monitoring_db, since)
+            feedback_days, feedback_at = feedback_changes_since(monitoring_db, since)
     except DatabaseUnavailable as error:
         return dg.SkipReason(f"monitoring database unavailable, will retry: {error}")
     rebuilt, judge_days = _days_to_judge(instance, key, cursor.rebuilt)

@@ -7,8 +7,8 @@ import json
 import operator
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
-from functools import lru_cache
+from datetime import UTC, datetime
+from functools import cache
 from typing import Any
 
 import sqlalchemy as sa
@@ -69,7 +69,7 @@ class RunToStore:
             "parser_version": self.parser_version,
             "value_notes": json.dumps(list(record.value_notes)) if record.value_notes else None,
             "origin": self.origin,
-            "created_at": self.created_at or datetime.now(timezone.utc),
+            "created_at": self.created_at or datetime.now(UTC),
         }
 
 
@@ -94,7 +94,7 @@ def _check_fields(check: CheckResult, evaluator_version: str) -> tuple[Any, ...]
 
 
 def check_rows(log_id: int, checks: Iterable[CheckResult], evaluator_version: str, now: datetime) -> list[dict[str, Any]]:
-    return [dict(zip(CHECK_COLUMNS, values)) for values in check_values(log_id, checks, evaluator_version, now)]
+    return [dict(zip(CHECK_COLUMNS, values, strict=True)) for values in check_values(log_id, checks, evaluator_version, now)]
 
 
 @dataclass(frozen=True)
@@ -118,12 +118,10 @@ class RunEncoder:
         self._encode_log = _row_encoder(llm_logs, LOG_COLUMNS[1:], dialect_name)
         self._encode_check = _row_encoder(eval_checks, CHECK_COLUMNS[1:-1], dialect_name)
         # One timestamp for the checks of every run encoded here, encoded once rather than once per check.
-        (self._created_at,) = _row_encoder(eval_checks, CHECK_COLUMNS[-1:], dialect_name)((datetime.now(timezone.utc),))
+        (self._created_at,) = _row_encoder(eval_checks, CHECK_COLUMNS[-1:], dialect_name)((datetime.now(UTC),))
 
     def __call__(self, run: RunToStore) -> EncodedRun:
-        checks = tuple(
-            (*self._encode_check(_check_fields(check, run.evaluator_version)), self._created_at) for check in run.checks
-        )
+        checks = tuple((*self._encode_check(_check_fields(check, run.evaluator_version)), self._created_at) for check in run.checks)
         return EncodedRun(run.content_hash, self._encode_log(_LOG_VALUES(run.log_row())), checks)
 
 
@@ -132,7 +130,7 @@ def _encode_runs(runs: Sequence[RunToStore], dialect_name: str) -> list[EncodedR
     return [encode(run) for run in runs]
 
 
-@lru_cache(maxsize=None)
+@cache
 def _row_encoder(table: sa.Table, columns: tuple[str, ...], dialect_name: str) -> Callable[[tuple[Any, ...]], tuple[Any, ...]]:
     """Row tuple -> the tuple the driver takes, with the conversions the column types would apply.
 
@@ -224,8 +222,8 @@ def _insert_logs_sqlite(connection: Connection, new_runs: Sequence[EncodedRun]) 
         return {}
     first_id = (connection.scalar(sa.select(sa.func.max(llm_logs.c.id))) or 0) + 1
     ids = range(first_id, first_id + len(new_runs))
-    write_rows(connection, llm_logs, LOG_COLUMNS, [(log_id, *run.log_values) for run, log_id in zip(new_runs, ids)])
-    return {run.content_hash: log_id for run, log_id in zip(new_runs, ids)}
+    write_rows(connection, llm_logs, LOG_COLUMNS, [(log_id, *run.log_values) for run, log_id in zip(new_runs, ids, strict=True)])
+    return {run.content_hash: log_id for run, log_id in zip(new_runs, ids, strict=True)}
 
 
 def _copy_logs(connection: Connection, new_runs: Sequence[EncodedRun]) -> dict[str, int]:
@@ -243,7 +241,7 @@ def _copy_logs(connection: Connection, new_runs: Sequence[EncodedRun]) -> dict[s
             "SELECT nextval(pg_get_serial_sequence('llm_logs', 'id')) FROM generate_series(1, %(n)s)", {"n": len(new_runs)}
         ).scalars()
     )
-    rows = [(log_id, *run.log_values) for run, log_id in zip(new_runs, ids)]
+    rows = [(log_id, *run.log_values) for run, log_id in zip(new_runs, ids, strict=True)]
     try:
         with connection.begin_nested():
             _copy_rows(connection, llm_logs, LOG_COLUMNS, rows)
@@ -253,9 +251,9 @@ def _copy_logs(connection: Connection, new_runs: Sequence[EncodedRun]) -> dict[s
             .on_conflict_do_nothing(index_elements=["content_hash"])
             .returning(llm_logs.c.id, llm_logs.c.content_hash)
         )
-        dicts = [dict(zip(LOG_COLUMNS, row)) for row in rows]
+        dicts = [dict(zip(LOG_COLUMNS, row, strict=True)) for row in rows]
         return {content_hash: log_id for log_id, content_hash in connection.execute(statement, dicts)}
-    return {run.content_hash: log_id for run, log_id in zip(new_runs, ids)}
+    return {run.content_hash: log_id for run, log_id in zip(new_runs, ids, strict=True)}
 
 
 def _copy_rows(connection: Connection, table: sa.Table, columns: Sequence[str], rows: Sequence[tuple[Any, ...]]) -> None:
@@ -286,7 +284,7 @@ _BINARY_COPY_TYPES = {
 }
 
 
-@lru_cache(maxsize=None)
+@cache
 def _binary_copy_type(column: sa.Column[Any]) -> str:
     """The type psycopg writes a column's values as in binary COPY, from the column's Postgres type."""
     compiled = column.type.compile(dialect=postgresql.dialect())
@@ -303,4 +301,3 @@ def _as_sqlalchemy_error(error: Exception) -> Exception:
     if isinstance(error, psycopg.Error):
         return sa.exc.DBAPIError("COPY", None, error)
     return error
-

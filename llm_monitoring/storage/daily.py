@@ -13,8 +13,18 @@ from llm_monitoring.storage.schema import DAILY_TABLES, eval_checks, feedback, l
 from llm_monitoring.storage.windows import in_window, serialize_rewrites
 
 USAGE_COLUMNS = (
-    "run_started_at", "provider", "model", "agent_name", "total_input_tokens", "total_output_tokens",
-    "cache_read_tokens", "cache_write_tokens", "input_cost", "output_cost", "total_cost", "duration_seconds",
+    "run_started_at",
+    "provider",
+    "model",
+    "agent_name",
+    "total_input_tokens",
+    "total_output_tokens",
+    "cache_read_tokens",
+    "cache_write_tokens",
+    "input_cost",
+    "output_cost",
+    "total_cost",
+    "duration_seconds",
 )
 
 
@@ -24,9 +34,7 @@ def usage_rows(database: Database, start: datetime, end: datetime) -> list[tuple
         return [
             tuple(row)
             for row in connection.execute(
-                sa.select(*(llm_logs.c[name] for name in USAGE_COLUMNS)).where(
-                    in_window(llm_logs.c.run_started_at, start, end)
-                )
+                sa.select(*(llm_logs.c[name] for name in USAGE_COLUMNS)).where(in_window(llm_logs.c.run_started_at, start, end))
             )
         ]
 
@@ -77,9 +85,7 @@ def replace_daily_rows(
     with database.transaction() as connection:
         serialize_rewrites(connection, table_name)
         rows = list(build())
-        deleted = connection.execute(
-            sa.delete(table).where(table.c.day >= first_day, table.c.day < end_day)
-        ).rowcount
+        deleted = connection.execute(sa.delete(table).where(table.c.day >= first_day, table.c.day < end_day)).rowcount
         if rows:
             connection.execute(sa.insert(table), rows)
     return deleted, rows
@@ -100,4 +106,3 @@ def latest_daily_day(database: Database, table_name: str) -> date | None:
     table = DAILY_TABLES[table_name]
     with database.connect() as connection:
         return connection.scalar(sa.select(sa.func.max(table.c.day)))
-

@@ -88,67 +88,6 @@ class Database:
 
         ensure_schema(self)
 
-    # Compatibility while callers move to the module functions (removed in the next step).
-    def store_runs(self, runs: Any) -> Any:
-        from llm_monitoring.storage import bulk
-
-        return bulk.store_runs(self, runs)
-
-    def run_encoder(self) -> Any:
-        from llm_monitoring.storage import bulk
-
-        return bulk.run_encoder(self)
-
-    def store_encoded(self, runs: Any) -> Any:
-        from llm_monitoring.storage import bulk
-
-        return bulk.store_encoded(self, runs)
-
-    def known_processed(self, names: Any) -> Any:
-        from llm_monitoring.storage import ledger
-
-        return ledger.known_processed(self, names)
-
-    def record_processed(self, moves: Any) -> Any:
-        from llm_monitoring.storage import ledger
-
-        return ledger.record_processed(self, moves)
-
-    def record_ingest_error(self, *args: Any) -> Any:
-        from llm_monitoring.storage import ledger
-
-        return ledger.record_ingest_error(self, *args)
-
-    def note_quarantined(self, *args: Any) -> Any:
-        from llm_monitoring.storage import ledger
-
-        return ledger.note_quarantined(self, *args)
-
-    def open_ingest_errors(self) -> Any:
-        from llm_monitoring.storage import ledger
-
-        return ledger.open_ingest_errors(self)
-
-    def resolve_ingest_errors(self, hashes: Any) -> Any:
-        from llm_monitoring.storage import ledger
-
-        return ledger.resolve_ingest_errors(self, hashes)
-
-    def count(self, table: Any) -> Any:
-        from llm_monitoring.storage import runs
-
-        return runs.count(self, table)
-
-    def get_log(self, log_id: Any) -> Any:
-        from llm_monitoring.storage import runs
-
-        return runs.get_log(self, log_id)
-
-    def summary(self) -> Any:
-        from llm_monitoring.storage import runs
-
-        return runs.summary(self)
-
 
 def select_in(
     connection: Connection, statement: sa.Select[Any], column: sa.ColumnElement[Any], values: Iterable[Any], chunk_size: int = 900
@@ -157,7 +96,7 @@ def select_in(
     3.32 accept at most 999 bound parameters."""
     wanted = sorted(set(values))
     for start in range(0, len(wanted), chunk_size):
-        yield from connection.execute(statement.where(column.in_(wanted[start:start + chunk_size])))
+        yield from connection.execute(statement.where(column.in_(wanted[start : start + chunk_size])))
 
 
 @contextmanager
@@ -170,7 +109,6 @@ def open_database(url: str | None = None, *, ensure_schema: bool = True) -> Iter
         yield database
     finally:
         database.dispose()
-
 
 
 def _create_engine(url: str, *, echo: bool) -> Engine:

@@ -15,8 +15,6 @@ class InvalidDatabaseUrl(DatabaseUnavailable):
     """The database URL cannot be used at all (malformed, unknown driver); the message says why."""
 
 
-
-
 # SQLSTATE classes of errors caused by the values written: data exception, integrity constraint
 # violation, program limit exceeded (an index row or a tsvector too large).
 _ROW_ERROR_CLASSES = ("22", "23", "54")
@@ -75,4 +73,3 @@ def is_connection_error(error: sa.exc.DBAPIError) -> bool:
         # psycopg sets no SQLSTATE when the client itself failed: no connection, or it was lost.
         return isinstance(cause, (psycopg.OperationalError, psycopg.InterfaceError))
     return str(getattr(cause, "sqlite_errorname", "")).startswith(_SQLITE_CANT_OPEN)
-

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -37,7 +37,7 @@ def insert_feedback(database: Database, rows: Sequence[dict[str, Any]]) -> list[
     """
     if not rows:
         return []
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     values = [{**row, "created_at": row.get("created_at") or now, "updated_at": None} for row in rows]
     wanted = {row["log_id"] for row in values}
     try:
@@ -45,9 +45,7 @@ def insert_feedback(database: Database, rows: Sequence[dict[str, Any]]) -> list[
             missing = wanted - _existing_log_ids(connection, wanted)
             if missing:
                 raise MissingRuns(missing)
-            result = connection.execute(
-                sa.insert(feedback).returning(feedback.c.id, sort_by_parameter_order=True), values
-            )
+            result = connection.execute(sa.insert(feedback).returning(feedback.c.id, sort_by_parameter_order=True), values)
             return list(result.scalars())
     except sa.exc.IntegrityError:
         # The run was deleted between the check and the insert: the foreign key refused the row.
@@ -58,10 +56,7 @@ def update_feedback_row(database: Database, feedback_id: int, values: dict[str, 
     """Change some fields of one feedback row and stamp updated_at; None when the row does not exist."""
     with database.transaction() as connection:
         result = connection.execute(
-            sa.update(feedback)
-            .where(feedback.c.id == feedback_id)
-            .values(**values, updated_at=datetime.now(timezone.utc))
-            .returning(*feedback.c)
+            sa.update(feedback).where(feedback.c.id == feedback_id).values(**values, updated_at=datetime.now(UTC)).returning(*feedback.c)
         ).first()
         return dict(result._mapping) if result else None
 
@@ -77,7 +72,7 @@ def delete_feedback_row(database: Database, feedback_id: int) -> bool:
             return False
         connection.execute(
             sa.insert(feedback_deletions).values(
-                feedback_id=feedback_id, log_id=found.log_id, run_started_at=found.run_started_at, deleted_at=datetime.now(timezone.utc)
+                feedback_id=feedback_id, log_id=found.log_id, run_started_at=found.run_started_at, deleted_at=datetime.now(UTC)
             )
         )
         return connection.execute(sa.delete(feedback).where(feedback.c.id == feedback_id)).rowcount > 0
@@ -129,4 +124,3 @@ def feedback_changes_since(database: Database, since: datetime | None) -> tuple[
             stamp = max(moment for moment in (first_stamp, second_stamp) if moment is not None)
             latest = stamp if latest is None or stamp > latest else latest
     return days, latest
-

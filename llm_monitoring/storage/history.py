@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -106,14 +106,16 @@ def reprice_window(
                 stored = PricingRow(*row)
                 price = reprice(stored)
                 if stored.differs_from(price):
-                    changes.append({
-                        "b_id": stored.id,
-                        "b_input_cost": price.input_cost,
-                        "b_output_cost": price.output_cost,
-                        "b_total_cost": price.total_cost,
-                        "b_status": price.status,
-                        "b_version": price.price_data_version,
-                    })
+                    changes.append(
+                        {
+                            "b_id": stored.id,
+                            "b_input_cost": price.input_cost,
+                            "b_output_cost": price.output_cost,
+                            "b_total_cost": price.total_cost,
+                            "b_status": price.status,
+                            "b_version": price.price_data_version,
+                        }
+                    )
             if changes:
                 connection.execute(update, changes)
                 updated += len(changes)
@@ -156,7 +158,7 @@ def replace_checks_in_window(
     Rows of other versions stay unless `keep_other_versions` is False.
     """
     outcome = ReevaluationOutcome()
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     window = in_window(llm_logs.c.run_started_at, start, end)
     with database.transaction() as connection:
         serialize_rewrites(connection, "eval_checks")
@@ -190,13 +192,14 @@ def replace_checks_in_window(
             outcome.rows_inserted += len(new_rows)
             outcome.evaluated += len(evaluated_ids)
             outcome.verdicts_changed += sum(
-                1 for log_id, name, passed, *_ in new_rows if (log_id, name) not in previous
-                or previous[(log_id, name)] != passed
+                1 for log_id, name, passed, *_ in new_rows if (log_id, name) not in previous or previous[(log_id, name)] != passed
             )
-        outcome.other_version_rows = connection.scalar(
-            sa.select(sa.func.count())
-            .select_from(eval_checks.join(llm_logs, eval_checks.c.log_id == llm_logs.c.id))
-            .where(window, eval_checks.c.evaluator_version != evaluator_version)
-        ) or 0
+        outcome.other_version_rows = (
+            connection.scalar(
+                sa.select(sa.func.count())
+                .select_from(eval_checks.join(llm_logs, eval_checks.c.log_id == llm_logs.c.id))
+                .where(window, eval_checks.c.evaluator_version != evaluator_version)
+            )
+            or 0
+        )
     return outcome
-

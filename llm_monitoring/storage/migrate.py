@@ -73,4 +73,3 @@ def tune_postgres(connection: Connection) -> None:
                     connection.exec_driver_sql("ALTER TABLE llm_logs ALTER COLUMN raw_json SET COMPRESSION lz4")
             except sa.exc.DBAPIError:
                 pass  # a server built without lz4 keeps pglz; nothing else depends on it
-

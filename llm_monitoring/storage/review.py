@@ -97,11 +97,7 @@ def _check_condition(check_name: str, outcome: str) -> sa.ColumnElement[bool]:
         .where(later.c.log_id == check.c.log_id, later.c.check_name == check.c.check_name)
         .where(_version_is_newer(later.c.evaluator_version, check.c.evaluator_version))
     )
-    return (
-        sa.exists()
-        .where(check.c.log_id == llm_logs.c.id, check.c.check_name == check_name, matches)
-        .where(~superseded)
-    )
+    return sa.exists().where(check.c.log_id == llm_logs.c.id, check.c.check_name == check_name, matches).where(~superseded)
 
 
 def _escape_like(text: str) -> str:
@@ -110,7 +106,11 @@ def _escape_like(text: str) -> str:
 
 def _run_conditions(filters: RunFilters, dialect: str) -> list[sa.ColumnElement[bool]]:
     conditions: list[sa.ColumnElement[bool]] = []
-    for column, value in ((llm_logs.c.provider, filters.provider), (llm_logs.c.model, filters.model), (llm_logs.c.agent_name, filters.agent)):
+    for column, value in (
+        (llm_logs.c.provider, filters.provider),
+        (llm_logs.c.model, filters.model),
+        (llm_logs.c.agent_name, filters.agent),
+    ):
         if value is not None:
             conditions.append(column == value)
     if filters.started_from is not None:
@@ -120,9 +120,7 @@ def _run_conditions(filters: RunFilters, dialect: str) -> list[sa.ColumnElement[
     if filters.check_name:
         conditions.append(_check_condition(filters.check_name, filters.check_outcome or "failed"))
     if filters.feedback_is_good is not None:
-        conditions.append(
-            sa.exists().where(feedback.c.log_id == llm_logs.c.id, feedback.c.is_good.is_(filters.feedback_is_good))
-        )
+        conditions.append(sa.exists().where(feedback.c.log_id == llm_logs.c.id, feedback.c.is_good.is_(filters.feedback_is_good)))
     elif filters.has_feedback is not None:
         has_any = sa.exists().where(feedback.c.log_id == llm_logs.c.id)
         conditions.append(has_any if filters.has_feedback else ~has_any)
@@ -212,8 +210,9 @@ def list_runs(database: Database, filters: RunFilters, *, limit: int = 100, offs
             return rows
         checks: dict[int, list[dict[str, Any]]] = {}
         for row in connection.execute(
-            sa.select(eval_checks.c.log_id, eval_checks.c.check_name, eval_checks.c.evaluator_version, eval_checks.c.passed)
-            .where(eval_checks.c.log_id.in_(ids))
+            sa.select(eval_checks.c.log_id, eval_checks.c.check_name, eval_checks.c.evaluator_version, eval_checks.c.passed).where(
+                eval_checks.c.log_id.in_(ids)
+            )
         ).mappings():
             checks.setdefault(row["log_id"], []).append(row)
         votes: dict[tuple[int, bool], int] = {
@@ -254,9 +253,12 @@ def run_totals(database: Database, filters: RunFilters) -> RunTotals:
         else:
             # SQLite keeps costs as decimal text and its SUM would round through REAL: add them exactly here.
             cost = sum(
-                (Decimal(value) for value in connection.scalars(
-                    sa.select(sa.cast(llm_logs.c.total_cost, sa.String)).where(*conditions, llm_logs.c.total_cost.is_not(None))
-                )),
+                (
+                    Decimal(value)
+                    for value in connection.scalars(
+                        sa.select(sa.cast(llm_logs.c.total_cost, sa.String)).where(*conditions, llm_logs.c.total_cost.is_not(None))
+                    )
+                ),
                 Decimal(0),
             )
     runs, input_tokens, output_tokens, cache_read, priced = sums[:5]
@@ -302,7 +304,9 @@ def filter_options(database: Database) -> FilterOptions:
 def run_detail(database: Database, log_id: int) -> dict[str, Any] | None:
     """A run's row without raw_json (see stored_raw_json; Database.get_log has both)."""
     with database.connect() as connection:
-        row = connection.execute(sa.select(*(column for column in llm_logs.c if column is not llm_logs.c.raw_json)).where(llm_logs.c.id == log_id)).first()
+        row = connection.execute(
+            sa.select(*(column for column in llm_logs.c if column is not llm_logs.c.raw_json)).where(llm_logs.c.id == log_id)
+        ).first()
         return dict(row._mapping) if row else None
 
 
@@ -323,4 +327,3 @@ def run_checks(database: Database, log_id: int) -> list[dict[str, Any]]:
 def run_feedback(database: Database, log_id: int) -> list[dict[str, Any]]:
     """The feedback history of a run, newest first."""
     return list_feedback_rows(database, log_id=log_id, limit=None)
-

@@ -14,16 +14,18 @@ from llm_monitoring.storage.schema import eval_checks, feedback, llm_logs
 from llm_monitoring.storage.windows import in_window
 
 
-def count(database: Database, table: sa.Table) -> int:
+def count_rows(database: Database, table: sa.Table) -> int:
     with database.connect() as connection:
         return connection.scalar(sa.select(sa.func.count()).select_from(table)) or 0
+
 
 def get_log(database: Database, log_id: int) -> dict[str, Any] | None:
     with database.connect() as connection:
         row = connection.execute(sa.select(llm_logs).where(llm_logs.c.id == log_id)).first()
         return dict(row._mapping) if row else None
 
-def summary(database: Database) -> dict[str, Any]:
+
+def run_summary(database: Database) -> dict[str, Any]:
     """Totals for the command line: runs, tokens, cost by model, check pass rates."""
     with database.connect() as connection:
         totals = connection.execute(
@@ -35,9 +37,7 @@ def summary(database: Database) -> dict[str, Any]:
             )
         ).one()
         by_model: dict[tuple[str | None, str | None], dict[str, Any]] = {}
-        for provider, model, total_cost, status in connection.execute(
-            sa.select(llm_logs.c.provider, llm_logs.c.model, llm_logs.c.total_cost, llm_logs.c.pricing_status)
-        ):
+        for provider, model, total_cost in connection.execute(sa.select(llm_logs.c.provider, llm_logs.c.model, llm_logs.c.total_cost)):
             entry = by_model.setdefault((provider, model), {"runs": 0, "cost": Decimal(0), "unpriced": 0})
             entry["runs"] += 1
             if total_cost is None:
@@ -84,9 +84,7 @@ def run_days_in_id_ranges(database: Database, ranges: Sequence[tuple[int, int]])
 def run_day_span(database: Database) -> tuple[date, date] | None:
     """First and last UTC day with runs, or None for an empty table."""
     with database.connect() as connection:
-        first, last = connection.execute(
-            sa.select(sa.func.min(llm_logs.c.run_started_at), sa.func.max(llm_logs.c.run_started_at))
-        ).one()
+        first, last = connection.execute(sa.select(sa.func.min(llm_logs.c.run_started_at), sa.func.max(llm_logs.c.run_started_at))).one()
     if first is None or last is None:
         return None
     return first.date(), last.date()
@@ -96,9 +94,8 @@ def runs_missing_checks(
     database: Database, evaluator_version: str, check_names: Sequence[str], start: datetime | None = None, end: datetime | None = None
 ) -> list[tuple[int, datetime | None]]:
     """Runs (id, run_started_at) lacking a row of `evaluator_version` for any of `check_names`."""
-    present = (
-        sa.select(eval_checks.c.log_id, sa.func.count(sa.distinct(eval_checks.c.check_name)).label("checks"))
-        .where(eval_checks.c.evaluator_version == evaluator_version, eval_checks.c.check_name.in_(list(check_names)))
+    present = sa.select(eval_checks.c.log_id, sa.func.count(sa.distinct(eval_checks.c.check_name)).label("checks")).where(
+        eval_checks.c.evaluator_version == evaluator_version, eval_checks.c.check_name.in_(list(check_names))
     )
     if start is not None and end is not None:
         # Count the window's runs only: the gate runs after every ingest, the table holds every run.

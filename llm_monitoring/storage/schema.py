@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from decimal import Decimal
 from functools import lru_cache
 from typing import Any
@@ -22,13 +22,13 @@ class UTCDateTime(sa.TypeDecorator[datetime]):
     def process_bind_param(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
         if value is None:
             return None
-        value = value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
+        value = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
         return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
 
     def process_result_value(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
         if value is None:
             return None
-        return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 class Money(sa.TypeDecorator[Decimal]):
@@ -124,7 +124,13 @@ sa.Index(
     llm_logs.c.run_started_at.desc().nulls_last(),
     llm_logs.c.id.desc(),
     postgresql_include=[
-        "provider", "model", "agent_name", "total_input_tokens", "total_output_tokens", "cache_read_tokens", "total_cost",
+        "provider",
+        "model",
+        "agent_name",
+        "total_input_tokens",
+        "total_output_tokens",
+        "cache_read_tokens",
+        "total_cost",
     ],
 ).ddl_if(dialect="postgresql")
 # Word search in prompts and answers (see run_search_document); capped so that a huge answer can
@@ -140,9 +146,7 @@ RUN_SEARCH_DOCUMENT = sa.func.to_tsvector(
     ),
 )
 # Attached explicitly: an expression that starts with a literal does not find its table by itself.
-llm_logs.append_constraint(
-    sa.Index("ix_llm_logs_search", RUN_SEARCH_DOCUMENT, postgresql_using="gin").ddl_if(dialect="postgresql")
-)
+llm_logs.append_constraint(sa.Index("ix_llm_logs_search", RUN_SEARCH_DOCUMENT, postgresql_using="gin").ddl_if(dialect="postgresql"))
 
 eval_checks = sa.Table(
     "eval_checks",
@@ -164,9 +168,9 @@ eval_checks = sa.Table(
 sa.event.listen(
     metadata,
     "after_create",
-    sa.DDL(
-        "CREATE STATISTICS IF NOT EXISTS st_eval_checks_name_passed (mcv) ON check_name, passed FROM eval_checks"
-    ).execute_if(dialect="postgresql"),
+    sa.DDL("CREATE STATISTICS IF NOT EXISTS st_eval_checks_name_passed (mcv) ON check_name, passed FROM eval_checks").execute_if(
+        dialect="postgresql"
+    ),
 )
 
 feedback = sa.Table(
@@ -248,9 +252,8 @@ alerts = sa.Table(
     sa.Index("ix_alerts_due", "sent_at", "next_attempt_at"),
 )
 
-# The schema this code upgrades a database to: a digest of every table, column and index, so any
-# change to the tables above makes ensure_schema upgrade once and then find it in place.
-
+# Daily summaries of the runs, one row per UTC day and key, rewritten a window of days at a time
+# (llm_monitoring/recompute.py); the history and aggregates assets.
 daily_usage = sa.Table(
     "daily_usage",
     metadata,
@@ -309,6 +312,8 @@ DAILY_TABLES = {table.name: table for table in (daily_usage, daily_eval_summary,
 # The schema this code upgrades a database to: a digest of every table, column and index, so any
 # change to the tables above makes ensure_schema upgrade once and then find it in place.
 schema_state = sa.Table("schema_state", metadata, sa.Column("version", sa.String(64), nullable=False))
+
+
 @lru_cache(maxsize=1)
 def schema_version() -> str:
     # Computed on first use, once every table of this module is defined.
@@ -317,4 +322,3 @@ def schema_version() -> str:
         for table in metadata.sorted_tables
     ]
     return hashlib.sha256(repr(shape).encode()).hexdigest()
-
