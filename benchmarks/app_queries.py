@@ -33,25 +33,15 @@ if str(ROOT) not in sys.path:
 import sqlalchemy as sa  # noqa: E402
 
 from llm_monitoring.core.evaluation import EVALUATOR_VERSION  # noqa: E402
-from llm_monitoring.db import (  # noqa: E402
-    CHECK_COLUMNS,
-    LOG_COLUMNS,
-    Database,
-    DatabaseUnavailable,
-    RunFilters,
-    RunToStore,
-    check_values,
-    filter_options,
-    list_runs,
-    llm_logs,
-    normalize_url,
-    run_checks,
-    run_detail,
-    run_feedback,
-    run_totals,
-)
+from llm_monitoring.database_url import normalize_url  # noqa: E402
 from llm_monitoring.ingest import run_from_bytes  # noqa: E402
 from llm_monitoring.samples import PROFILES, make_run_log  # noqa: E402
+from llm_monitoring.storage.bulk import CHECK_COLUMNS, LOG_COLUMNS, RunToStore, check_values  # noqa: E402
+from llm_monitoring.storage.engine import Database  # noqa: E402
+from llm_monitoring.storage.errors import DatabaseUnavailable  # noqa: E402
+from llm_monitoring.storage.review import RunFilters, filter_options, list_runs, run_checks, run_detail, run_feedback, run_totals  # noqa: E402
+from llm_monitoring.storage.runs import count_rows  # noqa: E402
+from llm_monitoring.storage.schema import llm_logs  # noqa: E402
 from llm_monitoring_tests.conftest import drop_postgres_database  # noqa: E402
 
 APP = ROOT / "llm_monitoring" / "app.py"
@@ -241,7 +231,7 @@ def main() -> None:
     if args.reuse:
         try:
             database = Database(url)
-            if database.count(llm_logs) != args.runs:
+            if count_rows(database, llm_logs) != args.runs:
                 database.dispose()
                 database = None
         except (DatabaseUnavailable, sa.exc.DBAPIError) as error:
@@ -255,7 +245,7 @@ def main() -> None:
         print(f"Filled {database.display_url} with {args.runs:,} runs in {seconds:.1f} s")
     with database.connect() as connection:
         size = connection.exec_driver_sql("SELECT pg_size_pretty(pg_database_size(current_database()))").scalar()
-    print(f"Database {database.display_url}: {database.count(llm_logs):,} runs, {size}")
+    print(f"Database {database.display_url}: {count_rows(database, llm_logs):,} runs, {size}")
     try:
         bench_queries(database, args.repeats)
         bench_apptest(url, args.repeats)

@@ -23,11 +23,14 @@ import dagster as dg
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from llm_monitoring.db import Database, RunToStore, eval_checks  # noqa: E402
 from llm_monitoring.defs import keys  # noqa: E402
 from llm_monitoring.defs.quality.jobs import gates_run_config  # noqa: E402
 from llm_monitoring.ingest import run_from_bytes  # noqa: E402
 from llm_monitoring.samples import PROFILES, make_run_log  # noqa: E402
+from llm_monitoring.storage.bulk import RunToStore, store_runs  # noqa: E402
+from llm_monitoring.storage.engine import Database  # noqa: E402
+from llm_monitoring.storage.runs import count_rows  # noqa: E402
+from llm_monitoring.storage.schema import eval_checks  # noqa: E402
 from llm_monitoring_tests.conftest import _server_url, create_postgres_database, drop_postgres_database  # noqa: E402
 from llm_monitoring_tests.history_data import run_job  # noqa: E402
 
@@ -43,9 +46,9 @@ def store(database: Database, runs: int, days: int, sizes_kb: tuple[int, ...]) -
         log = make_run_log(rng, start + spread * index, size_kb=sizes_kb[index % len(sizes_kb)], profile=PROFILES[index % len(PROFILES)])
         batch.append(run_from_bytes(json.dumps(log).encode(), f"logs/run_{index:06d}.json"))
         if len(batch) == 500:
-            database.store_runs(batch)
+            store_runs(database, batch)
             batch = []
-    database.store_runs(batch)
+    store_runs(database, batch)
 
 
 def judge(instance: dg.DagsterInstance, days: int) -> float:
@@ -86,7 +89,7 @@ def main() -> None:
             for job_name in (keys.REEVALUATE_JOB, keys.REPRICE_JOB, keys.AGGREGATES_JOB):
                 print(f"{job_name:<22} {args.days}-day backfill, one run: {backfill(job_name, instance, args.days):6.1f}s")
             print(f"{keys.GATES_JOB:<22} the five gates over the {args.days} days: {judge(instance, args.days):6.1f}s")
-        print(f"eval_checks rows: {database.count(eval_checks)} (= {args.runs} x 7: re-evaluation replaced, never added)")
+        print(f"eval_checks rows: {count_rows(database, eval_checks)} (= {args.runs} x 7: re-evaluation replaced, never added)")
         database.dispose()
     finally:
         drop_postgres_database(server, name)

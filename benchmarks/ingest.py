@@ -24,8 +24,8 @@ import sys
 import tempfile
 import time
 import uuid
-from statistics import median
 from pathlib import Path
+from statistics import median
 
 import psycopg
 

@@ -22,10 +22,12 @@ import sqlalchemy as sa
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from llm_monitoring.db import Database, normalize_url, processed_files  # noqa: E402
-from llm_monitoring.defs.resources import DatabaseResource, LogSourceResource  # noqa: E402
+from llm_monitoring.database_url import normalize_url  # noqa: E402
 from llm_monitoring.defs.ingest.sensors import new_log_files_sensor  # noqa: E402
 from llm_monitoring.defs.keys import ingest_run_files  # noqa: E402
+from llm_monitoring.defs.resources import DatabaseResource, LogSourceResource  # noqa: E402
+from llm_monitoring.storage.engine import Database  # noqa: E402
+from llm_monitoring.storage.schema import processed_files  # noqa: E402
 from llm_monitoring_tests.conftest import create_postgres_database, drop_postgres_database  # noqa: E402
 
 

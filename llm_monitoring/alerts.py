@@ -30,7 +30,8 @@ from sqlalchemy.dialects import postgresql, sqlite
 from llm_monitoring.config import AlertSettings
 from llm_monitoring.core.alerts import Failure, GateAlert, headline, merge, message, run_url
 from llm_monitoring.core.wording import plural
-from llm_monitoring.db import Database, alerts
+from llm_monitoring.storage.engine import Database
+from llm_monitoring.storage.schema import alerts
 
 logger = logging.getLogger("llm_monitoring.alerts")
 

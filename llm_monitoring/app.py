@@ -26,18 +26,16 @@ import streamlit as st  # noqa: E402
 
 from llm_monitoring.config import get_settings  # noqa: E402
 from llm_monitoring.core.timeline import TimelineEntry, message_timeline  # noqa: E402
-from llm_monitoring.db import (  # noqa: E402
+from llm_monitoring.feedback import FeedbackError, delete_feedback, save_feedback, update_feedback  # noqa: E402
+from llm_monitoring.storage.engine import Database  # noqa: E402
+from llm_monitoring.storage.errors import DatabaseUnavailable, InvalidDatabaseUrl, is_connection_error  # noqa: E402
+from llm_monitoring.storage.review import (  # noqa: E402
     CHECK_OUTCOMES,
-    Database,
-    DatabaseUnavailable,
     FilterOptions,
-    InvalidDatabaseUrl,
     InvalidSearch,
     RunFilters,
     current_checks,
     filter_options,
-    has_runs_table,
-    is_connection_error,
     list_runs,
     run_checks,
     run_detail,
@@ -46,7 +44,7 @@ from llm_monitoring.db import (  # noqa: E402
     stored_raw_json,
     version_sort_key,
 )
-from llm_monitoring.feedback import FeedbackError, delete_feedback, save_feedback, update_feedback  # noqa: E402
+from llm_monitoring.storage.runs import has_runs_table  # noqa: E402
 
 ANY = "All"
 FEEDBACK_CHOICES = ("Any", "With feedback", "Without feedback", "With 👍", "With 👎")

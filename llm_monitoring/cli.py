@@ -16,18 +16,21 @@ from collections.abc import Sequence
 from llm_monitoring import fake_data
 from llm_monitoring.config import InvalidSetting, LogsDirUnusable, check_logs_dir, get_settings
 from llm_monitoring.core.wording import plural
-from llm_monitoring.db import Database, DatabaseUnavailable, has_runs_table, open_database
 from llm_monitoring.file_names import name_text
 from llm_monitoring.grafana import build_dashboards
 from llm_monitoring.ingest_runs import IngestFailed, run_ingest, watch
 from llm_monitoring.samples import write_sample_logs
 from llm_monitoring.sources import LocalDirectorySource, entry_key
+from llm_monitoring.storage.engine import Database, open_database
+from llm_monitoring.storage.errors import DatabaseUnavailable
+from llm_monitoring.storage.ledger import resolve_ingest_errors
+from llm_monitoring.storage.runs import has_runs_table, run_summary
 
 DEMO_RUNS = 24
 
 
 def format_summary(database: Database) -> str:
-    summary = database.summary()
+    summary = run_summary(database)
     lines = [
         f"Database: {database.display_url}",
         f"Runs: {summary['runs']}   tokens in {summary['input_tokens']:,} (cache read {summary['cache_read_tokens']:,}), "
@@ -111,7 +114,7 @@ def cmd_retry_quarantined(args: argparse.Namespace) -> int:
             print(f"restored {name_text(source.restore_quarantined(name))}")
         # The cause is said to be fixed: the errors no longer count as open (quality gate, summary);
         # a file that fails again re-opens its row.
-        database.resolve_ingest_errors(hashes)
+        resolve_ingest_errors(database, hashes)
     print(f"{len(names)} quarantined files put back; the next ingest or sensor tick retries them")
     if names and args.ingest:
         print(run_ingest().line())

@@ -31,9 +31,13 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
-from llm_monitoring.db import Database, DatabaseUnavailable, RunToStore, insert_feedback, open_database, purge_origin
 from llm_monitoring.ingest import run_from_bytes
 from llm_monitoring.samples import PROFILES, AgentProfile, make_run_log
+from llm_monitoring.storage.bulk import RunToStore, store_runs
+from llm_monitoring.storage.engine import Database, open_database
+from llm_monitoring.storage.errors import DatabaseUnavailable
+from llm_monitoring.storage.feedback import insert_feedback
+from llm_monitoring.storage.runs import purge_origin
 
 FAKE_ORIGIN = "fake"
 FAKE_REVIEWER = "fake-data"
@@ -226,7 +230,7 @@ def store_dataset(database: Database, dataset: FakeDataset) -> FakeReport:
     for start in range(0, len(dataset.run_logs), STORE_BATCH):
         # Built batch by batch: memory holds one batch of parsed runs, whatever the count.
         batch = [to_run_to_store(run_log) for run_log in dataset.run_logs[start:start + STORE_BATCH]]
-        result = database.store_runs(batch)
+        result = store_runs(database, batch)
         already += len(result.already_stored)
         for offset, run in enumerate(batch):
             if run.content_hash in result.inserted:

@@ -22,9 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from llm_monitoring.core.records import Feedback
-from llm_monitoring.db import (
-    MAX_ID,
-    Database,
+from llm_monitoring.storage.engine import Database
+from llm_monitoring.storage.feedback import (
     MissingRuns,
     delete_feedback_row,
     existing_log_ids,
@@ -34,6 +33,7 @@ from llm_monitoring.db import (
     list_feedback_rows,
     update_feedback_row,
 )
+from llm_monitoring.storage.schema import MAX_ID
 
 FIELDS = ("log_id", "is_good", "comments", "reference_answer", "reviewer")
 _GOOD_WORDS = {"true", "1", "yes", "y", "good", "👍", "+1", "up"}

@@ -35,15 +35,20 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from enum import Enum
+from functools import partial
 
 from llm_monitoring.config import Settings, get_settings
 from llm_monitoring.core.evaluation import EVALUATOR_VERSION, evaluate_run
 from llm_monitoring.core.parsing import PARSER_VERSION, parse_log_bytes
 from llm_monitoring.core.pricing import price_run
 from llm_monitoring.core.records import LogRecord, ParseError
-from llm_monitoring.db import BatchResult, Database, EncodedRun, RunEncoder, RunToStore, is_data_error, mask_url
+from llm_monitoring.database_url import mask_url
 from llm_monitoring.file_names import name_text, plain_name_problem
 from llm_monitoring.sources import FileChanged, FileVersion, LogSource, NotALogFile, OutsideLogFolder
+from llm_monitoring.storage.bulk import BatchResult, EncodedRun, RunEncoder, RunToStore, run_encoder, store_encoded
+from llm_monitoring.storage.engine import Database
+from llm_monitoring.storage.errors import is_data_error
+from llm_monitoring.storage.ledger import known_processed, note_quarantined, record_ingest_error, record_processed
 
 logger = logging.getLogger("llm_monitoring.ingest")
 
@@ -165,7 +170,7 @@ def ingest_files(
     """
     settings = settings or get_settings()
     if names is None:
-        names = [log_file.name for log_file in source.list_pending(database.known_processed)]
+        names = [log_file.name for log_file in source.list_pending(partial(known_processed, database))]
     refused = [name for name in names if plain_name_problem(name)]
     if refused:
         raise OutsideLogFolder(
@@ -302,7 +307,7 @@ def _store_batch(source: LogSource, database: Database, names: list[str], settin
     """Read, parse, price, evaluate and store a batch in one transaction; no file moves."""
     batch = _StoredBatch(IngestReport(files_seen=len(names)))
     report = batch.report
-    encode = database.run_encoder()
+    encode = run_encoder(database)
     runs: dict[str, EncodedRun] = {}
     now = time.time()
     for name in names:
@@ -418,7 +423,7 @@ def _store_isolated(database: Database, runs: list[EncodedRun]) -> tuple[BatchRe
     """Store runs in one transaction; if the database refuses them for their values, store them one
     at a time and return the reason of each it refuses. Anything else (an outage) is raised."""
     try:
-        return database.store_encoded(runs), {}
+        return store_encoded(database, runs), {}
     except Exception as error:
         if not is_data_error(error):
             raise
@@ -428,7 +433,7 @@ def _store_isolated(database: Database, runs: list[EncodedRun]) -> tuple[BatchRe
     refused: dict[str, str] = {}
     for run in runs:
         try:
-            result = database.store_encoded([run])
+            result = store_encoded(database, [run])
         except Exception as error:
             if not is_data_error(error):
                 raise
@@ -462,7 +467,7 @@ def _finish_batch(source: LogSource, database: Database, batch: _StoredBatch) ->
     finally:
         # Recorded even when a move failed: a moved file the ledger does not know would be taken
         # for a new one. A crash before this line is covered by mark_processed's keep_name.
-        database.record_processed(moves)
+        record_processed(database, moves)
     for item in batch.rejected:
         try:
             _quarantine(source, database, item)
@@ -483,8 +488,8 @@ def _finish_batch(source: LogSource, database: Database, batch: _StoredBatch) ->
 def _quarantine(source: LogSource, database: Database, item: _Rejected) -> None:
     # The reason is committed before the file moves: a crash in between leaves the file to be
     # rejected again (same hash, one ingest_errors row), never a moved file without a reason.
-    database.record_ingest_error(source.display(item.name), item.key, item.reason, None)
+    record_ingest_error(database, source.display(item.name), item.key, item.reason, None)
     moved_to = source.quarantine(item.name, item.version)
     if moved_to:
-        database.note_quarantined(item.key, name_text(moved_to))
+        note_quarantined(database, item.key, name_text(moved_to))
     logger.warning("quarantined %s: %s", name_text(item.name), item.reason)

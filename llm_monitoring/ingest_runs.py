@@ -14,12 +14,16 @@ import socket
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import partial
 
 import dagster as dg
 
 from llm_monitoring.config import check_logs_dir, get_settings
 from llm_monitoring.core.wording import plural
-from llm_monitoring.db import Database, DatabaseUnavailable, mask_url
+from llm_monitoring.database_url import mask_url
+from llm_monitoring.storage.engine import Database
+from llm_monitoring.storage.errors import DatabaseUnavailable
+from llm_monitoring.storage.ledger import known_processed
 from llm_monitoring.defs import keys
 from llm_monitoring.defs.loggers import command_line_logger
 from llm_monitoring.sources import LocalDirectorySource
@@ -124,7 +128,7 @@ def watch(poll_seconds: float | None = None, *, stop_after: float | None = None)
                 try:
                     # The same listing as the sensor's (prefix-named new files included), so a pass
                     # starts only when there is work; the run itself lists again.
-                    pending = source.list_pending(database.known_processed)
+                    pending = source.list_pending(partial(known_processed, database))
                     if any(log_file.mtime <= settled_before for log_file in pending):
                         # Settled files only, like the sensor: a file written to within SETTLE_SECONDS
                         # is left for a later pass even if it parses (a writer rewriting snapshots).

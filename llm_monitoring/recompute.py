@@ -19,13 +19,29 @@ from typing import Any
 from genai_prices import UpdatePrices, data_snapshot
 from genai_prices.update_prices import DEFAULT_UPDATE_URL
 
-from llm_monitoring import db
 from llm_monitoring.core import aggregates, evaluation
 from llm_monitoring.core.parsing import parse_run_text
 from llm_monitoring.core.pricing import PRICE_DATA_VERSION, forget_price_data, price_run
 from llm_monitoring.core.records import CheckResult, LogRecord, ParseError, PriceResult
 from llm_monitoring.core.windows import day_range, day_start, stretches
-from llm_monitoring.db import Database, PricingRow, StoredRunLog
+from llm_monitoring.storage.daily import (
+    EVAL_COLUMNS,
+    FEEDBACK_COLUMNS,
+    USAGE_COLUMNS,
+    eval_rows,
+    feedback_rows,
+    replace_daily_rows,
+    usage_rows,
+)
+from llm_monitoring.storage.engine import Database
+from llm_monitoring.storage.history import (
+    PricingRow,
+    ReevaluationOutcome,
+    StoredRunLog,
+    replace_checks_in_window,
+    reprice_window,
+    same_money,
+)
 
 logger = logging.getLogger("llm_monitoring.recompute")
 
@@ -147,7 +163,7 @@ def reprice(
             _tally_price(report, row, price)
             return price
 
-        report.runs, report.rows_updated = db.reprice_window(database, start, end, reprice_row)
+        report.runs, report.rows_updated = reprice_window(database, start, end, reprice_row)
     return report
 
 
@@ -159,7 +175,7 @@ def _tally_price(report: RepriceReport, row: PricingRow, price: PriceResult) -> 
     model.cost_after += after
     report.cost_before += before
     report.cost_after += after
-    changed = row.pricing_status != price.status or not db.same_money(row.total_cost, price.total_cost)
+    changed = row.pricing_status != price.status or not same_money(row.total_cost, price.total_cost)
     if changed:
         model.changed += 1
         report.cost_changed += 1
@@ -173,7 +189,7 @@ def _tally_price(report: RepriceReport, row: PricingRow, price: PriceResult) -> 
 @dataclass
 class ReevaluateReport:
     evaluator_version: str
-    outcome: db.ReevaluationOutcome
+    outcome: ReevaluationOutcome
     applicable: dict[str, int] = field(default_factory=dict)
     passed: dict[str, int] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)  # runs skipped, with the reason
@@ -202,7 +218,7 @@ def reevaluate(database: Database, start: datetime, end: datetime, *, keep_other
     """Re-parse the stored logs of runs started in [start, end), rerun the checks and replace this version's rows."""
     # Read at call time: the version belongs to the rules in force now, not at import.
     version = evaluation.EVALUATOR_VERSION
-    report = ReevaluateReport(version, db.ReevaluationOutcome())
+    report = ReevaluateReport(version, ReevaluationOutcome())
 
     def evaluate_stored(run: StoredRunLog) -> list[CheckResult] | None:
         if not run.raw_json:
@@ -221,7 +237,7 @@ def reevaluate(database: Database, start: datetime, end: datetime, *, keep_other
                 report.passed[check.check_name] = report.passed.get(check.check_name, 0) + bool(check.passed)
         return checks
 
-    report.outcome = db.replace_checks_in_window(
+    report.outcome = replace_checks_in_window(
         database, start, end, evaluate_stored, version, keep_other_versions=keep_other_versions
     )
     return report
@@ -252,27 +268,27 @@ def _rebuild(
         now = datetime.now(timezone.utc)
         return [{**row, "computed_at": now} for row in compute() if first_day <= row["day"] < end_day]
 
-    deleted, rows = db.replace_daily_rows(database, table, first_day, end_day, build)
+    deleted, rows = replace_daily_rows(database, table, first_day, end_day, build)
     return DailyRebuild(table, first_day, end_day, rows, deleted)
 
 
 def rebuild_daily_usage(database: Database, start: datetime, end: datetime) -> DailyRebuild:
     return _rebuild(
-        database, "daily_usage", start, end, lambda: aggregates.summarize_daily_usage(db.usage_rows(database, start, end), db.USAGE_COLUMNS)
+        database, "daily_usage", start, end, lambda: aggregates.summarize_daily_usage(usage_rows(database, start, end), USAGE_COLUMNS)
     )
 
 
 def rebuild_daily_eval_summary(database: Database, start: datetime, end: datetime) -> DailyRebuild:
     return _rebuild(
         database, "daily_eval_summary", start, end,
-        lambda: aggregates.summarize_daily_evals(db.eval_rows(database, start, end), db.EVAL_COLUMNS),
+        lambda: aggregates.summarize_daily_evals(eval_rows(database, start, end), EVAL_COLUMNS),
     )
 
 
 def rebuild_daily_feedback(database: Database, start: datetime, end: datetime) -> DailyRebuild:
     return _rebuild(
         database, "daily_feedback", start, end,
-        lambda: aggregates.summarize_daily_feedback(db.feedback_rows(database, start, end), db.FEEDBACK_COLUMNS),
+        lambda: aggregates.summarize_daily_feedback(feedback_rows(database, start, end), FEEDBACK_COLUMNS),
     )
 
 

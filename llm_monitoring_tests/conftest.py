@@ -11,7 +11,8 @@ import dagster as dg
 import pytest
 import sqlalchemy as sa
 
-from llm_monitoring.db import Database, normalize_url
+from llm_monitoring.database_url import normalize_url
+from llm_monitoring.storage.engine import Database
 
 FIXTURES = Path(__file__).parent / "fixtures"
 REAL_LOGS = Path(__file__).resolve().parents[2] / "shared" / "reallogs"

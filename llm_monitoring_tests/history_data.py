@@ -12,9 +12,10 @@ from typing import Any
 import dagster as dg
 import sqlalchemy as sa
 
-from llm_monitoring.db import Database, RunToStore
 from llm_monitoring.ingest import content_hash, run_from_bytes
 from llm_monitoring.samples import PROFILES, AgentProfile, make_run_log, write_sample_logs
+from llm_monitoring.storage.bulk import RunToStore, store_runs
+from llm_monitoring.storage.engine import Database
 
 RANGE_START = "dagster/asset_partition_range_start"
 RANGE_END = "dagster/asset_partition_range_end"
@@ -52,7 +53,7 @@ def store_day(
         sample_run(rng, day_at(day) + timedelta(minutes=7 * index), profiles[index % len(profiles)], mutate)
         for index in range(count)
     ]
-    return sorted(database.store_runs(runs).inserted.values())
+    return sorted(store_runs(database, runs).inserted.values())
 
 
 def store_days(database: Database, first: date, days: int, per_day: int, **options: Any) -> dict[date, list[int]]:

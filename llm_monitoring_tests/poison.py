@@ -15,14 +15,17 @@ import random
 import string
 import time
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import sqlalchemy as sa
 
-from llm_monitoring.db import Database, ingest_errors, llm_logs
 from llm_monitoring.file_names import name_text
 from llm_monitoring.ingest import content_hash
 from llm_monitoring.sources import LocalDirectorySource
+from llm_monitoring.storage.engine import Database
+from llm_monitoring.storage.ledger import known_processed
+from llm_monitoring.storage.schema import ingest_errors, llm_logs
 
 REFUSED_AGENT = "refused_by_the_database"
 
@@ -215,7 +218,7 @@ def assert_outcome(url: str, folder: Path, good: set[str], poisons: list[Poison]
                 quarantined = os.path.join(str(folder), "_quarantine", poison.name)
                 assert os.path.lexists(quarantined) and error.quarantined_as == name_text(quarantined)
         assert len(rows) == len(good) + sum(poison.expect == "stored" for poison in poisons)
-        pending = LocalDirectorySource(folder).list_pending(database.known_processed)
+        pending = LocalDirectorySource(folder).list_pending(partial(known_processed, database))
         assert pending == [], f"still pending: {[log_file.name for log_file in pending]}"
     finally:
         database.dispose()

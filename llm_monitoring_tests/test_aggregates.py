@@ -7,12 +7,13 @@ import dagster as dg
 import pytest
 import sqlalchemy as sa
 
-from llm_monitoring.db import Database, daily_eval_summary, daily_feedback, daily_usage, feedback
 from llm_monitoring.defs.aggregates.sensors import daily_aggregates_sensor, day_ranges
 from llm_monitoring.defs.keys import AGGREGATES_JOB, GATES_JOB, INGEST_JOB, ingest_run_config
 from llm_monitoring.defs.resources import DatabaseResource
 from llm_monitoring.feedback import delete_feedback
 from llm_monitoring.samples import write_sample_logs
+from llm_monitoring.storage.engine import Database
+from llm_monitoring.storage.schema import daily_eval_summary, daily_feedback, daily_usage, feedback
 from llm_monitoring_tests.history_data import materializations, run_job, select, store_day, store_days, unknown_model
 
 

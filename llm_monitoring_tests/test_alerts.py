@@ -10,9 +10,9 @@ import pytest
 from llm_monitoring.alerts import LEASE, AlertDeliveryError, alert_rows, backoff, deliver_due, destination, post_json, record
 from llm_monitoring.config import alert_settings
 from llm_monitoring.core.alerts import Failure, GateAlert, message
-from llm_monitoring.db import Database
 from llm_monitoring.defs.quality.sensors import quality_alerts_sensor
 from llm_monitoring.defs.resources import DatabaseResource
+from llm_monitoring.storage.engine import Database
 from llm_monitoring_tests.history_data import check_results, unknown_model, write_logs
 from llm_monitoring_tests.processes import WebhookReceiver
 from llm_monitoring_tests.test_aggregates import ingest

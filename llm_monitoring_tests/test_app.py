@@ -17,23 +17,24 @@ from streamlit.testing.v1 import AppTest
 from llm_monitoring.core.parsing import parse_log_bytes
 from llm_monitoring.core.records import CheckResult
 from llm_monitoring.core.timeline import message_timeline
-from llm_monitoring.db import (
+from llm_monitoring.feedback import list_feedback, save_feedback
+from llm_monitoring.ingest import run_from_bytes
+from llm_monitoring.samples import PROFILES, make_run_log
+from llm_monitoring.storage.bulk import check_rows, store_runs
+from llm_monitoring.storage.engine import Database
+from llm_monitoring.storage.review import (
     SEARCH_TEXT_CHARS,
     SEARCH_WORDS,
-    Database,
     InvalidSearch,
     RunFilters,
-    check_rows,
     current_checks,
-    eval_checks,
     filter_options,
     list_runs,
     run_checks,
     run_totals,
 )
-from llm_monitoring.feedback import list_feedback, save_feedback
-from llm_monitoring.ingest import run_from_bytes
-from llm_monitoring.samples import PROFILES, make_run_log
+from llm_monitoring.storage.runs import get_log, run_summary
+from llm_monitoring.storage.schema import eval_checks
 
 APP = Path(__file__).resolve().parents[1] / "llm_monitoring" / "app.py"
 REAL_LOGS = Path(__file__).resolve().parents[2] / "shared" / "reallogs" / "valid"
@@ -45,7 +46,7 @@ def store_logs(database: Database, logs: Iterable[tuple[str, bytes]]) -> list[in
     runs = []
     for name, raw in logs:
         runs.append(run_from_bytes(raw, name, fallback_time=START))
-    result = database.store_runs(runs)
+    result = store_runs(database, runs)
     return [result.inserted[run.content_hash] for run in runs]
 
 
@@ -98,7 +99,7 @@ def test_list_shows_runs_newest_first_with_totals_and_newest_selected(app_env: D
     assert "Browse ingested logs, view evaluation results, and add feedback." in texts(app)
     assert run_ids(app) == sorted(ids, reverse=True)
     assert metric(app, "Runs") == "12"
-    summary = app_env.summary()
+    summary = run_summary(app_env)
     assert metric(app, "Tokens in") == f"{summary['input_tokens']:,}"
     newest = max(ids)
     assert app.selectbox(key="selected_run").value == newest
@@ -112,17 +113,17 @@ def test_filters_narrow_the_list_and_the_totals(app_env: Database) -> None:
 
     app.selectbox(key="provider").select("openai").run()
     shown = run_ids(app)
-    openai_ids = [log_id for log_id in ids if app_env.get_log(log_id)["provider"] == "openai"]
+    openai_ids = [log_id for log_id in ids if get_log(app_env, log_id)["provider"] == "openai"]
     assert sorted(shown) == sorted(openai_ids) and 0 < len(shown) < len(ids)
     assert metric(app, "Runs") == str(len(openai_ids))
     assert app.selectbox(key="selected_run").value == max(openai_ids)
 
-    word = max(re.findall(r"\w+", app_env.get_log(openai_ids[0])["user_prompt"]), key=len).upper()
+    word = max(re.findall(r"\w+", get_log(app_env, openai_ids[0])["user_prompt"]), key=len).upper()
     app.text_input(key="search").input(word).run()
     found = run_ids(app)
     assert openai_ids[0] in found
     for log_id in found:
-        log = app_env.get_log(log_id)
+        log = get_log(app_env, log_id)
         assert word.lower() in (log["user_prompt"] + log["assistant_answer"]).lower()
         assert log["provider"] == "openai"
 
@@ -135,7 +136,7 @@ def test_check_filter_keeps_runs_whose_check_failed(app_env: Database) -> None:
     app.radio(key="check_outcome").set_value("failed").run()
     failed = run_ids(app)
     # Only the support bot has no search tool, so only its runs fail this check.
-    expected = [log_id for log_id in ids if app_env.get_log(log_id)["agent_name"] == "support_bot"]
+    expected = [log_id for log_id in ids if get_log(app_env, log_id)["agent_name"] == "support_bot"]
     assert sorted(failed) == sorted(expected)
 
 
@@ -274,7 +275,7 @@ def test_timeline_shows_tool_calls_and_answer_when_opened(app_env: Database) -> 
     app.session_state["timeline_open"] = True
     app.run()
     assert not app.exception
-    log = app_env.get_log(ids[0])
+    log = get_log(app_env, ids[0])
     page = texts(app)
     assert "Tool call `search`" in page
     assert "Tool return `search`" in page
@@ -351,7 +352,7 @@ def test_check_filter_follows_the_newest_evaluator_version(database: Database) -
 
 def test_text_search_is_case_insensitive_needs_every_word_and_treats_wildcards_as_text(database: Database) -> None:
     ids = store_logs(database, sample_logs(16))
-    docker = {log_id for log_id in ids if "docker" in database.get_log(log_id)["user_prompt"].lower()}
+    docker = {log_id for log_id in ids if "docker" in get_log(database, log_id)["user_prompt"].lower()}
     assert docker
     assert {row["id"] for row in list_runs(database, RunFilters(text="DOCKER"))} == docker
     assert {row["id"] for row in list_runs(database, RunFilters(text="docker windows"))} == docker

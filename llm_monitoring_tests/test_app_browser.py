@@ -22,8 +22,9 @@ from typing import Any
 import pytest
 from websockets.sync.client import ClientConnection, connect
 
-from llm_monitoring.db import Database
 from llm_monitoring.feedback import list_feedback
+from llm_monitoring.storage.engine import Database
+from llm_monitoring.storage.runs import get_log
 from llm_monitoring_tests.processes import free_port, stop_group, wait_until
 from llm_monitoring_tests.test_app import APP, sample_logs, store_logs
 
@@ -156,7 +157,7 @@ def browser(chromium: str, tmp_path: Path) -> Iterator[Browser]:
 
 def test_reviewer_gives_feedback_in_a_real_browser(streamlit_url: tuple[str, Database], browser: Browser, tmp_path: Path) -> None:
     url, database = streamlit_url
-    newest = max(entry["id"] for entry in [database.get_log(log_id) for log_id in range(1, 6)] if entry)
+    newest = max(entry["id"] for entry in [get_log(database, log_id) for log_id in range(1, 6)] if entry)
     shots = tmp_path / "screenshots"
     shots.mkdir()
 

@@ -9,8 +9,11 @@ import pytest
 import sqlalchemy as sa
 
 from llm_monitoring.cli import main as cli_main
-from llm_monitoring.db import Database, ingest_errors, llm_logs
 from llm_monitoring.runner import run_ingest
+from llm_monitoring.storage.engine import Database
+from llm_monitoring.storage.ledger import open_ingest_errors
+from llm_monitoring.storage.runs import count_rows
+from llm_monitoring.storage.schema import ingest_errors, llm_logs
 from llm_monitoring_tests.conftest import FIXTURES
 
 BAD_FILES = {
@@ -69,11 +72,11 @@ def test_retry_quarantined_puts_files_back_once_the_cause_is_fixed(env, logs_dir
     assert (logs_dir / "_quarantine" / "truncated.json").exists()
     assert errors(database_url)["truncated.json"] == (errors(database_url)["truncated.json"][0], 2)
     database = Database(database_url)
-    open_errors = {Path(row["filepath"]).name for row in database.open_ingest_errors()}
+    open_errors = {Path(row["filepath"]).name for row in open_ingest_errors(database)}
     database.dispose()
     assert open_errors == {"truncated.json"}  # the fixed one is resolved, the one failing again re-opened
     database = Database(database_url)
-    assert database.count(llm_logs) == 1
+    assert count_rows(database, llm_logs) == 1
     database.dispose()
 
 
@@ -116,5 +119,5 @@ def test_watch_picks_up_a_prefix_named_new_file(env, logs_dir: Path, database_ur
     watch(0.2, stop_after=6)
     assert (logs_dir / "__search_20251103_144350_8459d5.json").exists()
     database = Database(database_url)
-    assert database.count(llm_logs) == 1
+    assert count_rows(database, llm_logs) == 1
     database.dispose()

@@ -8,11 +8,12 @@ import pytest
 
 from llm_monitoring.config import quality_thresholds
 from llm_monitoring.core.quality import QualityThresholds, judged_days, pass_rate_findings
-from llm_monitoring.db import Database
 from llm_monitoring.defs.keys import AGGREGATES_JOB, GATES_JOB
 from llm_monitoring.defs.quality.checks import GateConfig, recent_parse_failures, unpriced_runs_share
 from llm_monitoring.defs.quality.jobs import gates_run_config
 from llm_monitoring.defs.resources import DatabaseResource
+from llm_monitoring.storage.engine import Database
+from llm_monitoring.storage.ledger import record_ingest_error, resolve_ingest_errors
 from llm_monitoring_tests.history_data import (
     check_results,
     gives_up,
@@ -124,14 +125,14 @@ def test_parse_failure_gate_fails_while_a_recent_failure_is_unresolved(database:
     context = dg.build_asset_check_context(resources={"database": DatabaseResource()}, instance=instance)
     assert recent_parse_failures(context).passed
 
-    database.record_ingest_error("logs/broken.json", "f" * 64, "truncated JSON: the document ends early", None)
+    record_ingest_error(database, "logs/broken.json", "f" * 64, "truncated JSON: the document ends early", None)
     failing = recent_parse_failures(context)
     assert not failing.passed
     assert failing.metadata["failures_last_24h"].value == 1
     assert "broken.json" in failing.metadata["latest"].value
     assert failing.description == "1 file failed to parse in the last 24 hours (allowed: 0): logs/broken.json"
 
-    database.resolve_ingest_errors(["f" * 64])
+    resolve_ingest_errors(database, ["f" * 64])
     assert recent_parse_failures(context).passed
 
 

@@ -30,8 +30,9 @@ import pytest
 import sqlalchemy as sa
 import yaml
 
-from llm_monitoring.db import Database, llm_logs
 from llm_monitoring.samples import write_sample_logs
+from llm_monitoring.storage.engine import Database
+from llm_monitoring.storage.schema import llm_logs
 from llm_monitoring_tests.processes import free_port, graphql, signal_group
 
 ROOT = Path(__file__).resolve().parents[1]

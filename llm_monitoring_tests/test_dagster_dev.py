@@ -13,8 +13,10 @@ from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-from llm_monitoring.db import Database, llm_logs
 from llm_monitoring.samples import write_sample_logs
+from llm_monitoring.storage.engine import Database
+from llm_monitoring.storage.runs import count_rows
+from llm_monitoring.storage.schema import llm_logs
 from llm_monitoring_tests.history_data import unknown_model, write_logs
 from llm_monitoring_tests.processes import WebhookReceiver, free_port, graphql, stop_group, wait_until
 
@@ -63,7 +65,7 @@ def test_dagster_dev_sensor_ingests_dropped_files_and_ui_shows_runs_and_lineage(
         runs = wait_until(finished_run, 180, "a sensor-triggered ingest run", interval=1)
         assert runs[0]["status"] == "SUCCESS" and runs[0]["jobName"] == "ingest_logs_job"
         database = Database(url)
-        assert database.count(llm_logs) == 6
+        assert count_rows(database, llm_logs) == 6
         database.dispose()
         assert len(list(logs.glob("_*.json"))) == 6
         edges = {

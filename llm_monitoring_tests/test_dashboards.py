@@ -24,11 +24,13 @@ import sqlalchemy as sa
 import yaml
 
 from llm_monitoring.core.evaluation import EVALUATOR_VERSION
-from llm_monitoring.db import Database, eval_checks
-from llm_monitoring.recompute import rebuild_daily_usage
 from llm_monitoring.fake_data import FakeRunLog, build_dataset, store_dataset, to_run_to_store
 from llm_monitoring.grafana import build_dashboards
+from llm_monitoring.recompute import rebuild_daily_usage
 from llm_monitoring.samples import AgentProfile, make_run_log
+from llm_monitoring.storage.bulk import store_runs
+from llm_monitoring.storage.engine import Database
+from llm_monitoring.storage.schema import eval_checks
 from llm_monitoring_tests.conftest import create_postgres_database, drop_postgres_database
 
 GRAFANA = Path(build_dashboards.__file__).parent
@@ -306,7 +308,7 @@ def filled(postgres_server: str) -> Iterator[tuple[Database, datetime]]:
             _odd_run(rng, now - timedelta(hours=2), provider="acme", model="mystery-model-9", agent="odd_agent", index=1),
             _odd_run(rng, now - timedelta(hours=3), provider="openai", model="gpt-4o-mini", agent=None, index=2),
         ]
-        database.store_runs([to_run_to_store(run_log) for run_log in odd])
+        store_runs(database, [to_run_to_store(run_log) for run_log in odd])
         with database.transaction() as connection:
             # A re-evaluation that kept the previous version's rows for some runs.
             rows = connection.execute(

@@ -6,7 +6,9 @@ from __future__ import annotations
 import pytest
 import sqlalchemy as sa
 
-from llm_monitoring.db import Database, DatabaseUnavailable, InvalidDatabaseUrl, is_connection_error, mask_url
+from llm_monitoring.database_url import mask_url
+from llm_monitoring.storage.engine import Database
+from llm_monitoring.storage.errors import DatabaseUnavailable, InvalidDatabaseUrl, is_connection_error
 
 # Two distinctive halves around each special character: neither may ever be shown.
 SECRET_PARTS = ("Zq7kP", "Wx9mR")

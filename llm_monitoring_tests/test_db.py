@@ -4,8 +4,12 @@ from decimal import Decimal
 
 import sqlalchemy as sa
 
-from llm_monitoring.db import Database, RunToStore, eval_checks, llm_logs, mask_url, normalize_url
+from llm_monitoring.database_url import mask_url, normalize_url
 from llm_monitoring.ingest import run_from_bytes
+from llm_monitoring.storage.bulk import RunToStore, store_runs
+from llm_monitoring.storage.engine import Database
+from llm_monitoring.storage.runs import count_rows, get_log
+from llm_monitoring.storage.schema import eval_checks, llm_logs
 from llm_monitoring_tests.conftest import fixture_bytes
 
 
@@ -14,26 +18,26 @@ def run_to_store(name: str, raw: bytes | None = None) -> RunToStore:
 
 
 def test_batch_stores_logs_with_all_their_checks(database: Database):
-    result = database.store_runs([run_to_store("streamed_structured_output.json"), run_to_store("gemini_thinking.json")])
+    result = store_runs(database, [run_to_store("streamed_structured_output.json"), run_to_store("gemini_thinking.json")])
     assert len(result.inserted) == 2
-    assert database.count(llm_logs) == 2
-    assert database.count(eval_checks) == 14
+    assert count_rows(database, llm_logs) == 2
+    assert count_rows(database, eval_checks) == 14
 
 
 def test_same_content_twice_gives_one_row(database: Database):
     run = run_to_store("gemini_thinking.json")
-    first = database.store_runs([run, run])
-    second = database.store_runs([run])
+    first = store_runs(database, [run, run])
+    second = store_runs(database, [run])
     assert len(first.inserted) == 1 and not second.inserted
     assert second.already_stored == {run.content_hash}
-    assert database.count(llm_logs) == 1
-    assert database.count(eval_checks) == 7
+    assert count_rows(database, llm_logs) == 1
+    assert count_rows(database, eval_checks) == 7
 
 
 def test_costs_are_exact_decimals_and_times_keep_utc(database: Database):
     run = run_to_store("text_answer_per_response_usage.json")
-    log_id = database.store_runs([run]).inserted[run.content_hash]
-    row = database.get_log(log_id)
+    log_id = store_runs(database, [run]).inserted[run.content_hash]
+    row = get_log(database, log_id)
     assert row["total_cost"] == run.price.total_cost
     assert isinstance(row["total_cost"], Decimal)
     assert row["run_started_at"] == datetime(2025, 10, 15, 16, 0, 5, 100000, tzinfo=timezone.utc)
@@ -43,17 +47,17 @@ def test_costs_are_exact_decimals_and_times_keep_utc(database: Database):
 
 def test_unknown_model_and_missing_usage_store_null_cost(database: Database):
     runs = [run_to_store("unknown_model.json"), run_to_store("old_pydantic_ai_no_usage.json")]
-    inserted = database.store_runs(runs).inserted
+    inserted = store_runs(database, runs).inserted
     for run in runs:
-        row = database.get_log(inserted[run.content_hash])
+        row = get_log(database, inserted[run.content_hash])
         assert row["total_cost"] is None and row["input_cost"] is None
         assert row["pricing_status"] != "priced"
-    assert database.get_log(inserted[runs[1].content_hash])["total_input_tokens"] is None
+    assert get_log(database, inserted[runs[1].content_hash])["total_input_tokens"] is None
 
 
 def test_not_applicable_checks_are_stored_as_null(database: Database):
     run = run_to_store("role_content_messages.json")
-    log_id = database.store_runs([run]).inserted[run.content_hash]
+    log_id = store_runs(database, [run]).inserted[run.content_hash]
     with database.connect() as connection:
         rows = dict(connection.execute(sa.select(eval_checks.c.check_name, eval_checks.c.passed).where(eval_checks.c.log_id == log_id)).all())
     assert rows["answer_clear"] is None
@@ -63,8 +67,8 @@ def test_not_applicable_checks_are_stored_as_null(database: Database):
 def test_nul_character_in_a_valid_log_is_stored(database: Database):
     raw = fixture_bytes("string_output_naive_time.json").replace(b"Only use SEC filings.", b"Only use SEC\\u0000 filings.")
     run = run_to_store("nul.json", raw)
-    log_id = database.store_runs([run]).inserted[run.content_hash]
-    row = database.get_log(log_id)
+    log_id = store_runs(database, [run]).inserted[run.content_hash]
+    row = get_log(database, log_id)
     assert "\x00" not in row["instructions"]
     assert row["raw_json"] == raw.decode()
 
@@ -131,8 +135,8 @@ def test_values_keep_their_types_through_the_bulk_writers(database: Database):
     raw = fixture_bytes("text_answer_per_response_usage.json").replace(b"course late?", b"course\\u0000late?")
     run = run_to_store("text_answer_per_response_usage.json", raw)
     assert "\x00" in run.record.user_prompt
-    log_id = database.store_runs([run]).inserted[run.content_hash]
-    row = database.get_log(log_id)
+    log_id = store_runs(database, [run]).inserted[run.content_hash]
+    row = get_log(database, log_id)
     assert row["id"] == log_id and row["content_hash"] == run.content_hash
     assert row["user_prompt"] == run.record.user_prompt.replace("\x00", "\ufffd")
     assert row["raw_json"] == run.raw_json
@@ -152,11 +156,21 @@ def test_sqlite_reads_neither_wait_for_a_writer_nor_block_one(sqlite_url: str):
     writer.ensure_schema()
     try:
         with writer.transaction():  # holds the write lock
-            assert reader.count(llm_logs) == 0  # would wait for the lock (busy timeout) and fail
+            assert count_rows(reader, llm_logs) == 0  # would wait for the lock (busy timeout) and fail
         with reader.connect() as connection:
             connection.execute(sa.select(llm_logs.c.id)).all()  # a read transaction left open
             run = run_to_store("gemini_thinking.json")
-            assert writer.store_runs([run]).inserted
+            assert store_runs(writer, [run]).inserted
     finally:
         writer.dispose()
         reader.dispose()
+
+
+def test_public_facade_is_the_storage_package() -> None:
+    from llm_monitoring import db
+    from llm_monitoring.storage import engine, errors, schema
+
+    assert db.Database is engine.Database and db.open_database is engine.open_database
+    assert db.DatabaseUnavailable is errors.DatabaseUnavailable and db.InvalidDatabaseUrl is errors.InvalidDatabaseUrl
+    assert (db.llm_logs, db.eval_checks, db.feedback) == (schema.llm_logs, schema.eval_checks, schema.feedback)
+    assert db.mask_url("postgresql://user:secret@host/monitoring") == "postgresql://user:***@host/monitoring"

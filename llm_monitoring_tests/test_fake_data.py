@@ -11,10 +11,12 @@ import pytest
 import sqlalchemy as sa
 
 from llm_monitoring import fake_data
-from llm_monitoring.db import Database, eval_checks, feedback, insert_feedback, llm_logs
 from llm_monitoring.ingest import ingest_files
 from llm_monitoring.samples import write_sample_logs
 from llm_monitoring.sources import LocalDirectorySource
+from llm_monitoring.storage.engine import Database
+from llm_monitoring.storage.feedback import insert_feedback
+from llm_monitoring.storage.schema import eval_checks, feedback, llm_logs
 from llm_monitoring_tests.conftest import create_postgres_database, drop_postgres_database
 
 

@@ -11,9 +11,10 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from llm_monitoring.db import Database, eval_checks, llm_logs
 from llm_monitoring.ingest import content_hash
 from llm_monitoring.samples import write_sample_logs
+from llm_monitoring.storage.engine import Database
+from llm_monitoring.storage.schema import eval_checks, llm_logs
 
 ROOT = Path(__file__).resolve().parents[1]
 FILES = 400

@@ -7,7 +7,6 @@ from pathlib import Path
 import pytest
 
 from llm_monitoring.cli import main as cli_main
-from llm_monitoring.db import Database, feedback
 from llm_monitoring.feedback import (
     MAX_TEXT_CHARS,
     FeedbackError,
@@ -22,6 +21,9 @@ from llm_monitoring.feedback import (
     save_feedback,
     update_feedback,
 )
+from llm_monitoring.storage.engine import Database
+from llm_monitoring.storage.runs import count_rows
+from llm_monitoring.storage.schema import feedback
 from llm_monitoring_tests.test_app import sample_logs, store_logs
 
 
@@ -55,7 +57,7 @@ def test_missing_run_raises_an_error_naming_it_and_stores_nothing(database: Data
     with pytest.raises(RunNotFound, match=r"run #9999 does not exist") as caught:
         save_feedback(database, 9999, False, comments="?")
     assert caught.value.log_id == 9999
-    assert database.count(feedback) == 0
+    assert count_rows(database, feedback) == 0
 
 
 @pytest.mark.parametrize(
@@ -79,7 +81,7 @@ def test_wrong_types_are_refused_with_a_message_and_store_nothing(
         save_feedback(database, **arguments)  # type: ignore[arg-type]
     with pytest.raises(TypeError):  # InvalidFeedback is a TypeError, for callers that expect one
         save_feedback(database, **arguments)  # type: ignore[arg-type]
-    assert database.count(feedback) == 0
+    assert count_rows(database, feedback) == 0
 
 
 def test_reviewer_is_stored_and_blank_texts_are_none(database: Database, run_ids: list[int]) -> None:
@@ -152,7 +154,7 @@ def test_csv_import_stores_good_rows_and_reports_bad_ones_by_line(tmp_path: Path
 
     again = import_feedback(database, path)
     assert again.stored_ids == [] and again.duplicates == 2
-    assert database.count(feedback) == 2
+    assert count_rows(database, feedback) == 2
 
 
 def test_jsonl_import_reports_bad_json_and_unknown_fields(tmp_path: Path, database: Database, run_ids: list[int]) -> None:
@@ -185,7 +187,7 @@ def test_cli_adds_feedback_and_refuses_a_missing_run(
 
     assert cli_main(["feedback", "9999", "--good"]) == 1
     assert "run #9999 does not exist" in capsys.readouterr().err
-    assert database.count(feedback) == 1
+    assert count_rows(database, feedback) == 1
 
     with pytest.raises(SystemExit):
         cli_main(["feedback", str(log_id)])  # neither --good nor --bad
@@ -253,7 +255,7 @@ def test_ids_beyond_the_column_are_refused_from_python_too(database: Database, r
             save_feedback(database, log_id, True)
     with pytest.raises(RunNotFound):
         save_feedback(database, 2**63 - 1, True)  # the largest id fits the column: the run is just not there
-    assert database.count(feedback) == 0
+    assert count_rows(database, feedback) == 0
 
 
 def test_text_that_cannot_be_stored_is_refused_by_name(database: Database, run_ids: list[int]) -> None:
@@ -261,7 +263,7 @@ def test_text_that_cannot_be_stored_is_refused_by_name(database: Database, run_i
         save_feedback(database, run_ids[0], True, comments="ok\ud800")
     with pytest.raises(InvalidFeedback, match=r"reference_answer has 1,000,001 characters; at most 1,000,000"):
         save_feedback(database, run_ids[0], True, reference_answer="x" * (MAX_TEXT_CHARS + 1))
-    assert database.count(feedback) == 0
+    assert count_rows(database, feedback) == 0
 
 
 def test_csv_import_reports_every_malformed_row_by_line_and_stores_the_rest(
@@ -362,7 +364,7 @@ def test_utf16_file_is_refused_in_one_line(tmp_path: Path, database: Database, r
     path.write_text(f"log_id,is_good\n{run_ids[0]},yes\n", encoding="utf-16")
     with pytest.raises(FeedbackError, match=r"the file is UTF-16 text; save it as UTF-8"):
         import_feedback(database, path)
-    assert database.count(feedback) == 0
+    assert count_rows(database, feedback) == 0
 
 
 def test_cli_validates_a_log_id_as_the_import_does(
@@ -389,4 +391,4 @@ def test_cli_validates_a_log_id_as_the_import_does(
     assert "comments contains a lone surrogate (U+DCE9" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         cli_main(["feedback", "list", "--limit", "-5"])
-    assert database.count(feedback) == 0
+    assert count_rows(database, feedback) == 0

@@ -15,9 +15,12 @@ from genai_prices.types import ModelPrice
 
 from llm_monitoring.core import evaluation
 from llm_monitoring.core.pricing import forget_price_data
-from llm_monitoring.db import Database, daily_eval_summary, daily_usage, eval_checks, llm_logs
 from llm_monitoring.defs.quality.jobs import gates_run_config
 from llm_monitoring.samples import PROFILES
+from llm_monitoring.storage.bulk import store_runs
+from llm_monitoring.storage.engine import Database
+from llm_monitoring.storage.runs import count_rows
+from llm_monitoring.storage.schema import daily_eval_summary, daily_usage, eval_checks, llm_logs
 from llm_monitoring_tests.history_data import (
     check_results,
     day_of,
@@ -97,9 +100,9 @@ def test_reprice_backfill_is_one_run_and_reprices_exactly_the_changed_model_in_t
         sample_run(rng, datetime(2026, 1, 8, 23, 59, 59, 500000, tzinfo=timezone.utc), faq),
         sample_run(rng, datetime(2026, 1, 9, 0, 0, 0, tzinfo=timezone.utc), faq),
     ]
-    database.store_runs(edge_runs)
+    store_runs(database, edge_runs)
     before = cost_rows(database)
-    checks_before = database.count(eval_checks)
+    checks_before = count_rows(database, eval_checks)
 
     with gpt_4o_mini_price_change():
         runs, result = runs_launched(instance, lambda: run_job("reprice_logs", instance, first="2026-01-06", last="2026-01-08"))
@@ -112,7 +115,7 @@ def test_reprice_backfill_is_one_run_and_reprices_exactly_the_changed_model_in_t
 
     after = cost_rows(database)
     assert after.keys() == before.keys()
-    assert database.count(eval_checks) == checks_before
+    assert count_rows(database, eval_checks) == checks_before
     in_range = lambda started: date(2026, 1, 6) <= day_of(started) <= date(2026, 1, 8)  # noqa: E731
     changed = {log_id for log_id, row in before.items() if row[0] == "gpt-4o-mini" and in_range(row[1])}
     assert len(changed) == 3 * 2 + 1  # two faq_agent runs a day, plus the run at 23:59:59.5

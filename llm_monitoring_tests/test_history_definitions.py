@@ -12,7 +12,8 @@ import dagster as dg
 import pytest
 import sqlalchemy as sa
 
-from llm_monitoring.db import Database, daily_usage
+from llm_monitoring.storage.engine import Database
+from llm_monitoring.storage.schema import daily_usage
 from llm_monitoring_tests.history_data import select, store_days
 
 REPO = Path(__file__).resolve().parents[1]

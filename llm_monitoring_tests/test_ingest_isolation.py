@@ -6,10 +6,12 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from llm_monitoring.db import Database, ingest_errors, llm_logs
 from llm_monitoring.ingest import content_hash
 from llm_monitoring.runner import IngestFailed, run_ingest
 from llm_monitoring.samples import write_sample_logs
+from llm_monitoring.storage.engine import Database
+from llm_monitoring.storage.runs import count_rows
+from llm_monitoring.storage.schema import ingest_errors, llm_logs
 from llm_monitoring_tests.poison import (
     age_all,
     assert_outcome,
@@ -78,7 +80,7 @@ def test_a_database_fault_that_is_not_about_the_rows_fails_the_run_and_quarantin
     with pytest.raises(IngestFailed) as failure:
         run_ingest()
     assert "No space left on device" in str(failure.value) and "\n" not in str(failure.value)
-    assert postgres_env_database.count(llm_logs) == 0 and postgres_env_database.count(ingest_errors) == 0
+    assert count_rows(postgres_env_database, llm_logs) == 0 and count_rows(postgres_env_database, ingest_errors) == 0
     assert len(list(logs_dir.glob("*.json"))) == 21 and not (logs_dir / "_quarantine").exists()
     with postgres_env_database.transaction() as connection:
         connection.exec_driver_sql("DROP TRIGGER disk_full ON llm_logs")

@@ -9,7 +9,6 @@ import dagster as dg
 import pytest
 import sqlalchemy as sa
 
-from llm_monitoring.db import Database, eval_checks, ingest_errors, llm_logs
 from llm_monitoring.defs.ingest.assets import logs_metadata
 from llm_monitoring.defs.keys import ingest_run_config
 from llm_monitoring.defs.resources import DatabaseResource, LogSourceResource
@@ -17,6 +16,9 @@ from llm_monitoring.defs.ingest.sensors import new_log_files_sensor
 from llm_monitoring.ingest import IngestReport
 from llm_monitoring.runner import IngestFailed, run_ingest
 from llm_monitoring.samples import write_sample_logs
+from llm_monitoring.storage.engine import Database
+from llm_monitoring.storage.runs import count_rows
+from llm_monitoring.storage.schema import eval_checks, ingest_errors, llm_logs
 from llm_monitoring_tests.conftest import FIXTURES, REAL_LOGS
 
 
@@ -36,7 +38,7 @@ def copy_fixtures(logs_dir: Path) -> list[str]:
 def counts(url: str) -> tuple[int, int, int]:
     database = Database(url)
     try:
-        return database.count(llm_logs), database.count(eval_checks), database.count(ingest_errors)
+        return count_rows(database, llm_logs), count_rows(database, eval_checks), count_rows(database, ingest_errors)
     finally:
         database.dispose()
 

@@ -9,11 +9,13 @@ import pytest
 import sqlalchemy as sa
 
 from llm_monitoring.cli import main as cli_main
-from llm_monitoring.db import Database, llm_logs, processed_files
 from llm_monitoring.defs.ingest.sensors import new_log_files_sensor
 from llm_monitoring.file_names import NAME_MAX_BYTES, name_text
 from llm_monitoring.runner import IngestFailed, run_ingest
 from llm_monitoring.sources import LocalDirectorySource
+from llm_monitoring.storage.engine import Database
+from llm_monitoring.storage.ledger import open_ingest_errors
+from llm_monitoring.storage.schema import llm_logs, processed_files
 from llm_monitoring_tests.poison import file_contents, log_bytes
 from llm_monitoring_tests.test_ingest_job import sensor_resources
 
@@ -166,11 +168,11 @@ def test_retry_quarantined_puts_back_entries_that_cannot_be_read(env, logs_dir: 
     (logs_dir / "link.json").symlink_to(tmp_path / "target.json")
     assert run_ingest().metadata["quarantined"] == 2
     database = Database(database_url)
-    assert len(database.open_ingest_errors()) == 2
+    assert len(open_ingest_errors(database)) == 2
     assert cli_main(["retry-quarantined"]) == 0
     assert "2 quarantined files put back" in capsys.readouterr().out
     assert (logs_dir / "fifo.json").is_fifo() and (logs_dir / "link.json").is_symlink()
-    assert database.open_ingest_errors() == []  # keyed the same way when put back as when quarantined
+    assert open_ingest_errors(database) == []  # keyed the same way when put back as when quarantined
     database.dispose()
 
 

@@ -10,9 +10,10 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from llm_monitoring.db import Database, llm_logs, processed_files
 from llm_monitoring.ingest import content_hash
 from llm_monitoring.runner import run_ingest, watch
+from llm_monitoring.storage.engine import Database
+from llm_monitoring.storage.schema import llm_logs, processed_files
 from llm_monitoring_tests.poison import log_bytes
 from llm_monitoring_tests.test_faults import assert_exactly_once, finish, runner_env, start_runner, stored_counts, write_logs
 

@@ -11,8 +11,10 @@ from llm_monitoring import recompute
 from llm_monitoring.core.limits import MAX_COST, MAX_COUNT, MAX_REQUESTS
 from llm_monitoring.core.parsing import parse_run_log
 from llm_monitoring.core.pricing import price_run
-from llm_monitoring.db import Database, llm_logs
 from llm_monitoring.ingest import run_from_bytes
+from llm_monitoring.storage.bulk import store_runs
+from llm_monitoring.storage.engine import Database
+from llm_monitoring.storage.schema import llm_logs
 from llm_monitoring_tests.poison import log_bytes, log_document
 
 WHEN = datetime(2026, 1, 1, tzinfo=timezone.utc)
@@ -121,7 +123,7 @@ def test_limits_are_those_of_the_columns():
 
 def test_invalid_usage_survives_repricing(database: Database):
     run = run_from_bytes(log_bytes("reprice", input_tokens=-5), "reprice.json", fallback_time=WHEN)
-    database.store_runs([run])
+    store_runs(database, [run])
     report = recompute.reprice(database, datetime(2025, 1, 1, tzinfo=timezone.utc), datetime(2027, 1, 1, tzinfo=timezone.utc))
     assert report.runs == 1
     with database.connect() as connection:

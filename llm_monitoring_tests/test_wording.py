@@ -11,9 +11,10 @@ from streamlit.testing.v1 import AppTest
 from llm_monitoring.cli import format_summary
 from llm_monitoring.core.windows import days_label, parse_days, stretches
 from llm_monitoring.core.wording import plural
-from llm_monitoring.db import Database
 from llm_monitoring.ingest import run_from_bytes
 from llm_monitoring.samples import PROFILES, make_run_log
+from llm_monitoring.storage.bulk import store_runs
+from llm_monitoring.storage.engine import Database
 
 APP = Path(__file__).resolve().parents[1] / "llm_monitoring" / "app.py"
 
@@ -35,7 +36,7 @@ def test_days_are_written_as_stretches_and_read_back():
 def store_one_run_per_model(database: Database) -> None:
     rng = random.Random(3)
     started = datetime(2026, 1, 5, 9, tzinfo=timezone.utc)
-    database.store_runs([
+    store_runs(database, [
         run_from_bytes(json.dumps(make_run_log(rng, started, profile=profile)).encode(), f"logs/{profile.agent_name}.json")
         for profile in PROFILES[:2]
     ])

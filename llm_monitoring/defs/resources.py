@@ -11,8 +11,10 @@ import sqlalchemy as sa
 from pydantic import Field
 
 from llm_monitoring.config import check_logs_dir, get_settings
-from llm_monitoring.db import Database, DatabaseUnavailable, InvalidDatabaseUrl, normalize_url, open_database
+from llm_monitoring.database_url import normalize_url
 from llm_monitoring.sources import LocalDirectorySource, LogSource
+from llm_monitoring.storage.engine import Database, open_database
+from llm_monitoring.storage.errors import DatabaseUnavailable, InvalidDatabaseUrl
 
 
 class LogSourceResource(dg.ConfigurableResource):

@@ -13,14 +13,16 @@ from typing import Any
 import dagster as dg
 import sqlalchemy as sa
 
-from llm_monitoring import db
 from llm_monitoring.core.windows import days_label
 from llm_monitoring.core.wording import plural
-from llm_monitoring.db import DatabaseUnavailable, mask_url
+from llm_monitoring.database_url import mask_url
 from llm_monitoring.defs import keys
 from llm_monitoring.defs.partitions import daily_partitions
 from llm_monitoring.defs.resources import database_key
 from llm_monitoring.recompute import rebuild_run_days
+from llm_monitoring.storage.engine import Database
+from llm_monitoring.storage.errors import DatabaseUnavailable
+from llm_monitoring.storage.runs import run_days_in_id_ranges
 
 # Each daily table is materialized as the asset of the same name.
 _ASSET_OF_TABLE = {asset.to_user_string(): asset for asset in keys.RUN_AGGREGATES}
@@ -47,7 +49,7 @@ def _day_metadata(asset: dg.AssetKey, rows: list[dict[str, Any]], key: str) -> d
     return metadata
 
 
-def refresh_days_of_new_runs(context: dg.AssetExecutionContext, monitoring_db: db.Database, stored_ids: list[int]) -> dict[str, Any]:
+def refresh_days_of_new_runs(context: dg.AssetExecutionContext, monitoring_db: Database, stored_ids: list[int]) -> dict[str, Any]:
     """Rebuild daily_usage and daily_eval_summary for the days of the runs an ingest stored, and record each
     day as a materialization of its partition; returns metadata for llm_logs.
 
@@ -58,7 +60,7 @@ def refresh_days_of_new_runs(context: dg.AssetExecutionContext, monitoring_db: d
     if not stored_ids:
         return {keys.DATABASE_KEY: key, keys.AGGREGATES_REFRESHED: True, "aggregated_days": 0}
     try:
-        days, outside = partition_days(db.run_days_in_id_ranges(monitoring_db, [(stored_ids[0], stored_ids[-1])]), datetime.now(timezone.utc))
+        days, outside = partition_days(run_days_in_id_ranges(monitoring_db, [(stored_ids[0], stored_ids[-1])]), datetime.now(timezone.utc))
         rebuilt = rebuild_run_days(monitoring_db, days)
     except (DatabaseUnavailable, sa.exc.SQLAlchemyError) as error:
         reason = mask_url(str(getattr(error, "orig", error) or error)).strip().splitlines()[0]

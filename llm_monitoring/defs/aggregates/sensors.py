@@ -12,15 +12,17 @@ from datetime import date, datetime, timedelta, timezone
 
 import dagster as dg
 
-from llm_monitoring import db
 from llm_monitoring.core.windows import days_label, stretches
 from llm_monitoring.core.wording import plural
-from llm_monitoring.db import DatabaseUnavailable
 from llm_monitoring.defs import keys
 from llm_monitoring.defs.aggregates import jobs
 from llm_monitoring.defs.aggregates.refresh import outside_warning, partition_days
 from llm_monitoring.defs.quality import jobs as quality_jobs
 from llm_monitoring.defs.resources import DatabaseResource
+from llm_monitoring.storage.engine import Database
+from llm_monitoring.storage.errors import DatabaseUnavailable
+from llm_monitoring.storage.feedback import feedback_changes_since
+from llm_monitoring.storage.runs import run_day_span, run_days_in_id_ranges
 
 MAX_INGESTS_PER_TICK = 100
 MAX_EVENTS_PER_TICK = 1000  # materializations of a daily table read per tick (a backfill writes one per day)
@@ -71,7 +73,7 @@ def _ours(record: dg.EventLogRecord, key: str) -> bool:
     return recorded is None or recorded == key
 
 
-def _ingested_days(database: db.Database, records: list[dg.EventLogRecord]) -> set[date]:
+def _ingested_days(database: Database, records: list[dg.EventLogRecord]) -> set[date]:
     """Run days of the rows the ingests stored, from the id range each reports: exact, whatever the
     clocks, and one query for the whole tick."""
     ranges = []
@@ -80,7 +82,7 @@ def _ingested_days(database: db.Database, records: list[dg.EventLogRecord]) -> s
         first_id, last_id = _metadata_value(materialization, keys.FIRST_NEW_ID), _metadata_value(materialization, keys.LAST_NEW_ID)
         if isinstance(first_id, int) and isinstance(last_id, int):  # None when the ingest stored nothing
             ranges.append((first_id, last_id))
-    return db.run_days_in_id_ranges(database, ranges)
+    return run_days_in_id_ranges(database, ranges)
 
 
 def _new_records(
@@ -132,7 +134,7 @@ def daily_aggregates_sensor(context: dg.SensorEvaluationContext, database: Datab
                 # First tick: catch up on every day that already has runs, then follow new ingests.
                 latest = instance.fetch_materializations(keys.LLM_LOGS, limit=1).records
                 storage_id = latest[0].storage_id if latest else 0
-                span = db.run_day_span(monitoring_db)
+                span = run_day_span(monitoring_db)
                 log_days = {span[0] + timedelta(days=n) for n in range((span[1] - span[0]).days + 1)} if span else set()
                 ingests = 0
             else:
@@ -146,7 +148,7 @@ def daily_aggregates_sensor(context: dg.SensorEvaluationContext, database: Datab
                 ]
                 log_days = _ingested_days(monitoring_db, stale)
             since = datetime.fromisoformat(cursor.feedback_at) if cursor.feedback_at else None
-            feedback_days, feedback_at = db.feedback_changes_since(monitoring_db, since)
+            feedback_days, feedback_at = feedback_changes_since(monitoring_db, since)
     except DatabaseUnavailable as error:
         return dg.SkipReason(f"monitoring database unavailable, will retry: {error}")
     rebuilt, judge_days = _days_to_judge(instance, key, cursor.rebuilt)

@@ -9,15 +9,17 @@ later tick, and the database's unique content hash guards against any remaining 
 
 import hashlib
 import time
+from functools import partial
 
 import dagster as dg
 
 from llm_monitoring.config import get_settings
-from llm_monitoring.db import DatabaseUnavailable
 from llm_monitoring.defs import keys
 from llm_monitoring.defs.ingest import jobs
 from llm_monitoring.defs.resources import DatabaseResource, LogSourceResource
 from llm_monitoring.file_names import name_text
+from llm_monitoring.storage.errors import DatabaseUnavailable
+from llm_monitoring.storage.ledger import known_processed
 
 MAX_RUNS_PER_TICK = 5
 _IN_FLIGHT = [
@@ -56,7 +58,7 @@ def new_log_files_sensor(context: dg.SensorEvaluationContext, log_source: LogSou
     started = time.monotonic()
     try:
         with database.open(ensure_schema=False) as db:
-            pending = source.list_pending(db.known_processed)
+            pending = source.list_pending(partial(known_processed, db))
     except DatabaseUnavailable as error:
         return dg.SkipReason(f"not listing {source.describe()}: {error}")
     settled_before = time.time() - settings.settle_seconds

@@ -22,7 +22,6 @@ import dagster as dg
 import sqlalchemy as sa
 from pydantic import Field
 
-from llm_monitoring import db
 from llm_monitoring.alerts import record
 from llm_monitoring.config import alert_settings, quality_thresholds
 from llm_monitoring.core import evaluation
@@ -39,9 +38,14 @@ from llm_monitoring.core.quality import (
 )
 from llm_monitoring.core.windows import day_range, day_start, days_between, days_label, parse_days, stretches
 from llm_monitoring.core.wording import plural
-from llm_monitoring.db import DatabaseUnavailable, mask_url
+from llm_monitoring.database_url import mask_url
 from llm_monitoring.defs import keys
 from llm_monitoring.defs.resources import DatabaseResource
+from llm_monitoring.storage.daily import daily_rows
+from llm_monitoring.storage.engine import Database
+from llm_monitoring.storage.errors import DatabaseUnavailable
+from llm_monitoring.storage.ledger import ingest_errors_since
+from llm_monitoring.storage.runs import runs_missing_checks
 
 PARSE_FAILURE_WINDOW = timedelta(hours=24)
 
@@ -111,16 +115,16 @@ def judge(context: dg.AssetCheckExecutionContext, config: GateConfig, asset: dg.
 
 
 def _judged_rows(
-    monitoring_db: db.Database, judged: Judged, table: str, baseline_days: int = 0
+    monitoring_db: Database, judged: Judged, table: str, baseline_days: int = 0
 ) -> tuple[list[dict[str, Any]], set[date]]:
     """The rows of `table` over the judged days and their baseline, and which judged days have rows."""
-    rows = [row for first, end in judged.row_windows(baseline_days) for row in db.daily_rows(monitoring_db, table, first, end)]
+    rows = [row for first, end in judged.row_windows(baseline_days) for row in daily_rows(monitoring_db, table, first, end)]
     return rows, {row["day"] for row in rows} & set(judged.days)
 
 
 def _raise_alert(
     context: dg.AssetCheckExecutionContext,
-    monitoring_db: db.Database,
+    monitoring_db: Database,
     asset: dg.AssetKey,
     severity: dg.AssetCheckSeverity,
     threshold: float | None,
@@ -162,7 +166,7 @@ def _day_failures(findings: Iterable[Finding]) -> list[Failure]:
 
 def _gate_result(
     context: dg.AssetCheckExecutionContext,
-    monitoring_db: db.Database,
+    monitoring_db: Database,
     asset: dg.AssetKey,
     findings: list[Finding],
     judged: Judged,
@@ -303,7 +307,7 @@ def eval_coverage(context: dg.AssetCheckExecutionContext, config: GateConfig, da
     with database.open_for_step() as monitoring_db:
         _, with_data = _judged_rows(monitoring_db, judged, "daily_eval_summary")
         for first, last in stretches(judged.days):
-            missing += db.runs_missing_checks(monitoring_db, version, names, day_start(first), day_start(last + timedelta(days=1)))
+            missing += runs_missing_checks(monitoring_db, version, names, day_start(first), day_start(last + timedelta(days=1)))
         by_day: dict[date, int] = {}
         for _, started in missing:
             if started is not None:
@@ -339,7 +343,7 @@ def recent_parse_failures(context: dg.AssetCheckExecutionContext, database: Data
     limits = quality_thresholds()
     since = datetime.now(timezone.utc) - PARSE_FAILURE_WINDOW
     with database.open_for_step() as monitoring_db:
-        errors = db.ingest_errors_since(monitoring_db, since)
+        errors = ingest_errors_since(monitoring_db, since)
         passed = len(errors) <= limits.max_parse_failures
         failures = [] if passed else [
             Failure(error["content_hash"], f"{error['filepath']}: {error['error']}", file=error["filepath"]) for error in errors

@@ -10,9 +10,9 @@ import dagster as dg
 
 from llm_monitoring.alerts import deliver_due, destination
 from llm_monitoring.config import alert_settings
-from llm_monitoring.db import DatabaseUnavailable
 from llm_monitoring.defs import keys
 from llm_monitoring.defs.resources import DatabaseResource
+from llm_monitoring.storage.errors import DatabaseUnavailable
 
 
 @dg.sensor(

@@ -1,0 +1,75 @@
+"""Schema upgrades: create what is missing, add columns and indexes of later versions, tune Postgres."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from llm_monitoring.storage.schema import metadata, schema_state, schema_version
+
+if TYPE_CHECKING:
+    from llm_monitoring.storage.engine import Database
+
+
+def ensure_schema(database: Database) -> None:
+    """Create missing tables, columns and indexes; safe to call on every start.
+
+    Every step and sensor tick calls it: one read finds the schema of this code already in place,
+    and only an upgrade inspects every table under the write lock.
+    """
+    with database.connect() as connection:
+        if stored_schema_version(connection) == schema_version():
+            return
+    with database.transaction() as connection:
+        metadata.create_all(connection, checkfirst=True)
+        add_missing_columns(connection)
+        if connection.dialect.name == "postgresql":
+            tune_postgres(connection)
+        connection.execute(sa.delete(schema_state))
+        connection.execute(sa.insert(schema_state).values(version=schema_version()))
+
+
+def stored_schema_version(connection: Connection) -> str | None:
+    if not sa.inspect(connection).has_table(schema_state.name):
+        return None
+    return connection.scalar(sa.select(schema_state.c.version))
+
+
+def add_missing_columns(connection: Connection) -> None:
+    """Additive upgrades: a column added in a later version is added to an existing table."""
+    inspector = sa.inspect(connection)
+    preparer = connection.dialect.identifier_preparer
+    for table in metadata.sorted_tables:
+        existing = {column["name"] for column in inspector.get_columns(table.name)}
+        for column in table.columns:
+            if column.name in existing:
+                continue
+            column_type = column.type.compile(dialect=connection.dialect)
+            default = ""
+            if column.server_default is not None and isinstance(column.server_default.arg, str):
+                default = f" DEFAULT '{column.server_default.arg}'"
+            connection.exec_driver_sql(
+                f"ALTER TABLE {preparer.quote(table.name)} ADD COLUMN {preparer.quote(column.name)} {column_type}{default}"
+            )
+        existing_indexes = {index["name"] for index in inspector.get_indexes(table.name)}
+        for index in table.indexes:
+            if index.name not in existing_indexes:
+                index.create(connection, checkfirst=True)
+
+
+def tune_postgres(connection: Connection) -> None:
+    # Raw logs are large, compressible JSON text: lz4 (Postgres 14+) compresses them several
+    # times faster than the default pglz at a similar ratio (figures in the README).
+    version = connection.dialect.server_version_info or (0,)
+    if version[0] >= 14:
+        current = connection.exec_driver_sql(
+            "SELECT attcompression FROM pg_attribute WHERE attrelid = 'llm_logs'::regclass AND attname = 'raw_json'"
+        ).scalar()
+        if current != "l":
+            try:
+                with connection.begin_nested():
+                    connection.exec_driver_sql("ALTER TABLE llm_logs ALTER COLUMN raw_json SET COMPRESSION lz4")
+            except sa.exc.DBAPIError:
+                pass  # a server built without lz4 keeps pglz; nothing else depends on it

@@ -1,0 +1,324 @@
+"""Every table and index of the monitoring database, the column types they use, and the schema digest."""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import UTC, datetime
+from decimal import Decimal
+from functools import lru_cache
+from typing import Any
+
+import sqlalchemy as sa
+
+# ---------------------------------------------------------------------------- column types
+
+
+class UTCDateTime(sa.TypeDecorator[datetime]):
+    """Timezone-aware UTC datetimes on both databases (SQLite keeps naive UTC text)."""
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
+        if value is None:
+            return None
+        value = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class Money(sa.TypeDecorator[Decimal]):
+    """Exact decimal costs: NUMERIC on Postgres, decimal text on SQLite (whose REAL would round)."""
+
+    impl = sa.Numeric(24, 12)
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: sa.Dialect) -> sa.types.TypeEngine[Any]:
+        if dialect.name == "sqlite":
+            return dialect.type_descriptor(sa.String(40))
+        return dialect.type_descriptor(sa.Numeric(24, 12, asdecimal=True))
+
+    def process_bind_param(self, value: Decimal | None, dialect: sa.Dialect) -> Any:
+        if value is None:
+            return None
+        return format(Decimal(value), "f") if dialect.name == "sqlite" else Decimal(value)
+
+    def process_result_value(self, value: Any, dialect: sa.Dialect) -> Decimal | None:
+        if value is None:
+            return None
+        return Decimal(value).normalize() if dialect.name == "sqlite" else Decimal(value)
+
+
+class SafeText(sa.TypeDecorator[str]):
+    """Text that Postgres accepts: a NUL character (legal in JSON strings) becomes U+FFFD."""
+
+    impl = sa.Text
+    cache_ok = True
+
+    def process_bind_param(self, value: str | None, dialect: sa.Dialect) -> str | None:
+        if value is not None and "\x00" in value:
+            return value.replace("\x00", "\ufffd")
+        return value
+
+
+BigId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+MAX_ID = 2**63 - 1  # the largest value a BigId holds: BIGINT on Postgres, a 64-bit INTEGER on SQLite
+
+# ---------------------------------------------------------------------------- tables
+
+metadata = sa.MetaData()
+
+llm_logs = sa.Table(
+    "llm_logs",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("filepath", SafeText, nullable=False),
+    sa.Column("content_hash", sa.String(64), nullable=False),
+    sa.Column("agent_name", SafeText),
+    sa.Column("provider", SafeText),
+    sa.Column("model", SafeText),
+    sa.Column("user_prompt", SafeText),
+    sa.Column("instructions", SafeText),
+    sa.Column("total_input_tokens", sa.BigInteger),
+    sa.Column("total_output_tokens", sa.BigInteger),
+    sa.Column("cache_read_tokens", sa.BigInteger),
+    sa.Column("cache_write_tokens", sa.BigInteger),
+    sa.Column("requests", sa.Integer),
+    sa.Column("tool_call_count", sa.Integer),
+    sa.Column("tool_names", SafeText),  # JSON array, in call order
+    sa.Column("finish_reasons", SafeText),  # JSON array
+    sa.Column("assistant_answer", SafeText),
+    sa.Column("raw_json", SafeText),
+    sa.Column("input_cost", Money),
+    sa.Column("output_cost", Money),
+    sa.Column("total_cost", Money),
+    sa.Column("pricing_status", SafeText),
+    sa.Column("price_data_version", sa.String(64)),
+    sa.Column("provider_reported_cost", Money),
+    sa.Column("run_started_at", UTCDateTime),
+    sa.Column("run_finished_at", UTCDateTime),
+    sa.Column("duration_seconds", sa.Float),
+    sa.Column("parser_version", sa.String(16)),
+    # JSON array: values of the log that could not be stored as logged (stored NULL), each with why.
+    sa.Column("value_notes", SafeText),
+    # "file" for ingested logs, "fake" for generated demo data (deletable as a set).
+    sa.Column("origin", sa.String(16), nullable=False, server_default="file"),
+    sa.Column("created_at", UTCDateTime, nullable=False, server_default=sa.func.now()),
+    sa.UniqueConstraint("content_hash", name="uq_llm_logs_content_hash"),
+    # On Postgres ix_llm_logs_run_order (below) leads with run_started_at and serves the same queries.
+    sa.Index("ix_llm_logs_run_started_at", "run_started_at").ddl_if(dialect="sqlite"),
+    sa.Index("ix_llm_logs_model_run_started_at", "model", "run_started_at"),
+    sa.Index("ix_llm_logs_provider_run_started_at", "provider", "run_started_at"),
+    sa.Index("ix_llm_logs_agent_name", "agent_name"),
+    sa.Index("ix_llm_logs_created_at", "created_at"),
+)
+# The review app lists runs newest first with undated runs last; Postgres needs an index in exactly
+# that order (SQLite sorts NULLs last in DESC already and rejects NULLS LAST in an index).
+# It also covers the columns the app filters and sums, so its totals are an index-only scan.
+sa.Index(
+    "ix_llm_logs_run_order",
+    llm_logs.c.run_started_at.desc().nulls_last(),
+    llm_logs.c.id.desc(),
+    postgresql_include=[
+        "provider",
+        "model",
+        "agent_name",
+        "total_input_tokens",
+        "total_output_tokens",
+        "cache_read_tokens",
+        "total_cost",
+    ],
+).ddl_if(dialect="postgresql")
+# Word search in prompts and answers (see run_search_document); capped so that a huge answer can
+# never exceed the 1 MB limit of a tsvector and fail an ingest.
+SEARCH_DOCUMENT_CHARS = 100_000
+RUN_SEARCH_DOCUMENT = sa.func.to_tsvector(
+    sa.literal_column("'simple'::regconfig"),
+    sa.func.left(
+        sa.func.coalesce(llm_logs.c.user_prompt, sa.literal_column("''"))
+        .op("||")(sa.literal_column("' '"))
+        .op("||")(sa.func.coalesce(llm_logs.c.assistant_answer, sa.literal_column("''"))),
+        SEARCH_DOCUMENT_CHARS,
+    ),
+)
+# Attached explicitly: an expression that starts with a literal does not find its table by itself.
+llm_logs.append_constraint(sa.Index("ix_llm_logs_search", RUN_SEARCH_DOCUMENT, postgresql_using="gin").ddl_if(dialect="postgresql"))
+
+eval_checks = sa.Table(
+    "eval_checks",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("log_id", BigId, sa.ForeignKey("llm_logs.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("check_name", sa.String(64), nullable=False),
+    sa.Column("passed", sa.Boolean),  # NULL: not applicable
+    sa.Column("score", sa.Float),
+    sa.Column("details", SafeText),
+    sa.Column("evaluator_version", sa.String(16), nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False, server_default=sa.func.now()),
+    sa.UniqueConstraint("log_id", "check_name", "evaluator_version", name="uq_eval_checks_log_check_version"),
+    # The review app's "check passed/failed" filter reads only this index.
+    sa.Index("ix_eval_checks_outcome", "check_name", "passed", "log_id", postgresql_include=["evaluator_version"]),
+)
+# Postgres assumes a check's outcome is independent of its name, so it guessed 11,000 "not applicable"
+# rows for a check that never is, and scanned every run; statistics on the pair fix the estimate.
+sa.event.listen(
+    metadata,
+    "after_create",
+    sa.DDL("CREATE STATISTICS IF NOT EXISTS st_eval_checks_name_passed (mcv) ON check_name, passed FROM eval_checks").execute_if(
+        dialect="postgresql"
+    ),
+)
+
+feedback = sa.Table(
+    "feedback",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("log_id", BigId, sa.ForeignKey("llm_logs.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("is_good", sa.Boolean, nullable=False),
+    sa.Column("comments", SafeText),
+    sa.Column("reference_answer", SafeText),
+    sa.Column("reviewer", SafeText),
+    sa.Column("created_at", UTCDateTime, nullable=False, server_default=sa.func.now()),
+    sa.Column("updated_at", UTCDateTime),
+    sa.Index("ix_feedback_log_id", "log_id"),
+    sa.Index("ix_feedback_created_at", "created_at"),
+)
+
+# A deleted rating leaves no row to notice, so its run's day is kept here: the aggregates sensor
+# rebuilds that day's daily_feedback like after any other feedback change.
+feedback_deletions = sa.Table(
+    "feedback_deletions",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("feedback_id", BigId, nullable=False),
+    sa.Column("log_id", BigId, nullable=False),
+    sa.Column("run_started_at", UTCDateTime),
+    sa.Column("deleted_at", UTCDateTime, nullable=False),
+    sa.Index("ix_feedback_deletions_deleted_at", "deleted_at"),
+)
+
+ingest_errors = sa.Table(
+    "ingest_errors",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("filepath", SafeText, nullable=False),
+    sa.Column("content_hash", sa.String(64), nullable=False),
+    sa.Column("error", SafeText, nullable=False),
+    sa.Column("quarantined_as", SafeText),
+    sa.Column("occurrences", sa.Integer, nullable=False, server_default="1"),
+    sa.Column("first_seen", UTCDateTime, nullable=False, server_default=sa.func.now()),
+    sa.Column("last_seen", UTCDateTime, nullable=False, server_default=sa.func.now()),
+    sa.Column("resolved_at", UTCDateTime),
+    sa.UniqueConstraint("content_hash", name="uq_ingest_errors_content_hash"),
+    sa.Index("ix_ingest_errors_last_seen", "last_seen"),
+)
+
+# Every file the ingest has moved out of the pending set, under its new name. With the default
+# prefix marking, a file whose name already starts with the prefix is new unless it is listed here
+# (agents named "_search" write "_search_....json"): nothing is skipped on its name alone.
+processed_files = sa.Table(
+    "processed_files",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("name", SafeText, nullable=False),
+    sa.Column("processed_as", SafeText, nullable=False),
+    sa.Column("content_hash", sa.String(64), nullable=False),
+    sa.Column("processed_at", UTCDateTime, nullable=False, server_default=sa.func.now()),
+    sa.Index("ix_processed_files_processed_as", "processed_as"),
+)
+
+# Alerts of failed quality gates, one row per gate and failing day (or quarantined file): written by
+# the gate's evaluation, delivered to ALERT_WEBHOOK_URL by the alerts sensor (llm_monitoring/alerts.py
+# has the queries). The unique key makes a day alerted once, whatever evaluates it again.
+alerts = sa.Table(
+    "alerts",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("asset", sa.String(255), nullable=False),
+    sa.Column("gate", sa.String(255), nullable=False),
+    sa.Column("subject", sa.String(255), nullable=False),  # the failing day (YYYY-MM-DD) or a file's content hash
+    sa.Column("details", SafeText, nullable=False),  # JSON: what the message says about this subject
+    sa.Column("run_id", sa.String(64)),  # the run whose evaluation failed, for the link in the message
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("next_attempt_at", UTCDateTime, nullable=False),  # also the lease of the sender delivering it
+    sa.Column("last_error", SafeText),
+    sa.Column("sent_at", UTCDateTime),
+    sa.UniqueConstraint("asset", "gate", "subject", name="uq_alerts_asset_gate_subject"),
+    sa.Index("ix_alerts_due", "sent_at", "next_attempt_at"),
+)
+
+# Daily summaries of the runs, one row per UTC day and key, rewritten a window of days at a time
+# (llm_monitoring/recompute.py); the history and aggregates assets.
+daily_usage = sa.Table(
+    "daily_usage",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("day", sa.Date, nullable=False),  # UTC day of run_started_at
+    sa.Column("provider", SafeText),
+    sa.Column("model", SafeText),
+    sa.Column("agent_name", SafeText),
+    sa.Column("runs", sa.Integer, nullable=False),
+    sa.Column("priced_runs", sa.Integer, nullable=False),
+    sa.Column("unpriced_runs", sa.Integer, nullable=False),
+    sa.Column("input_tokens", sa.BigInteger, nullable=False),
+    sa.Column("output_tokens", sa.BigInteger, nullable=False),
+    sa.Column("cache_read_tokens", sa.BigInteger, nullable=False),
+    sa.Column("cache_write_tokens", sa.BigInteger, nullable=False),
+    # Sums over the priced runs only: an unpriced run adds to unpriced_runs, never a made-up $0.
+    sa.Column("input_cost", Money, nullable=False),
+    sa.Column("output_cost", Money, nullable=False),
+    sa.Column("total_cost", Money, nullable=False),
+    sa.Column("duration_p50_seconds", sa.Float),
+    sa.Column("duration_p95_seconds", sa.Float),
+    sa.Column("computed_at", UTCDateTime, nullable=False),
+    sa.Index("ix_daily_usage_day", "day"),
+)
+
+daily_eval_summary = sa.Table(
+    "daily_eval_summary",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("day", sa.Date, nullable=False),
+    sa.Column("check_name", sa.String(64), nullable=False),
+    sa.Column("evaluator_version", sa.String(16), nullable=False),
+    sa.Column("runs", sa.Integer, nullable=False),  # runs with a row for this check and version
+    sa.Column("applicable", sa.Integer, nullable=False),  # of which passed is not NULL
+    sa.Column("passed", sa.Integer, nullable=False),
+    sa.Column("pass_rate", sa.Float),  # passed / applicable; NULL when nothing applied
+    sa.Column("computed_at", UTCDateTime, nullable=False),
+    sa.UniqueConstraint("day", "check_name", "evaluator_version", name="uq_daily_eval_summary_day_check_version"),
+)
+
+daily_feedback = sa.Table(
+    "daily_feedback",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("day", sa.Date, nullable=False),  # UTC day of the run the feedback is about
+    sa.Column("feedback", sa.Integer, nullable=False),
+    sa.Column("good", sa.Integer, nullable=False),
+    sa.Column("bad", sa.Integer, nullable=False),
+    sa.Column("good_pct", sa.Float),
+    sa.Column("computed_at", UTCDateTime, nullable=False),
+    sa.UniqueConstraint("day", name="uq_daily_feedback_day"),
+)
+
+DAILY_TABLES = {table.name: table for table in (daily_usage, daily_eval_summary, daily_feedback)}
+
+# The schema this code upgrades a database to: a digest of every table, column and index, so any
+# change to the tables above makes ensure_schema upgrade once and then find it in place.
+schema_state = sa.Table("schema_state", metadata, sa.Column("version", sa.String(64), nullable=False))
+
+
+@lru_cache(maxsize=1)
+def schema_version() -> str:
+    # Computed on first use, once every table of this module is defined.
+    shape = [
+        (table.name, [(column.name, repr(column.type)) for column in table.columns], sorted(index.name for index in table.indexes))
+        for table in metadata.sorted_tables
+    ]
+    return hashlib.sha256(repr(shape).encode()).hexdigest()
