@@ -22,7 +22,7 @@ import statistics
 import sys
 import time
 from collections.abc import Callable
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -48,7 +48,7 @@ APP = ROOT / "llm_monitoring" / "app.py"
 DEFAULT_SERVER = "postgresql://postgres@127.0.0.1:5432/postgres"
 BENCH_DATABASE = "llmmon_bench_app"
 TEMPLATES = 400
-START = datetime(2026, 1, 1, tzinfo=timezone.utc)
+START = datetime(2026, 1, 1, tzinfo=UTC)
 SPREAD = timedelta(days=90)
 FEEDBACK_SHARE = 0.05
 
@@ -80,7 +80,7 @@ def fill(database: Database, runs: int) -> float:
     began = time.perf_counter()
     models = templates(TEMPLATES)
     rng = random.Random(7)
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     raw = database.engine.raw_connection()
     try:
         cursor = raw.cursor()

@@ -29,7 +29,7 @@ import tempfile
 import time
 import urllib.request
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -49,7 +49,9 @@ LOCATION = "llm_monitoring"
 SENSORS = ("new_log_files_sensor", "daily_aggregates_sensor", "quality_alerts_sensor")
 
 SENSOR_TICKS = """query($name: String!) { sensorOrError(sensorSelector: {repositoryName: "__repository__",
-  repositoryLocationName: "%s", sensorName: $name}) { ... on Sensor { sensorState { ticks(limit: 1) { status } } } } }""" % LOCATION
+  repositoryLocationName: "LOCATION", sensorName: $name}) { ... on Sensor { sensorState { ticks(limit: 1) { status } } } } }""".replace(
+    "LOCATION", LOCATION
+)
 RUNS = """{ runsOrError { ... on Runs { results { runId jobName status creationTime startTime endTime
   tags { key value } } } } }"""
 CHECK_EVENTS = """query($runId: ID!) { logsForRun(runId: $runId) { ... on EventConnection { events {
@@ -60,7 +62,7 @@ def sample_logs(folder: Path) -> list[Path]:
     """55 logs over 34 days, three of them (on two days) of a model genai-prices does not know."""
     folder.mkdir(parents=True)
     rng = random.Random(7)
-    start = datetime(2026, 1, 1, 9, tzinfo=timezone.utc)
+    start = datetime(2026, 1, 1, 9, tzinfo=UTC)
     paths = []
     for index in range(55):
         started = start + timedelta(days=index * 34 // 55, minutes=13 * index)
@@ -135,11 +137,16 @@ def measure(logs: list[Path], work: Path, receiver: WebhookReceiver) -> Round:
     process = subprocess.Popen(
         [sys.executable, "-m", "dagster", "dev", "-m", "llm_monitoring.definitions", "-h", "127.0.0.1", "-p", str(port)],
         # The round's own folder as working directory: dagster.yaml keeps Dagster's storage under ./.dagster_home.
-        cwd=work, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+        cwd=work,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
     )
     engine = sa.create_engine(database_url)
     result = Round()
     try:
+
         def server_up() -> bool:
             try:
                 with urllib.request.urlopen(f"http://127.0.0.1:{port}/server_info", timeout=5):

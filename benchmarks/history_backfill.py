@@ -16,23 +16,23 @@ import os
 import random
 import sys
 import time
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import dagster as dg
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from llm_monitoring.defs import keys  # noqa: E402
-from llm_monitoring.defs.quality.jobs import gates_run_config  # noqa: E402
-from llm_monitoring.ingest import run_from_bytes  # noqa: E402
-from llm_monitoring.samples import PROFILES, make_run_log  # noqa: E402
-from llm_monitoring.storage.bulk import RunToStore, store_runs  # noqa: E402
-from llm_monitoring.storage.engine import Database  # noqa: E402
-from llm_monitoring.storage.runs import count_rows  # noqa: E402
-from llm_monitoring.storage.schema import eval_checks  # noqa: E402
-from llm_monitoring_tests.conftest import _server_url, create_postgres_database, drop_postgres_database  # noqa: E402
-from llm_monitoring_tests.history_data import run_job  # noqa: E402
+from llm_monitoring.defs import keys
+from llm_monitoring.defs.quality.jobs import gates_run_config
+from llm_monitoring.ingest import run_from_bytes
+from llm_monitoring.samples import PROFILES, make_run_log
+from llm_monitoring.storage.bulk import RunToStore, store_runs
+from llm_monitoring.storage.engine import Database
+from llm_monitoring.storage.runs import count_rows
+from llm_monitoring.storage.schema import eval_checks
+from llm_monitoring_tests.conftest import _server_url, create_postgres_database, drop_postgres_database
+from llm_monitoring_tests.history_data import run_job
 
 FIRST_DAY = date(2026, 1, 1)
 
@@ -41,7 +41,7 @@ def store(database: Database, runs: int, days: int, sizes_kb: tuple[int, ...]) -
     rng = random.Random(0)
     batch: list[RunToStore] = []
     spread = timedelta(days=days) / runs
-    start = datetime.combine(FIRST_DAY, datetime.min.time(), tzinfo=timezone.utc)
+    start = datetime.combine(FIRST_DAY, datetime.min.time(), tzinfo=UTC)
     for index in range(runs):
         log = make_run_log(rng, start + spread * index, size_kb=sizes_kb[index % len(sizes_kb)], profile=PROFILES[index % len(PROFILES)])
         batch.append(run_from_bytes(json.dumps(log).encode(), f"logs/run_{index:06d}.json"))

@@ -103,7 +103,9 @@ def peak_tree_memory(logs: Path, database_url: str) -> float | None:
         return None
     env = {**os.environ, "LOGS_DIR": str(logs), "DATABASE_URL": database_url, "SETTLE_SECONDS": "0"}
     env.pop("DAGSTER_HOME", None)
-    process = subprocess.Popen([sys.executable, "-m", "llm_monitoring.runner"], cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "llm_monitoring.runner"], cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     peak = 0
     while process.poll() is None:
         peak = max(peak, sum(_pss_kb(pid) for pid in _process_tree(process.pid)))
@@ -186,9 +188,11 @@ def main() -> None:
         paths, total_bytes = generate(work / "generated", args.count)
         print(f"generated {len(paths)} logs ({total_bytes / 1e6:.1f} MB) in {time.perf_counter() - started:.1f} s; {os.cpu_count()} cores")
         if args.only in (None, "sqlite"):
+
             def sqlite_urls():
                 tag = uuid.uuid4().hex[:8]
                 return f"sqlite:///{work / f'one-{tag}.db'}", f"sqlite:///{work / f'all-{tag}.db'}", work / f"floor-{tag}.db"
+
             bench("SQLite", paths, total_bytes, work, sqlite_urls, floor_sqlite, args.repeat)
         if args.only in (None, "postgres"):
             # Plain postgresql:// URLs: the floor connects with psycopg itself.
@@ -199,6 +203,7 @@ def main() -> None:
                 (one_name, one_url), (all_name, all_url) = create_postgres_database(server), create_postgres_database(server)
                 names.extend([one_name, all_name])
                 return one_url, all_url, all_url
+
             try:
                 bench("Postgres", paths, total_bytes, work, postgres_urls, floor_postgres, args.repeat)
             finally:

@@ -14,7 +14,7 @@ import os
 import sys
 import tempfile
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import dagster as dg
@@ -22,13 +22,13 @@ import sqlalchemy as sa
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from llm_monitoring.database_url import normalize_url  # noqa: E402
-from llm_monitoring.defs.ingest.sensors import new_log_files_sensor  # noqa: E402
-from llm_monitoring.defs.keys import ingest_run_files  # noqa: E402
-from llm_monitoring.defs.resources import DatabaseResource, LogSourceResource  # noqa: E402
-from llm_monitoring.storage.engine import Database  # noqa: E402
-from llm_monitoring.storage.schema import processed_files  # noqa: E402
-from llm_monitoring_tests.conftest import create_postgres_database, drop_postgres_database  # noqa: E402
+from llm_monitoring.database_url import normalize_url
+from llm_monitoring.defs.ingest.sensors import new_log_files_sensor
+from llm_monitoring.defs.keys import ingest_run_files
+from llm_monitoring.defs.resources import DatabaseResource, LogSourceResource
+from llm_monitoring.storage.engine import Database
+from llm_monitoring.storage.schema import processed_files
+from llm_monitoring_tests.conftest import create_postgres_database, drop_postgres_database
 
 
 def make_folder(root: Path, processed: int, new: int, processed_dir: str) -> list[str]:
@@ -52,9 +52,11 @@ def make_folder(root: Path, processed: int, new: int, processed_dir: str) -> lis
 def record_ledger(url: str, names: list[str]) -> None:
     database = Database(url)
     database.ensure_schema()
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     with database.transaction() as connection:
-        connection.execute(sa.insert(processed_files), [{"name": n, "processed_as": n, "content_hash": "x", "processed_at": now} for n in names])
+        connection.execute(
+            sa.insert(processed_files), [{"name": n, "processed_as": n, "content_hash": "x", "processed_at": now} for n in names]
+        )
     database.dispose()
 
 
@@ -85,7 +87,9 @@ def main() -> None:
             root = Path(temp) / (processed_dir or "prefix")
             started = time.perf_counter()
             names = make_folder(root, args.processed, args.new, processed_dir)
-            print(f"\nfolder with {args.processed} processed + {args.new} new files ({'PROCESSED_DIR=' + processed_dir if processed_dir else 'prefix marking'}), made in {time.perf_counter() - started:.1f} s")
+            print(
+                f"\nfolder with {args.processed} processed + {args.new} new files ({'PROCESSED_DIR=' + processed_dir if processed_dir else 'prefix marking'}), made in {time.perf_counter() - started:.1f} s"
+            )
             db_name, postgres_url = create_postgres_database(server)
             try:
                 for label, url in (("SQLite", f"sqlite:///{root.parent / (root.name + '.db')}"), ("Postgres", postgres_url)):

@@ -21,17 +21,25 @@ import urllib.parse
 import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
-
 from llm_monitoring.config import AlertSettings
-from llm_monitoring.core.alerts import Failure, GateAlert, headline, merge, message, run_url
+from llm_monitoring.core.alerts import GateAlert, headline, merge, message, run_url
 from llm_monitoring.core.wording import plural
+from llm_monitoring.storage.alerts import (
+    alert_rows,
+    alerts_by_id,
+    claim_alerts,
+    due_alerts,
+    mark_alerts_failed,
+    mark_alerts_sent,
+    pending_alerts,
+    record_alert,
+)
 from llm_monitoring.storage.engine import Database
-from llm_monitoring.storage.schema import alerts
+
+__all__ = ["LEASE", "AlertDeliveryError", "Delivery", "alert_rows", "backoff", "deliver_due", "destination", "post_json", "record"]
 
 logger = logging.getLogger("llm_monitoring.alerts")
 
@@ -59,40 +67,9 @@ def destination(url: str) -> str:
     return f"{parts.scheme}://{parts.hostname}{port}"
 
 
-# ---------------------------------------------------------------------------- recording
-
-
 def record(database: Database, alert: GateAlert, now: datetime | None = None) -> list[str]:
     """Store the alert's failures that were not alerted before; returns their subjects."""
-    now = now or datetime.now(timezone.utc)
-    insert = postgresql.insert if database.dialect == "postgresql" else sqlite.insert
-    recorded = []
-    with database.transaction() as connection:
-        for failure in alert.failures:
-            statement = (
-                insert(alerts)
-                .values(
-                    asset=alert.asset, gate=alert.gate, subject=failure.subject, run_id=alert.run_id,
-                    details=json.dumps(_details(alert, failure)), created_at=now, next_attempt_at=now,
-                )
-                .on_conflict_do_nothing(index_elements=["asset", "gate", "subject"])
-                .returning(alerts.c.subject)
-            )
-            recorded += connection.scalars(statement).all()
-    return recorded
-
-
-def _details(alert: GateAlert, failure: Failure) -> dict[str, Any]:
-    return {
-        "line": failure.line, "value": failure.value, "file": failure.file,
-        "severity": alert.severity, "threshold": alert.threshold,
-    }
-
-
-def _alert_of(row: sa.Row[Any]) -> GateAlert:
-    details = json.loads(row.details)
-    failure = Failure(row.subject, details["line"], details.get("value"), details.get("file"))
-    return GateAlert(row.gate, row.asset, details.get("severity", "WARN"), details.get("threshold"), (failure,), row.run_id)
+    return record_alert(database, alert, now or datetime.now(UTC))
 
 
 # ---------------------------------------------------------------------------- delivery
@@ -126,7 +103,9 @@ def post_json(url: str, body: dict[str, Any], timeout: float) -> None:
     """POST `body` as JSON; any answer but 2xx raises AlertDeliveryError."""
     try:
         request = urllib.request.Request(
-            url, data=json.dumps(body).encode(), method="POST",
+            url,
+            data=json.dumps(body).encode(),
+            method="POST",
             headers={"Content-Type": "application/json", "User-Agent": "llm-monitoring-alerts"},
         )
     except ValueError:  # its message would repeat the whole URL, secret path included
@@ -145,7 +124,7 @@ def deliver_due(
     database: Database,
     settings: AlertSettings,
     *,
-    now: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
+    now: Callable[[], datetime] = lambda: datetime.now(UTC),
     post: Post = post_json,
     sleep: Callable[[float], None] = time.sleep,
     budget_seconds: float = TICK_BUDGET_SECONDS,
@@ -156,22 +135,22 @@ def deliver_due(
     for ids, alert in _due_groups(database, now()):
         if time.monotonic() - started > budget_seconds:
             break
-        claimed = _claim(database, ids, now())
+        claimed = claim_alerts(database, ids, now(), LEASE)
         if not claimed:
             continue  # another sender took them
         if len(claimed) < len(ids):
-            alert = merge([one for one in _alerts_by_id(database, claimed)])
+            alert = merge(alerts_by_id(database, claimed))
         body = message(alert, run_url(settings.webserver_url, alert.run_id))
         error = _post_with_retries(post, settings, body, sleep)
         if error is None:
-            _mark_sent(database, claimed, now())
+            mark_alerts_sent(database, claimed, now())
             delivery.sent.append(alert)
             continue
-        _mark_failed(database, claimed, now(), error)
+        mark_alerts_failed(database, claimed, now(), error, backoff)
         delivery.failed.append((alert, error))
         logger.warning("alert %r not delivered: %s", headline(alert), error)
         break  # the webhook is down: the other messages wait for the next attempt too
-    delivery.pending, delivery.next_attempt_at = _pending(database)
+    delivery.pending, delivery.next_attempt_at = pending_alerts(database)
     return delivery
 
 
@@ -193,61 +172,8 @@ def backoff(attempts: int) -> timedelta:
 
 
 def _due_groups(database: Database, now: datetime) -> list[tuple[list[int], GateAlert]]:
-    with database.connect() as connection:
-        rows = connection.execute(
-            sa.select(alerts)
-            .where(alerts.c.sent_at.is_(None), alerts.c.next_attempt_at <= now)
-            .order_by(alerts.c.id)
-            .limit(MAX_ROWS_PER_TICK)
-        ).all()
-    groups: dict[tuple[str, str, str | None], list[sa.Row[Any]]] = {}
-    for row in rows:
-        groups.setdefault((row.asset, row.gate, row.run_id), []).append(row)
-    return [([row.id for row in group], merge([_alert_of(row) for row in group])) for group in groups.values()]
-
-
-def _alerts_by_id(database: Database, ids: list[int]) -> list[GateAlert]:
-    with database.connect() as connection:
-        return [_alert_of(row) for row in connection.execute(sa.select(alerts).where(alerts.c.id.in_(ids)).order_by(alerts.c.id))]
-
-
-def _claim(database: Database, ids: list[int], now: datetime) -> list[int]:
-    """Take the lease on the rows still due; returns the ids taken (none when another sender has them)."""
-    with database.transaction() as connection:
-        return list(connection.scalars(
-            sa.update(alerts)
-            .where(alerts.c.id.in_(ids), alerts.c.sent_at.is_(None), alerts.c.next_attempt_at <= now)
-            .values(next_attempt_at=now + LEASE)
-            .returning(alerts.c.id)
-        ))
-
-
-def _mark_sent(database: Database, ids: list[int], now: datetime) -> None:
-    with database.transaction() as connection:
-        connection.execute(
-            sa.update(alerts).where(alerts.c.id.in_(ids)).values(sent_at=now, attempts=alerts.c.attempts + 1, last_error=None)
-        )
-
-
-def _mark_failed(database: Database, ids: list[int], now: datetime, error: str) -> None:
-    with database.transaction() as connection:
-        attempts = max(connection.scalars(sa.select(alerts.c.attempts).where(alerts.c.id.in_(ids))).all(), default=0) + 1
-        connection.execute(
-            sa.update(alerts)
-            .where(alerts.c.id.in_(ids))
-            .values(attempts=alerts.c.attempts + 1, next_attempt_at=now + backoff(attempts), last_error=error[:2000])
-        )
-
-
-def _pending(database: Database) -> tuple[int, datetime | None]:
-    with database.connect() as connection:
-        count, next_at = connection.execute(
-            sa.select(sa.func.count(), sa.func.min(alerts.c.next_attempt_at)).where(alerts.c.sent_at.is_(None))
-        ).one()
-    return count, next_at
-
-
-def alert_rows(database: Database) -> list[dict[str, Any]]:
-    """Every alert row, oldest first."""
-    with database.connect() as connection:
-        return [dict(row._mapping) for row in connection.execute(sa.select(alerts).order_by(alerts.c.id))]
+    """The due rows, one group (and one message) per gate and run."""
+    groups: dict[tuple[str, str, str | None], list[tuple[int, GateAlert]]] = {}
+    for row_id, alert in due_alerts(database, now, MAX_ROWS_PER_TICK):
+        groups.setdefault((alert.asset, alert.gate, alert.run_id), []).append((row_id, alert))
+    return [([row_id for row_id, _ in group], merge([alert for _, alert in group])) for group in groups.values()]

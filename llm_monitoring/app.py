@@ -16,19 +16,18 @@ if _PROJECT_ROOT not in sys.path:
 
 import json  # noqa: E402
 import math  # noqa: E402
-from datetime import date, datetime, time, timedelta, timezone  # noqa: E402
+from datetime import UTC, date, datetime, time, timedelta  # noqa: E402
 from decimal import Decimal  # noqa: E402
 from typing import Any  # noqa: E402
 
 import pandas as pd  # noqa: E402
-import sqlalchemy as sa  # noqa: E402
 import streamlit as st  # noqa: E402
 
 from llm_monitoring.config import get_settings  # noqa: E402
 from llm_monitoring.core.timeline import TimelineEntry, message_timeline  # noqa: E402
 from llm_monitoring.feedback import FeedbackError, delete_feedback, save_feedback, update_feedback  # noqa: E402
 from llm_monitoring.storage.engine import Database  # noqa: E402
-from llm_monitoring.storage.errors import DatabaseUnavailable, InvalidDatabaseUrl, is_connection_error  # noqa: E402
+from llm_monitoring.storage.errors import DatabaseUnavailable, DriverError, InvalidDatabaseUrl, is_connection_error  # noqa: E402
 from llm_monitoring.storage.review import (  # noqa: E402
     CHECK_OUTCOMES,
     FilterOptions,
@@ -79,7 +78,7 @@ def fmt_int(value: int | None) -> str:
 
 
 def fmt_time(value: datetime | None) -> str:
-    return "-" if value is None else value.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+    return "-" if value is None else value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
 def fmt_duration(seconds: float | None) -> str:
@@ -87,7 +86,7 @@ def fmt_duration(seconds: float | None) -> str:
         return "-"
     if seconds < 60:
         return f"{seconds:.1f} s"
-    minutes, rest = divmod(int(round(seconds)), 60)
+    minutes, rest = divmod(round(seconds), 60)
     return f"{minutes} min {rest} s"
 
 
@@ -144,7 +143,7 @@ def sidebar_filters(database: Database, options: FilterOptions) -> tuple[RunFilt
 
 
 def _day_start(day: Any) -> datetime | None:
-    return datetime.combine(day, time.min, tzinfo=timezone.utc) if isinstance(day, date) else None
+    return datetime.combine(day, time.min, tzinfo=UTC) if isinstance(day, date) else None
 
 
 # ---------------------------------------------------------------------------- run list
@@ -177,7 +176,14 @@ def runs_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
             "Tools": [row["tool_call_count"] for row in rows],
             "Checks": [f"✅{row['checks_passed']} ❌{row['checks_failed']} ➖{row['checks_not_applicable']}" for row in rows],
             "Feedback": [
-                " ".join(part for part in (f"👍{row['feedback_good']}" * bool(row["feedback_good"]), f"👎{row['feedback_bad']}" * bool(row["feedback_bad"])) if part)
+                " ".join(
+                    part
+                    for part in (
+                        f"👍{row['feedback_good']}" * bool(row["feedback_good"]),
+                        f"👎{row['feedback_bad']}" * bool(row["feedback_bad"]),
+                    )
+                    if part
+                )
                 for row in rows
             ],
             "Prompt": [(row["prompt_preview"] or "").replace("\n", " ") for row in rows],
@@ -463,7 +469,9 @@ def show_feedback_editor(database: Database, log_id: int, entries: list[dict[str
         feedback_id = st.selectbox(
             "Feedback",
             list(by_id),
-            format_func=lambda key: f"#{key} {'👍' if by_id[key]['is_good'] else '👎'} {by_id[key]['reviewer'] or ''} {(by_id[key]['comments'] or '')[:40]}",
+            format_func=lambda key: (
+                f"#{key} {'👍' if by_id[key]['is_good'] else '👎'} {by_id[key]['reviewer'] or ''} {(by_id[key]['comments'] or '')[:40]}"
+            ),
             key=f"edit_pick_{log_id}",
         )
         entry = by_id[feedback_id]
@@ -482,8 +490,12 @@ def show_feedback_editor(database: Database, log_id: int, entries: list[dict[str
                 text = f"Feedback #{feedback_id} deleted."
             else:
                 update_feedback(
-                    database, feedback_id, is_good=verdict == VERDICTS[0], comments=comments,
-                    reference_answer=reference, reviewer=reviewer,
+                    database,
+                    feedback_id,
+                    is_good=verdict == VERDICTS[0],
+                    comments=comments,
+                    reference_answer=reference,
+                    reviewer=reviewer,
                 )
                 text = f"Feedback #{feedback_id} updated."
         except FeedbackError as error:
@@ -542,7 +554,7 @@ def main() -> None:
         st.warning(str(error), icon="🔎")
     except DatabaseUnavailable as error:
         show_unreachable(error)
-    except sa.exc.DBAPIError as error:
+    except DriverError as error:
         # Only a lost or refused connection is an outage; a statement the database refused says so.
         if is_connection_error(error):
             show_unreachable(database.unavailable(error))

@@ -251,11 +251,15 @@ def build_parser() -> argparse.ArgumentParser:
     feedback_cmd.add_argument("--limit", type=_list_limit, default=50, help="with list: how many (default 50)")
     feedback_cmd.set_defaults(handler=cmd_feedback, feedback_parser=feedback_cmd)
 
-    fake = commands.add_parser("fake-data", help="fake runs for the dashboards, priced and evaluated like real logs", description=fake_data.DESCRIPTION)
+    fake = commands.add_parser(
+        "fake-data", help="fake runs for the dashboards, priced and evaluated like real logs", description=fake_data.DESCRIPTION
+    )
     fake_data.add_arguments(fake)
     fake.set_defaults(handler=fake_data.run_command)
 
-    dashboards = commands.add_parser("dashboards", help="write the Grafana dashboards' JSON from llm_monitoring/grafana/build_dashboards.py")
+    dashboards = commands.add_parser(
+        "dashboards", help="write the Grafana dashboards' JSON from llm_monitoring/grafana/build_dashboards.py"
+    )
     dashboards.set_defaults(handler=lambda args: build_dashboards.write_dashboards())
     return parser
 

@@ -93,7 +93,7 @@ def check_logs_dir(logs_dir: str | os.PathLike[str]) -> Path:
     text = os.fspath(logs_dir)
     url = _URL_LIKE.match(text)  # Path("s3://bucket") is "s3:/bucket": match either form
     if url:
-        shown = mask_url(f"{url.group('scheme')}://{text[url.end():]}")
+        shown = mask_url(f"{url.group('scheme')}://{text[url.end() :]}")
         raise LogsDirUnusable(
             f"LOGS_DIR {shown} is a {url.group('scheme')}:// URL; this version reads logs from a local folder only "
             "(object storage is not supported yet)"

@@ -12,7 +12,7 @@ def normalize_url(url: str) -> str:
     """Accept postgres://, postgresql:// and postgresql+psycopg2://; use psycopg 3 for all of them."""
     for prefix in ("postgres://", "postgresql://", "postgresql+psycopg2://"):
         if url.startswith(prefix):
-            return "postgresql+psycopg://" + url[len(prefix):]
+            return "postgresql+psycopg://" + url[len(prefix) :]
     return url
 
 

@@ -27,7 +27,7 @@ import random
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -56,7 +56,9 @@ def _fake_profiles() -> tuple[AgentProfile, ...]:
         replace(by_name["faq_agent"], provider="openai", model="gpt-4o-mini", response_model="gpt-4o-mini-2024-07-18"),
         replace(by_name["docs_search"], provider="openai", model="gpt-4o", response_model="gpt-4o-2024-08-06"),
         replace(
-            by_name["support_bot"], provider="anthropic", model="claude-3-5-sonnet-latest",
+            by_name["support_bot"],
+            provider="anthropic",
+            model="claude-3-5-sonnet-latest",
             response_model="claude-3-5-sonnet-20241022",
         ),
         replace(by_name["wikiagent"], provider="google-gla", model="gemini-1.5-pro", response_model="gemini-1.5-pro-002"),
@@ -114,7 +116,7 @@ class FakeReport:
 
 def window_end(seed: int | None, now: datetime | None = None) -> datetime:
     """Now, or with a seed the start of the current UTC hour (the same for a whole hour)."""
-    now = (now or datetime.now(timezone.utc)).astimezone(timezone.utc)
+    now = (now or datetime.now(UTC)).astimezone(UTC)
     return now.replace(minute=0, second=0, microsecond=0) if seed is not None else now
 
 
@@ -133,7 +135,7 @@ def build_dataset(
     if not (0 <= feedback_rate <= 1 and 0 <= good_ratio <= 1):
         raise ValueError("feedback rate and good ratio must be between 0 and 1")
     rng = random.Random(seed) if seed is not None else random.Random()
-    end = (end or window_end(seed)).astimezone(timezone.utc)
+    end = (end or window_end(seed)).astimezone(UTC)
     start = end - timedelta(hours=hours)
     span = max((end - END_MARGIN - start).total_seconds(), 0.0)
     tag = f"s{seed}" if seed is not None else f"r{rng.getrandbits(32):08x}"
@@ -154,7 +156,7 @@ def build_dataset(
 
 def _log_uniform(rng: random.Random, low: int, high: int) -> int:
     """Most runs are small and a few are large, as in real traffic."""
-    return int(round(math.exp(rng.uniform(math.log(low), math.log(high)))))
+    return round(math.exp(rng.uniform(math.log(low), math.log(high))))
 
 
 def _set_usage(run_log: dict[str, Any], input_tokens: int, output_tokens: int) -> None:
@@ -171,7 +173,7 @@ def _set_usage(run_log: dict[str, Any], input_tokens: int, output_tokens: int) -
     new_inputs = _split(input_tokens, [max(m["usage"]["input_tokens"], 1) for m in first_of_each])
     new_outputs = _split(output_tokens, [max(m["usage"]["output_tokens"], 1) for m in first_of_each])
     totals = {"input_tokens": 0, "output_tokens": 0, "cache_read_tokens": 0, "cache_write_tokens": 0}
-    for copies, new_input, new_output in zip(responses.values(), new_inputs, new_outputs):
+    for copies, new_input, new_output in zip(responses.values(), new_inputs, new_outputs, strict=True):
         old = copies[0]["usage"]
         cached = round(new_input * old["cache_read_tokens"] / max(old["input_tokens"], 1))
         usage = {"input_tokens": new_input, "cache_write_tokens": 0, "cache_read_tokens": cached, "output_tokens": new_output}
@@ -229,7 +231,7 @@ def store_dataset(database: Database, dataset: FakeDataset) -> FakeReport:
     already = priced = 0
     for start in range(0, len(dataset.run_logs), STORE_BATCH):
         # Built batch by batch: memory holds one batch of parsed runs, whatever the count.
-        batch = [to_run_to_store(run_log) for run_log in dataset.run_logs[start:start + STORE_BATCH]]
+        batch = [to_run_to_store(run_log) for run_log in dataset.run_logs[start : start + STORE_BATCH]]
         result = store_runs(database, batch)
         already += len(result.already_stored)
         for offset, run in enumerate(batch):
@@ -296,7 +298,7 @@ def _positive(text: str) -> float:
 
 def _moment(text: str) -> datetime:
     moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    return moment.replace(tzinfo=timezone.utc) if moment.tzinfo is None else moment
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
 
 
 DESCRIPTION = "Generate fake agent runs (priced and evaluated like real logs) into DATABASE_URL, or as log files."
@@ -333,8 +335,12 @@ def run_command(args: argparse.Namespace) -> int:
         if args.purge:
             return _purge()
         dataset = build_dataset(
-            args.count, args.hours, seed=args.seed, end=args.end,
-            feedback_rate=args.feedback_rate, good_ratio=args.good_ratio,
+            args.count,
+            args.hours,
+            seed=args.seed,
+            end=args.end,
+            feedback_rate=args.feedback_rate,
+            good_ratio=args.good_ratio,
         )
         window = f"{dataset.window_start:%Y-%m-%d %H:%M} to {dataset.window_end:%Y-%m-%d %H:%M} UTC"
         if args.to_files:
@@ -362,10 +368,7 @@ def _purge() -> int:
     with open_database() as database:
         deleted = purge_origin(database, FAKE_ORIGIN)
         where = database.display_url
-    print(
-        f"Deleted {deleted['llm_logs']} fake runs, {deleted['eval_checks']} checks and "
-        f"{deleted['feedback']} feedback rows from {where}"
-    )
+    print(f"Deleted {deleted['llm_logs']} fake runs, {deleted['eval_checks']} checks and {deleted['feedback']} feedback rows from {where}")
     return 0
 
 

@@ -107,7 +107,7 @@ def _shown(value: Any, limit: int = 60) -> str:
         text = repr(value)
     except ValueError:  # an int of more than 4,300 digits has no repr
         return f"a {type(value).__name__} too large to show"
-    return text if len(text) <= limit else f"{text[:limit - 3]}..."
+    return text if len(text) <= limit else f"{text[: limit - 3]}..."
 
 
 def _id(value: Any, name: str) -> int:
@@ -171,9 +171,7 @@ def _optional_text(value: Any, name: str) -> str | None:
     return value if value.strip() else None
 
 
-def validate_feedback(
-    log_id: Any, is_good: Any, comments: Any = None, reference_answer: Any = None, reviewer: Any = None
-) -> Feedback:
+def validate_feedback(log_id: Any, is_good: Any, comments: Any = None, reference_answer: Any = None, reviewer: Any = None) -> Feedback:
     """A Feedback record, or InvalidFeedback naming the first bad argument."""
     return Feedback(
         log_id=_id(log_id, "log_id"),
@@ -252,9 +250,7 @@ def get_feedback(db: Database, feedback_id: int) -> FeedbackEntry:
     return FeedbackEntry.from_row(row)
 
 
-def list_feedback(
-    db: Database, log_id: int | None = None, *, reviewer: str | None = None, limit: int | None = 100
-) -> list[FeedbackEntry]:
+def list_feedback(db: Database, log_id: int | None = None, *, reviewer: str | None = None, limit: int | None = 100) -> list[FeedbackEntry]:
     """Feedback newest first: all of it, or of one run, or of one reviewer."""
     if log_id is not None:
         _id(log_id, "log_id")
@@ -321,7 +317,7 @@ _UTF16_BOMS = (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)
 def _refuse_utf16(path: Path) -> None:
     with path.open("rb") as handle:
         if handle.read(2) in _UTF16_BOMS:
-            raise FeedbackError(f"{path.name}: the file is UTF-16 text; save it as UTF-8 (\"CSV UTF-8\") and import again")
+            raise FeedbackError(f'{path.name}: the file is UTF-16 text; save it as UTF-8 ("CSV UTF-8") and import again')
 
 
 @contextmanager
@@ -360,7 +356,7 @@ def _csv_rows(path: Path) -> Iterator[tuple[int, dict[str, Any] | RowError]]:
         if header is None:
             return
         names = [name.strip().lower() for name in header]
-        if _not_utf8(dict(zip(names, names))):
+        if _not_utf8(dict(zip(names, names, strict=True))):
             raise FeedbackError(f"{path.name}: line 1: the header is not valid UTF-8; save the file as UTF-8")
         missing = [name for name in ("log_id", "is_good") if name not in names]
         if missing:
@@ -386,7 +382,7 @@ def _csv_rows(path: Path) -> Iterator[tuple[int, dict[str, Any] | RowError]]:
             if len(values) > len(names):
                 yield line, RowError(line, f"{len(values)} values for {len(names)} columns")
                 continue
-            fields = {name: value for name, value in zip(names, values)}
+            fields = dict(zip(names, values, strict=False))  # a short row leaves its last fields out
             problem = _not_utf8(fields)
             yield line, RowError(line, problem) if problem else fields
 
@@ -400,7 +396,10 @@ def _jsonl_rows(path: Path) -> Iterator[tuple[int, dict[str, Any] | RowError]]:
             try:
                 text = raw.decode("utf-8")
             except UnicodeDecodeError as error:
-                yield line, RowError(line, f"not valid UTF-8 (byte 0x{raw[error.start]:02X} at column {error.start + 1}); save the file as UTF-8")
+                yield (
+                    line,
+                    RowError(line, f"not valid UTF-8 (byte 0x{raw[error.start]:02X} at column {error.start + 1}); save the file as UTF-8"),
+                )
                 continue
             if not text.strip():
                 continue

@@ -37,14 +37,14 @@ def _escape_at(text: str, index: int) -> tuple[str, int] | None:
     """The character an escape at text[index] stands for and the escape's length, if it is one."""
     if text.startswith("\\\\", index):
         return "\\", 2
-    if text.startswith("\\x", index) and index + 4 <= len(text) and all(c in _HEX for c in text[index + 2:index + 4]):
-        value = int(text[index + 2:index + 4], 16)
+    if text.startswith("\\x", index) and index + 4 <= len(text) and all(c in _HEX for c in text[index + 2 : index + 4]):
+        value = int(text[index + 2 : index + 4], 16)
         if value >= 0x80:
             return chr(0xDC00 + value), 4
         if value < 0x20 or value == 0x7F:
             return chr(value), 4
-    if text.startswith("\\u", index) and index + 6 <= len(text) and all(c in _HEX for c in text[index + 2:index + 6]):
-        value = int(text[index + 2:index + 6], 16)
+    if text.startswith("\\u", index) and index + 6 <= len(text) and all(c in _HEX for c in text[index + 2 : index + 6]):
+        value = int(text[index + 2 : index + 6], 16)
         if 0xD800 <= value <= 0xDFFF and not 0xDC80 <= value <= 0xDCFF:
             return chr(value), 6
     return None
@@ -57,7 +57,7 @@ def name_text(name: str) -> str:
     pieces = [_escaped(char) or char for char in name]
     for index in range(len(pieces) - 1, -1, -1):
         # A literal backslash is doubled only where the text after it would read as an escape.
-        if pieces[index] == "\\" and _escape_at("\\" + "".join(pieces[index + 1:index + 6]), 0):
+        if pieces[index] == "\\" and _escape_at("\\" + "".join(pieces[index + 1 : index + 6]), 0):
             pieces[index] = "\\\\"
     return "".join(pieces)
 

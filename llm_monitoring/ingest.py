@@ -33,7 +33,7 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from enum import Enum
 from functools import partial
 
@@ -146,7 +146,7 @@ def describe_failure(stage: str, error: BaseException) -> str:
     cause = getattr(error, "orig", None) or error  # SQLAlchemy wraps what the driver raised
     message = " ".join(str(cause).split()) or "(no message)"
     reason = name_text(mask_url(f"{type(cause).__name__} while {stage}: {message}"))
-    return reason if len(reason) <= MAX_REASON_CHARS else reason[:MAX_REASON_CHARS - 3] + "..."
+    return reason if len(reason) <= MAX_REASON_CHARS else reason[: MAX_REASON_CHARS - 3] + "..."
 
 
 def ingest_files(
@@ -238,7 +238,7 @@ def _stored_batches(
 
 def _chunks(names: list[str], size: int) -> Iterator[list[str]]:
     for start in range(0, len(names), size):
-        yield names[start:start + size]
+        yield names[start : start + size]
 
 
 @dataclass
@@ -370,14 +370,14 @@ def _read(source: LogSource, name: str, settings: Settings, now: float, settled_
         return _Skip.UNSETTLED  # written to while it was read: look again once it settles
     except NotALogFile as error:
         return _Rejected(name, _key_of_unread(source, name), str(error), log_file.version if log_file else None)
-    except Exception as error:  # noqa: BLE001 - whatever one file raises is that file's reason
+    except Exception as error:
         return _Rejected(name, _key_of_unread(source, name), describe_failure(stage, error), log_file.version if log_file else None)
 
 
 def _key_of_unread(source: LogSource, name: str) -> str:
     try:
         return source.entry_key(name)
-    except Exception as error:  # noqa: BLE001 - even hashing fails: key the row by the name and error
+    except Exception as error:
         return hashlib.sha256(f"{type(error).__name__}\0{name_text(name)}".encode()).hexdigest()
 
 
@@ -404,7 +404,7 @@ def _encoded(
             evaluator_version=EVALUATOR_VERSION,
         )
         encoded = encode(run)
-    except Exception as error:  # noqa: BLE001 - whatever one file raises is that file's reason
+    except Exception as error:
         if stage == "parsing" and now - read.mtime < settings.settle_seconds:
             return _Skip.UNSETTLED  # probably still being written: look again once it settles
         reason = error.reason if isinstance(error, ParseError) else describe_failure(stage, error)
@@ -414,7 +414,7 @@ def _encoded(
 
 def _fallback_time(mtime: float) -> datetime | None:
     try:
-        return datetime.fromtimestamp(mtime, timezone.utc)
+        return datetime.fromtimestamp(mtime, UTC)
     except (OverflowError, OSError, ValueError):
         return None
 
@@ -427,7 +427,9 @@ def _store_isolated(database: Database, runs: list[EncodedRun]) -> tuple[BatchRe
     except Exception as error:
         if not is_data_error(error):
             raise
-        logger.warning("the database refused a batch of %d runs (%s); storing them one at a time", len(runs), describe_failure("storing", error))
+        logger.warning(
+            "the database refused a batch of %d runs (%s); storing them one at a time", len(runs), describe_failure("storing", error)
+        )
     inserted: dict[str, int] = {}
     already: set[str] = set()
     refused: dict[str, str] = {}

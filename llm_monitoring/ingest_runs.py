@@ -21,12 +21,12 @@ import dagster as dg
 from llm_monitoring.config import check_logs_dir, get_settings
 from llm_monitoring.core.wording import plural
 from llm_monitoring.database_url import mask_url
-from llm_monitoring.storage.engine import Database
-from llm_monitoring.storage.errors import DatabaseUnavailable
-from llm_monitoring.storage.ledger import known_processed
 from llm_monitoring.defs import keys
 from llm_monitoring.defs.loggers import command_line_logger
 from llm_monitoring.sources import LocalDirectorySource
+from llm_monitoring.storage.engine import Database
+from llm_monitoring.storage.errors import DatabaseUnavailable
+from llm_monitoring.storage.ledger import known_processed
 
 logger = logging.getLogger("llm_monitoring.ingest_runs")
 
@@ -58,9 +58,7 @@ def open_instance() -> dg.DagsterInstance:
     return dg.DagsterInstance.ephemeral()
 
 
-def run_ingest(
-    files: Sequence[str] | None = None, *, settled_only: bool = False, instance: dg.DagsterInstance | None = None
-) -> RunOutcome:
+def run_ingest(files: Sequence[str] | None = None, *, settled_only: bool = False, instance: dg.DagsterInstance | None = None) -> RunOutcome:
     """Run the ingest job once over `files`, names in the log folder (default: every pending file)."""
     from llm_monitoring.definitions import defs  # deferred: loading definitions imports all of Dagster's graph
 

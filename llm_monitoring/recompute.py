@@ -12,7 +12,7 @@ import logging
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -127,7 +127,7 @@ def price_data(refresh: bool, url: str | None = None, timeout: float = PRICE_REF
         problem = None if updated else f"no answer within {timeout:.0f}s"
     # genai-prices re-raises whatever its fetch raised (HTTP, JSON, validation errors): all of
     # them mean "keep the installed prices", and the reason goes into the report.
-    except Exception as error:  # noqa: BLE001
+    except Exception as error:
         updated, problem = False, f"{type(error).__name__}: {error}"
     finally:
         updater.stop()
@@ -237,9 +237,7 @@ def reevaluate(database: Database, start: datetime, end: datetime, *, keep_other
                 report.passed[check.check_name] = report.passed.get(check.check_name, 0) + bool(check.passed)
         return checks
 
-    report.outcome = replace_checks_in_window(
-        database, start, end, evaluate_stored, version, keep_other_versions=keep_other_versions
-    )
+    report.outcome = replace_checks_in_window(database, start, end, evaluate_stored, version, keep_other_versions=keep_other_versions)
     return report
 
 
@@ -259,13 +257,11 @@ class DailyRebuild:
         return (self.end_day - self.first_day).days
 
 
-def _rebuild(
-    database: Database, table: str, start: datetime, end: datetime, compute: Callable[[], list[dict[str, Any]]]
-) -> DailyRebuild:
+def _rebuild(database: Database, table: str, start: datetime, end: datetime, compute: Callable[[], list[dict[str, Any]]]) -> DailyRebuild:
     first_day, end_day = day_range(start, end)
 
     def build() -> list[dict[str, Any]]:
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         return [{**row, "computed_at": now} for row in compute() if first_day <= row["day"] < end_day]
 
     deleted, rows = replace_daily_rows(database, table, first_day, end_day, build)
@@ -280,14 +276,20 @@ def rebuild_daily_usage(database: Database, start: datetime, end: datetime) -> D
 
 def rebuild_daily_eval_summary(database: Database, start: datetime, end: datetime) -> DailyRebuild:
     return _rebuild(
-        database, "daily_eval_summary", start, end,
+        database,
+        "daily_eval_summary",
+        start,
+        end,
         lambda: aggregates.summarize_daily_evals(eval_rows(database, start, end), EVAL_COLUMNS),
     )
 
 
 def rebuild_daily_feedback(database: Database, start: datetime, end: datetime) -> DailyRebuild:
     return _rebuild(
-        database, "daily_feedback", start, end,
+        database,
+        "daily_feedback",
+        start,
+        end,
         lambda: aggregates.summarize_daily_feedback(feedback_rows(database, start, end), FEEDBACK_COLUMNS),
     )
 

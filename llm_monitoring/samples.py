@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import random
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -29,29 +29,45 @@ class AgentProfile:
 
 PROFILES: tuple[AgentProfile, ...] = (
     AgentProfile(
-        "faq_agent", "openai", "gpt-4o-mini", "gpt-4o-mini-2024-07-18",
+        "faq_agent",
+        "openai",
+        "gpt-4o-mini",
+        "gpt-4o-mini-2024-07-18",
         "You are a helpful assistant for a course FAQ. Use the search tool to find relevant answers. "
         "Always include references by citing the filename of the source material you used.",
         ("search",),
     ),
     AgentProfile(
-        "docs_search", "openai", "gpt-4o", "gpt-4o-2024-08-06",
+        "docs_search",
+        "openai",
+        "gpt-4o",
+        "gpt-4o-2024-08-06",
         "You are a search assistant for the documentation. Perform at least 3 and at most 6 distinct searches "
         "before answering. Include a References section listing the files you used.",
-        ("search", "read_file"), structured=True,
+        ("search", "read_file"),
+        structured=True,
     ),
     AgentProfile(
-        "wikiagent", "google-gla", "gemini-2.5-flash", "gemini-2.5-flash",
+        "wikiagent",
+        "google-gla",
+        "gemini-2.5-flash",
+        "gemini-2.5-flash",
         "You answer questions with Wikipedia. Search first, then fetch pages, and cite the page URLs.",
         ("search_wikipedia", "get_page"),
     ),
     AgentProfile(
-        "k8s_agent", "groq", "llama-3.3-70b-versatile", "llama-3.3-70b-versatile",
+        "k8s_agent",
+        "groq",
+        "llama-3.3-70b-versatile",
+        "llama-3.3-70b-versatile",
         "You are a Kubernetes expert. Use hybrid_search_tool to look up the docs; answer concisely.",
         ("hybrid_search_tool",),
     ),
     AgentProfile(
-        "support_bot", "anthropic", "claude-3-5-sonnet-latest", "claude-3-5-sonnet-20241022",
+        "support_bot",
+        "anthropic",
+        "claude-3-5-sonnet-latest",
+        "claude-3-5-sonnet-20241022",
         "You are a support assistant. Be brief and friendly.",
         ("lookup_order",),
     ),
@@ -76,20 +92,194 @@ _FILLER = (
 # Tool returns are retrieved documents: varied prose, not one repeated sentence. Real logs compress
 # about 3.5x (lz4); text drawn from this vocabulary and sentence pool compresses about the same,
 # so storage and throughput figures measured on samples hold for real logs.
-_WORDS = (
-    "the a of to and in is for that with on as by this be are from or it can an at you your which "
-    "when if each not more all one use used using also other data file files model models query value "
-    "values table tables run runs step steps user users set default option options config configuration "
-    "server client request response error errors token tokens cache time date version release update "
-    "install build test tests check checks index search result results page pages section document "
-    "example examples local remote network service services container image images cluster node nodes "
-    "namespace resource resources policy access key keys secret role schema column columns row rows "
-    "pipeline job jobs task tasks schedule event events log logs metric metrics alert dashboard source "
-    "target output input format path folder name names type types field fields list map function method "
-    "class object instance process memory disk limit limits size count number first last new old same "
-    "different important required optional available supported recommended possible simple small large "
-    "fast slow safe secure public private manual automatic current previous following before after during"
-).split()
+_WORDS = [
+    "the",
+    "a",
+    "of",
+    "to",
+    "and",
+    "in",
+    "is",
+    "for",
+    "that",
+    "with",
+    "on",
+    "as",
+    "by",
+    "this",
+    "be",
+    "are",
+    "from",
+    "or",
+    "it",
+    "can",
+    "an",
+    "at",
+    "you",
+    "your",
+    "which",
+    "when",
+    "if",
+    "each",
+    "not",
+    "more",
+    "all",
+    "one",
+    "use",
+    "used",
+    "using",
+    "also",
+    "other",
+    "data",
+    "file",
+    "files",
+    "model",
+    "models",
+    "query",
+    "value",
+    "values",
+    "table",
+    "tables",
+    "run",
+    "runs",
+    "step",
+    "steps",
+    "user",
+    "users",
+    "set",
+    "default",
+    "option",
+    "options",
+    "config",
+    "configuration",
+    "server",
+    "client",
+    "request",
+    "response",
+    "error",
+    "errors",
+    "token",
+    "tokens",
+    "cache",
+    "time",
+    "date",
+    "version",
+    "release",
+    "update",
+    "install",
+    "build",
+    "test",
+    "tests",
+    "check",
+    "checks",
+    "index",
+    "search",
+    "result",
+    "results",
+    "page",
+    "pages",
+    "section",
+    "document",
+    "example",
+    "examples",
+    "local",
+    "remote",
+    "network",
+    "service",
+    "services",
+    "container",
+    "image",
+    "images",
+    "cluster",
+    "node",
+    "nodes",
+    "namespace",
+    "resource",
+    "resources",
+    "policy",
+    "access",
+    "key",
+    "keys",
+    "secret",
+    "role",
+    "schema",
+    "column",
+    "columns",
+    "row",
+    "rows",
+    "pipeline",
+    "job",
+    "jobs",
+    "task",
+    "tasks",
+    "schedule",
+    "event",
+    "events",
+    "log",
+    "logs",
+    "metric",
+    "metrics",
+    "alert",
+    "dashboard",
+    "source",
+    "target",
+    "output",
+    "input",
+    "format",
+    "path",
+    "folder",
+    "name",
+    "names",
+    "type",
+    "types",
+    "field",
+    "fields",
+    "list",
+    "map",
+    "function",
+    "method",
+    "class",
+    "object",
+    "instance",
+    "process",
+    "memory",
+    "disk",
+    "limit",
+    "limits",
+    "size",
+    "count",
+    "number",
+    "first",
+    "last",
+    "new",
+    "old",
+    "same",
+    "different",
+    "important",
+    "required",
+    "optional",
+    "available",
+    "supported",
+    "recommended",
+    "possible",
+    "simple",
+    "small",
+    "large",
+    "fast",
+    "slow",
+    "safe",
+    "secure",
+    "public",
+    "private",
+    "manual",
+    "automatic",
+    "current",
+    "previous",
+    "following",
+    "before",
+    "after",
+    "during",
+]
 
 
 def _pseudo_words(rng: random.Random, count: int) -> list[str]:
@@ -149,16 +339,40 @@ def make_run_log(rng: random.Random, started: datetime, *, size_kb: int = 5, pro
         usage = _usage(rng, 600 + index * 900, 40)
         for key in totals:
             totals[key] += usage[key]
-        messages.append(_response(rng, clock, profile, [
-            {"tool_name": search_tool, "args": json.dumps({"query": f"{topic} {index}"}), "tool_call_id": call_id, "part_kind": "tool-call"}
-        ], usage, "tool_call"))
+        messages.append(
+            _response(
+                rng,
+                clock,
+                profile,
+                [
+                    {
+                        "tool_name": search_tool,
+                        "args": json.dumps({"query": f"{topic} {index}"}),
+                        "tool_call_id": call_id,
+                        "part_kind": "tool-call",
+                    }
+                ],
+                usage,
+                "tool_call",
+            )
+        )
         tool_calls += 1
         clock += timedelta(seconds=rng.uniform(0.1, 1.0))
         content = [{"filename": source_file, "content": document_text(call_id, body_chars)}]
-        messages.append({
-            "parts": [{"tool_name": search_tool, "content": content, "tool_call_id": call_id, "timestamp": clock.isoformat(), "part_kind": "tool-return"}],
-            "kind": "request",
-        })
+        messages.append(
+            {
+                "parts": [
+                    {
+                        "tool_name": search_tool,
+                        "content": content,
+                        "tool_call_id": call_id,
+                        "timestamp": clock.isoformat(),
+                        "part_kind": "tool-return",
+                    }
+                ],
+                "kind": "request",
+            }
+        )
     clock += timedelta(seconds=rng.uniform(1.0, 6.0))
     answer = _answer(rng, topic, source_file)
     usage = _usage(rng, 900 + searches * 1000, rng.randint(80, 600))
@@ -176,7 +390,19 @@ def make_run_log(rng: random.Random, started: datetime, *, size_kb: int = 5, pro
         final = _response(rng, clock, profile, parts, usage, "tool_call")
         messages.append(final)
         # Streamed runs repeat their final response: the parser must count it once.
-        messages.append({"parts": [{"tool_name": "final_result", "content": "Final result processed.", "tool_call_id": "call_final", "part_kind": "tool-return"}], "kind": "request"})
+        messages.append(
+            {
+                "parts": [
+                    {
+                        "tool_name": "final_result",
+                        "content": "Final result processed.",
+                        "tool_call_id": "call_final",
+                        "part_kind": "tool-return",
+                    }
+                ],
+                "kind": "request",
+            }
+        )
         messages.append(dict(final))
     else:
         messages.append(_response(rng, clock, profile, [{"content": answer, "part_kind": "text"}], usage, "stop"))
@@ -187,7 +413,12 @@ def make_run_log(rng: random.Random, started: datetime, *, size_kb: int = 5, pro
         "model": profile.model,
         "tools": list(profile.tools),
         "messages": messages,
-        "usage": {**totals, "cache_write_tokens": 0, "requests": len([m for m in messages if m["kind"] == "response"]) - (1 if profile.structured else 0), "tool_calls": tool_calls},
+        "usage": {
+            **totals,
+            "cache_write_tokens": 0,
+            "requests": len([m for m in messages if m["kind"] == "response"]) - (1 if profile.structured else 0),
+            "tool_calls": tool_calls,
+        },
         "output": output,
     }
 
@@ -198,7 +429,9 @@ def _usage(rng: random.Random, input_tokens: int, output_tokens: int) -> dict[st
     return {"input_tokens": input_tokens, "cache_write_tokens": 0, "cache_read_tokens": cache_read, "output_tokens": output_tokens}
 
 
-def _response(rng: random.Random, moment: datetime, profile: AgentProfile, parts: list[dict[str, Any]], usage: dict[str, int], finish: str) -> dict[str, Any]:
+def _response(
+    rng: random.Random, moment: datetime, profile: AgentProfile, parts: list[dict[str, Any]], usage: dict[str, int], finish: str
+) -> dict[str, Any]:
     return {
         "parts": parts,
         "usage": dict(usage),
@@ -233,7 +466,7 @@ def write_sample_logs(
 ) -> list[Path]:
     """Write `count` logs into `folder`, the same bytes for the same arguments; returns their paths."""
     rng = random.Random(seed)
-    start = start or datetime(2026, 1, 5, 9, 0, tzinfo=timezone.utc)
+    start = start or datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     paths = []

@@ -342,8 +342,13 @@ def _subfolder(root: str, value: str, setting: str) -> str:
 
 
 _KINDS = {
-    stat.S_IFREG: "file", stat.S_IFLNK: "symbolic link (never followed)", stat.S_IFIFO: "FIFO",
-    stat.S_IFSOCK: "socket", stat.S_IFCHR: "character device", stat.S_IFBLK: "block device", stat.S_IFDIR: "folder",
+    stat.S_IFREG: "file",
+    stat.S_IFLNK: "symbolic link (never followed)",
+    stat.S_IFIFO: "FIFO",
+    stat.S_IFSOCK: "socket",
+    stat.S_IFCHR: "character device",
+    stat.S_IFBLK: "block device",
+    stat.S_IFDIR: "folder",
 }
 
 

@@ -136,8 +136,13 @@ def instance() -> Iterator[dg.DagsterInstance]:
 # Modules whose tests start real processes (the runner killed mid-pass, two runners at once, commands
 # as a user types them, dagster dev, the compose services' commands, a browser) or run the watcher.
 E2E_MODULES = {
-    "test_app_browser", "test_command_errors", "test_compose", "test_dagster_dev", "test_faults",
-    "test_ingest_acceptance", "test_ingest_races",
+    "test_app_browser",
+    "test_command_errors",
+    "test_compose",
+    "test_dagster_dev",
+    "test_faults",
+    "test_ingest_acceptance",
+    "test_ingest_races",
 }
 BROWSER_MODULES = {"test_app_browser"}
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import random
 from collections.abc import Callable
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +22,7 @@ RANGE_END = "dagster/asset_partition_range_end"
 
 
 def day_at(day: date, hour: int = 9, minute: int = 0) -> datetime:
-    return datetime.combine(day, time(hour, minute), tzinfo=timezone.utc)
+    return datetime.combine(day, time(hour, minute), tzinfo=UTC)
 
 
 def sample_run(
@@ -49,17 +49,13 @@ def store_day(
 ) -> list[int]:
     """Store `count` runs started on `day` (one every 7 minutes from 09:00 UTC); returns their ids."""
     rng = random.Random(f"{day}-{seed}")
-    runs = [
-        sample_run(rng, day_at(day) + timedelta(minutes=7 * index), profiles[index % len(profiles)], mutate)
-        for index in range(count)
-    ]
+    runs = [sample_run(rng, day_at(day) + timedelta(minutes=7 * index), profiles[index % len(profiles)], mutate) for index in range(count)]
     return sorted(store_runs(database, runs).inserted.values())
 
 
 def store_days(database: Database, first: date, days: int, per_day: int, **options: Any) -> dict[date, list[int]]:
     return {
-        first + timedelta(days=offset): store_day(database, first + timedelta(days=offset), per_day, **options)
-        for offset in range(days)
+        first + timedelta(days=offset): store_day(database, first + timedelta(days=offset), per_day, **options) for offset in range(days)
     }
 
 
@@ -84,9 +80,7 @@ def run_job(name: str, instance: dg.DagsterInstance, *, first: str, last: str, r
     """Execute a job of the project's definitions over a range of day partitions, as one run."""
     from llm_monitoring.definitions import defs
 
-    return defs.resolve_job_def(name).execute_in_process(
-        instance=instance, tags=range_tags(first, last), run_config=run_config or {}
-    )
+    return defs.resolve_job_def(name).execute_in_process(instance=instance, tags=range_tags(first, last), run_config=run_config or {})
 
 
 def materializations(result: dg.ExecuteInProcessResult) -> dict[str, list[dg.AssetMaterialization]]:
@@ -111,13 +105,18 @@ def select(database: Database, statement: sa.Select) -> list[Any]:
 
 
 def day_of(moment: datetime) -> date:
-    return moment.astimezone(timezone.utc).date()
-
+    return moment.astimezone(UTC).date()
 
 
 def write_logs(
-    folder: Path, count: int, *, seed: int, start: datetime, spread: timedelta = timedelta(hours=1),
-    mutate: Callable[[dict[str, Any]], None] | None = None, prefix: str = "",
+    folder: Path,
+    count: int,
+    *,
+    seed: int,
+    start: datetime,
+    spread: timedelta = timedelta(hours=1),
+    mutate: Callable[[dict[str, Any]], None] | None = None,
+    prefix: str = "",
 ) -> list[Path]:
     """Run-log files as an agent writes them (see samples.write_sample_logs), each changed by `mutate`."""
     paths = write_sample_logs(folder, count, seed=seed, start=start, spread=spread, prefix=prefix)

@@ -93,17 +93,35 @@ def write_poison(folder: Path, *, postgres: bool, reader_bypasses_permissions: b
     put("float-1e400.json", _with_literal("inf", "output_tokens", "1e400"), "stored", "not a finite number", "value_notes")
     put("float-1e308.json", _with_literal("huge", "input_tokens", "1e308"), "stored", "the largest count stored", "value_notes")
     put("nan-tokens.json", _with_literal("nan", "input_tokens", "NaN"), "stored", "not a finite number", "value_notes")
-    put("negative-tokens.json", log_bytes("negative", input_tokens=-5), "stored", "invalid_usage: input_tokens: -5 is negative", "pricing_status")
+    put(
+        "negative-tokens.json",
+        log_bytes("negative", input_tokens=-5),
+        "stored",
+        "invalid_usage: input_tokens: -5 is negative",
+        "pricing_status",
+    )
     document = log_document("requests_top")
     document["usage"] = {"input_tokens": 10, "output_tokens": 5, "requests": 2**40}
     put("requests-top-over-int32.json", json.dumps(document).encode(), "stored", "requests:", "value_notes")
     document = log_document("cost", details={"cost": 1e300})
     put("reported-cost-1e300.json", json.dumps(document).encode(), "stored", "provider_reported_cost", "value_notes")
     # Timestamps that overflow when converted to UTC.
-    put("year-9999-minus-5h.json", _with_timestamps("y9999", "9999-12-31T23:00:00-05:00"), "stored", "outside the years 1 to 9999", "value_notes")
+    put(
+        "year-9999-minus-5h.json",
+        _with_timestamps("y9999", "9999-12-31T23:00:00-05:00"),
+        "stored",
+        "outside the years 1 to 9999",
+        "value_notes",
+    )
     put("year-1-plus-5h.json", _with_timestamps("y1", "0001-01-01T01:00:00+05:00"), "stored", "outside the years 1 to 9999", "value_notes")
     # Text no UTF-8 encoder takes (stored with U+FFFD) and a NUL character (Postgres text cannot hold it).
-    put("lone-surrogate.json", log_bytes("surrogate").replace(b"question about", b"question \\udc80 about"), "stored", "\ufffd", "user_prompt")
+    put(
+        "lone-surrogate.json",
+        log_bytes("surrogate").replace(b"question about", b"question \\udc80 about"),
+        "stored",
+        "\ufffd",
+        "user_prompt",
+    )
     put("nul-character.json", log_bytes("nul").replace(b"question about", b"question \\u0000 about"), "stored", "\ufffd", "user_prompt")
     # JSON nested deeper than Python can parse; and nested 1,000 deep in a tool call's arguments,
     # which orjson parses (it allows 1,024 levels) but json.dumps cannot write back.
@@ -116,8 +134,13 @@ def write_poison(folder: Path, *, postgres: bool, reader_bypasses_permissions: b
     rng = random.Random(7)
     document = log_document("long_model")
     document["model"] = "".join(rng.choice(string.ascii_letters + string.digits) for _ in range(12_000))
-    put("model-name-12000-chars.json", json.dumps(document).encode(), "quarantined" if postgres else "stored",
-        "index row" if postgres else "unknown_model", "" if postgres else "pricing_status")
+    put(
+        "model-name-12000-chars.json",
+        json.dumps(document).encode(),
+        "quarantined" if postgres else "stored",
+        "index row" if postgres else "unknown_model",
+        "" if postgres else "pricing_status",
+    )
     # Names: not UTF-8 (good and bad content), and the longest a file system allows.
     put(b"run-\xff\xfe.json", log_bytes("non_utf8_name"), "stored", "", "")
     put(b"broken-\xff.json", b'{"messages": [', "quarantined", "truncated JSON")
@@ -129,8 +152,12 @@ def write_poison(folder: Path, *, postgres: bool, reader_bypasses_permissions: b
     os.symlink(outside / "secret.json", folder / "symlink-outside.json")
     poisons.append(Poison("symlink-outside.json", "quarantined", "symbolic link"))
     # A file the process may not read.
-    put("unreadable.json", log_bytes("unreadable"), "stored" if reader_bypasses_permissions else "quarantined",
-        "" if reader_bypasses_permissions else "PermissionError while reading")
+    put(
+        "unreadable.json",
+        log_bytes("unreadable"),
+        "stored" if reader_bypasses_permissions else "quarantined",
+        "" if reader_bypasses_permissions else "PermissionError while reading",
+    )
     os.chmod(folder / "unreadable.json", 0)
     # The classes the ingest always quarantined.
     put("empty.json", b"", "quarantined", "empty file")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import http.server
 import json
 import os
@@ -35,10 +36,8 @@ def wait_until(condition: Callable[[], T], timeout: float, what: str, interval: 
 
 
 def signal_group(process: subprocess.Popen[bytes], sig: signal.Signals) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError):  # already gone
         os.killpg(process.pid, sig)
-    except ProcessLookupError:
-        pass  # already gone
 
 
 def stop_group(process: subprocess.Popen[bytes], grace: float = 10) -> None:
@@ -88,7 +87,7 @@ class WebhookReceiver(http.server.ThreadingHTTPServer):
     def bodies(self, kind: str | None = None) -> list[dict[str, Any]]:
         return [body for _, body in self.received if kind is None or body.get("kind") == kind]
 
-    def __enter__(self) -> "WebhookReceiver":
+    def __enter__(self) -> WebhookReceiver:
         threading.Thread(target=self.serve_forever, daemon=True).start()
         return self
 
@@ -100,7 +99,7 @@ class WebhookReceiver(http.server.ThreadingHTTPServer):
 class _WebhookHandler(http.server.BaseHTTPRequestHandler):
     server: WebhookReceiver
 
-    def do_POST(self) -> None:  # noqa: N802 (http.server's name)
+    def do_POST(self) -> None:
         body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
         with self.server._lock:
             status = self.server._refusals.pop(0) if self.server._refusals else 200

@@ -1,6 +1,6 @@
 """Daily aggregates: equal to the same figures computed in SQL, rebuilt not duplicated, kept current by the sensor."""
 
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import dagster as dg
@@ -23,9 +23,11 @@ def database(postgres_env_database: Database) -> Database:
 
 
 def add_feedback(database: Database, verdicts: dict[int, bool]) -> None:
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     with database.transaction() as connection:
-        connection.execute(sa.insert(feedback), [{"log_id": log_id, "is_good": good, "created_at": now} for log_id, good in verdicts.items()])
+        connection.execute(
+            sa.insert(feedback), [{"log_id": log_id, "is_good": good, "created_at": now} for log_id, good in verdicts.items()]
+        )
 
 
 USAGE_SQL = """
@@ -59,13 +61,17 @@ def sql(database: Database, text: str) -> list:
 def test_daily_aggregates_equal_the_same_figures_computed_in_sql(database: Database, instance: dg.DagsterInstance):
     ids = store_days(database, date(2026, 1, 5), 3, 8)
     store_day(database, date(2026, 1, 6), 2, seed=9, mutate=unknown_model)
-    add_feedback(database, {ids[date(2026, 1, 5)][0]: True, ids[date(2026, 1, 5)][1]: False, ids[date(2026, 1, 5)][2]: True,
-                            ids[date(2026, 1, 7)][0]: False})
+    add_feedback(
+        database,
+        {ids[date(2026, 1, 5)][0]: True, ids[date(2026, 1, 5)][1]: False, ids[date(2026, 1, 5)][2]: True, ids[date(2026, 1, 7)][0]: False},
+    )
 
     result = run_job(AGGREGATES_JOB, instance, first="2026-01-05", last="2026-01-07")
     assert result.success
     assert {key: len(found) for key, found in materializations(result).items()} == {
-        "daily_usage": 3, "daily_eval_summary": 3, "daily_feedback": 3,
+        "daily_usage": 3,
+        "daily_eval_summary": 3,
+        "daily_feedback": 3,
     }
     run_job(AGGREGATES_JOB, instance, first="2026-01-05", last="2026-01-07")  # a rebuild replaces, never adds
 
@@ -76,7 +82,11 @@ def test_daily_aggregates_equal_the_same_figures_computed_in_sql(database: Datab
         mine = stored[(row.day, row.provider, row.model, row.agent_name)]
         assert (mine.runs, mine.priced_runs, mine.unpriced_runs) == (row.runs, row.priced_runs, row.runs - row.priced_runs)
         assert (mine.input_tokens, mine.output_tokens, mine.cache_read_tokens, mine.cache_write_tokens) == (
-            row.input_tokens, row.output_tokens, row.cache_read_tokens, row.cache_write_tokens)
+            row.input_tokens,
+            row.output_tokens,
+            row.cache_read_tokens,
+            row.cache_write_tokens,
+        )
         assert (mine.total_cost, mine.input_cost) == (row.total_cost, row.input_cost)
         assert mine.duration_p50_seconds == pytest.approx(row.p50, abs=1e-5)
         assert mine.duration_p95_seconds == pytest.approx(row.p95, abs=1e-5)
@@ -112,7 +122,10 @@ def execute(instance: dg.DagsterInstance, request: dg.RunRequest) -> dg.ExecuteI
     from llm_monitoring.definitions import defs
 
     result = defs.resolve_job_def(request.job_name).execute_in_process(
-        instance=instance, tags=request.tags, partition_key=request.partition_key, asset_selection=request.asset_selection,
+        instance=instance,
+        tags=request.tags,
+        partition_key=request.partition_key,
+        asset_selection=request.asset_selection,
         run_config=request.run_config,
     )
     assert result.success
@@ -124,8 +137,10 @@ def requested(data) -> list[tuple[str, str, list[str]]]:
     found = []
     for request in data.run_requests:
         if request.job_name == GATES_JOB:
-            configs = {op["config"]["days"][0] if len(op["config"]["days"]) == 1 else ",".join(op["config"]["days"])
-                       for op in request.run_config["ops"].values()}
+            configs = {
+                op["config"]["days"][0] if len(op["config"]["days"]) == 1 else ",".join(op["config"]["days"])
+                for op in request.run_config["ops"].values()
+            }
             found.append((GATES_JOB, configs.pop(), []))
             continue
         assert request.job_name == AGGREGATES_JOB and not request.asset_check_keys
@@ -163,7 +178,7 @@ CREATE TRIGGER refuse_rows BEFORE INSERT ON daily_eval_summary BEGIN SELECT RAIS
 
 def test_ingest_rebuilds_its_days_and_the_sensor_covers_the_rest(database: Database, logs_dir: Path):
     with dg.instance_for_test() as instance:
-        write_sample_logs(logs_dir, 9, seed=1, start=datetime(2026, 1, 5, 0, 30, tzinfo=timezone.utc), spread=timedelta(days=3))
+        write_sample_logs(logs_dir, 9, seed=1, start=datetime(2026, 1, 5, 0, 30, tzinfo=UTC), spread=timedelta(days=3))
         ingest(instance)
         # Current when the ingest run ends: no other run needed.
         assert usage_runs_by_day(database) == {date(2026, 1, 5): 3, date(2026, 1, 6): 3, date(2026, 1, 7): 3}
@@ -176,8 +191,8 @@ def test_ingest_rebuilds_its_days_and_the_sensor_covers_the_rest(database: Datab
         gates = execute(instance, judge.run_requests[0])
         assert len(gates.get_asset_check_evaluations()) == 5
 
-        write_sample_logs(logs_dir, 2, seed=2, start=datetime(2026, 1, 6, 18, tzinfo=timezone.utc), spread=timedelta(hours=1))
-        write_sample_logs(logs_dir, 2, seed=3, start=datetime(2026, 1, 20, 8, tzinfo=timezone.utc), spread=timedelta(hours=1))
+        write_sample_logs(logs_dir, 2, seed=2, start=datetime(2026, 1, 6, 18, tzinfo=UTC), spread=timedelta(hours=1))
+        write_sample_logs(logs_dir, 2, seed=3, start=datetime(2026, 1, 20, 8, tzinfo=UTC), spread=timedelta(hours=1))
         ingest(instance)
         assert usage_runs_by_day(database) == {date(2026, 1, 5): 3, date(2026, 1, 6): 5, date(2026, 1, 7): 3, date(2026, 1, 20): 2}
         quiet = tick(instance, judge.cursor)  # the ingest rebuilt and judged its own days
@@ -204,7 +219,7 @@ def test_ingest_rebuilds_its_days_and_the_sensor_covers_the_rest(database: Datab
         # the sensor rebuilds them.
         with database.transaction() as connection:
             connection.execute(sa.text(REFUSE_ROWS_POSTGRES))
-        write_sample_logs(logs_dir, 2, seed=4, start=datetime(2026, 1, 25, 8, tzinfo=timezone.utc), spread=timedelta(hours=1))
+        write_sample_logs(logs_dir, 2, seed=4, start=datetime(2026, 1, 25, 8, tzinfo=UTC), spread=timedelta(hours=1))
         stored = materializations(ingest(instance))["llm_logs"][0]
         assert stored.metadata["aggregates_refreshed"].value is False
         assert "refuses rows" in stored.metadata["aggregates_error"].value
@@ -214,7 +229,11 @@ def test_ingest_rebuilds_its_days_and_the_sensor_covers_the_rest(database: Datab
         assert requested(repair) == [("2026-01-25", "2026-01-25", ["daily_eval_summary", "daily_usage"])]
         execute(instance, repair.run_requests[0])
         assert usage_runs_by_day(database) == {
-            date(2026, 1, 5): 3, date(2026, 1, 6): 5, date(2026, 1, 7): 3, date(2026, 1, 20): 2, date(2026, 1, 25): 2,
+            date(2026, 1, 5): 3,
+            date(2026, 1, 6): 5,
+            date(2026, 1, 7): 3,
+            date(2026, 1, 20): 2,
+            date(2026, 1, 25): 2,
         }
 
 
@@ -226,7 +245,7 @@ def test_sensor_acts_only_on_ingests_and_rebuilds_of_its_own_database(
     own_url = database.url
     other_url = f"sqlite:///{tmp_path / 'other.db'}"
     with dg.instance_for_test() as instance:
-        write_sample_logs(logs_dir, 3, seed=1, start=datetime(2026, 1, 5, 8, tzinfo=timezone.utc), spread=timedelta(hours=3))
+        write_sample_logs(logs_dir, 3, seed=1, start=datetime(2026, 1, 5, 8, tzinfo=UTC), spread=timedelta(hours=3))
         ingest(instance)
         own = tick(instance, None, own_url)
         execute(instance, own.run_requests[0])
@@ -242,7 +261,7 @@ def test_sensor_acts_only_on_ingests_and_rebuilds_of_its_own_database(
         other.ensure_schema()
         with other.transaction() as connection:
             connection.execute(sa.text(REFUSE_ROWS_SQLITE))
-        write_sample_logs(other_logs, 3, seed=2, start=datetime(2026, 2, 10, 8, tzinfo=timezone.utc), spread=timedelta(hours=3))
+        write_sample_logs(other_logs, 3, seed=2, start=datetime(2026, 2, 10, 8, tzinfo=UTC), spread=timedelta(hours=3))
         assert materializations(ingest(instance))["llm_logs"][0].metadata["aggregates_refreshed"].value is False
         with other.transaction() as connection:
             connection.execute(sa.text("DROP TRIGGER refuse_rows"))

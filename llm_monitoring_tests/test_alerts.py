@@ -1,7 +1,7 @@
 """Alerts of failed gates: the message, recorded once per gate and day, delivered once to a real local webhook,
 retried with backoff while it is down, and never repeated by later ticks or a restarted sensor."""
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import dagster as dg
@@ -18,7 +18,10 @@ from llm_monitoring_tests.processes import WebhookReceiver
 from llm_monitoring_tests.test_aggregates import ingest
 
 UNPRICED = GateAlert(
-    "unpriced_runs_share", "daily_usage", "WARN", 0.05,
+    "unpriced_runs_share",
+    "daily_usage",
+    "WARN",
+    0.05,
     (
         Failure("2026-01-10", "2026-01-10: 5 of 25 runs unpriced (20% > 5%); models: ?/mystery-model-9000", 0.2),
         Failure("2026-01-12", "2026-01-12: 2 of 2 runs unpriced (100% > 5%); models: ?/mystery-model-9000", 1.0),
@@ -37,7 +40,9 @@ def test_message_is_slack_text_plus_the_facts_as_fields():
     assert body["failing_days"] == ["2026-01-10", "2026-01-12"]
     assert [(failure["day"], failure["value"]) for failure in body["failures"]] == [("2026-01-10", 0.2), ("2026-01-12", 1.0)]
     assert body["alert_keys"] == ["daily_usage/unpriced_runs_share/2026-01-10", "daily_usage/unpriced_runs_share/2026-01-12"]
-    quarantine = message(GateAlert("recent_parse_failures", "log_files", "WARN", 0, (Failure("ab" * 32, "x.json: truncated", file="x.json"),)))
+    quarantine = message(
+        GateAlert("recent_parse_failures", "log_files", "WARN", 0, (Failure("ab" * 32, "x.json: truncated", file="x.json"),))
+    )
     assert quarantine["kind"] == "quarantine" and quarantine["files"] == ["x.json"] and quarantine["run_url"] is None
     assert quarantine["text"].startswith(":warning: *1 log file quarantined (gate recent_parse_failures on log_files)*")
 
@@ -62,7 +67,7 @@ def test_webhook_errors_name_the_host_never_the_secret_path(url: str, error: str
 
 
 def test_each_gate_and_day_is_recorded_once(database: Database):
-    now = datetime(2026, 1, 12, 10, tzinfo=timezone.utc)
+    now = datetime(2026, 1, 12, 10, tzinfo=UTC)
     assert record(database, UNPRICED, now) == ["2026-01-10", "2026-01-12"]
     assert record(database, UNPRICED, now) == []
     later = GateAlert(UNPRICED.gate, UNPRICED.asset, "WARN", 0.05, (UNPRICED.failures[1], Failure("2026-01-13", "later", 0.5)), "run-2")
@@ -70,8 +75,10 @@ def test_each_gate_and_day_is_recorded_once(database: Database):
     other_gate = GateAlert("cost_spike", "daily_usage", "WARN", 2.0, (Failure("2026-01-12", "spike", 3.1),), "run-2")
     assert record(database, other_gate, now) == ["2026-01-12"]
     assert [(row["gate"], row["subject"]) for row in alert_rows(database)] == [
-        ("unpriced_runs_share", "2026-01-10"), ("unpriced_runs_share", "2026-01-12"),
-        ("unpriced_runs_share", "2026-01-13"), ("cost_spike", "2026-01-12"),
+        ("unpriced_runs_share", "2026-01-10"),
+        ("unpriced_runs_share", "2026-01-12"),
+        ("unpriced_runs_share", "2026-01-13"),
+        ("cost_spike", "2026-01-12"),
     ]
 
 
@@ -84,7 +91,7 @@ class Clock:
 
 
 def test_delivery_retries_with_backoff_while_the_webhook_is_down_then_sends_once(database: Database, monkeypatch: pytest.MonkeyPatch):
-    clock = Clock(datetime.now(timezone.utc))
+    clock = Clock(datetime.now(UTC))
     record(database, UNPRICED, clock.now)
     with WebhookReceiver() as receiver:
         monkeypatch.setenv("ALERT_WEBHOOK_URL", receiver.url)
@@ -118,7 +125,7 @@ def test_delivery_retries_with_backoff_while_the_webhook_is_down_then_sends_once
 
 def test_a_claimed_alert_is_left_to_its_sender_until_the_lease_ends(database: Database, monkeypatch: pytest.MonkeyPatch):
     """Two senders on one database (two daemons) never both send; a sender that died mid-way is taken over."""
-    clock = Clock(datetime.now(timezone.utc))
+    clock = Clock(datetime.now(UTC))
     record(database, UNPRICED, clock.now)
     with WebhookReceiver() as receiver:
         monkeypatch.setenv("ALERT_WEBHOOK_URL", receiver.url)
@@ -159,7 +166,7 @@ def test_failed_gates_of_an_ingest_record_their_days_once(env, logs_dir: Path, d
     monkeypatch.setenv("ALERT_WEBHOOK_URL", "http://127.0.0.1:9/hook")
 
     def unpriced_logs(day: int, seed: int) -> None:
-        write_logs(logs_dir, 2, seed=seed, start=datetime(2026, 3, day, 9, tzinfo=timezone.utc), mutate=unknown_model)
+        write_logs(logs_dir, 2, seed=seed, start=datetime(2026, 3, day, 9, tzinfo=UTC), mutate=unknown_model)
 
     database = Database(database_url)
     with dg.instance_for_test() as instance:
@@ -175,5 +182,7 @@ def test_failed_gates_of_an_ingest_record_their_days_once(env, logs_dir: Path, d
     rows = alert_rows(database)
     database.dispose()
     assert [(row["gate"], row["subject"]) for row in rows] == [
-        ("unpriced_runs_share", "2026-03-03"), ("unpriced_runs_share", "2026-03-04"), ("unpriced_runs_share", "2026-03-05"),
+        ("unpriced_runs_share", "2026-03-03"),
+        ("unpriced_runs_share", "2026-03-04"),
+        ("unpriced_runs_share", "2026-03-05"),
     ]

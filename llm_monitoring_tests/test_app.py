@@ -6,7 +6,7 @@ import json
 import random
 import re
 from collections.abc import Iterable, Iterator
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
@@ -38,7 +38,7 @@ from llm_monitoring.storage.schema import eval_checks
 
 APP = Path(__file__).resolve().parents[1] / "llm_monitoring" / "app.py"
 REAL_LOGS = Path(__file__).resolve().parents[2] / "shared" / "reallogs" / "valid"
-START = datetime(2026, 1, 5, 9, 0, tzinfo=timezone.utc)
+START = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
 
 
 def store_logs(database: Database, logs: Iterable[tuple[str, bytes]]) -> list[int]:
@@ -286,8 +286,7 @@ def test_timeline_shows_tool_calls_and_answer_when_opened(app_env: Database) -> 
 def test_real_log_shows_prompt_answer_tool_calls_and_checks(app_env: Database) -> None:
     names = sorted(path.name for path in REAL_LOGS.glob("*.json"))
     chosen = next(
-        name for name in names
-        if (record := parse_log_bytes((REAL_LOGS / name).read_bytes())[1]).tool_calls and record.assistant_answer
+        name for name in names if (record := parse_log_bytes((REAL_LOGS / name).read_bytes())[1]).tool_calls and record.assistant_answer
     )
     [log_id] = store_logs(app_env, [(chosen, (REAL_LOGS / chosen).read_bytes())])
     record = parse_log_bytes((REAL_LOGS / chosen).read_bytes())[1]
@@ -329,7 +328,7 @@ def test_list_is_newest_first_pages_without_overlap_and_never_reads_raw_json(dat
 
 def test_check_filter_follows_the_newest_evaluator_version(database: Database) -> None:
     [log_id] = store_logs(database, sample_logs(1))
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     newer = [CheckResult("answer_clear", False, 0.0, "a newer rule says no")]
     with database.transaction() as connection:
         connection.execute(sa.insert(eval_checks), check_rows(log_id, newer, "10", now))
@@ -345,7 +344,9 @@ def test_check_filter_follows_the_newest_evaluator_version(database: Database) -
     [listed] = list_runs(database, RunFilters())
     outcomes = [row["passed"] for row in current.values()]
     assert (listed["checks_passed"], listed["checks_failed"], listed["checks_not_applicable"]) == (
-        outcomes.count(True), outcomes.count(False), outcomes.count(None)
+        outcomes.count(True),
+        outcomes.count(False),
+        outcomes.count(None),
     )
     assert current["answer_clear"]["passed"] is False
 
@@ -412,9 +413,13 @@ def test_timeline_lists_prompt_tool_calls_returns_and_answer_once_for_a_streamed
 
 
 def test_timeline_reads_role_content_messages_and_skips_empty_thinking() -> None:
-    raw = json.dumps({"messages": [
-        {"role": "user", "content": "hi"},
-        {"parts": [{"part_kind": "thinking", "content": ""}, {"part_kind": "text", "content": "hello"}], "kind": "response"},
-    ]})
+    raw = json.dumps(
+        {
+            "messages": [
+                {"role": "user", "content": "hi"},
+                {"parts": [{"part_kind": "thinking", "content": ""}, {"part_kind": "text", "content": "hello"}], "kind": "response"},
+            ]
+        }
+    )
     assert [(entry.kind, entry.content) for entry in message_timeline(raw)] == [("user", "hi"), ("answer", "hello")]
     assert message_timeline("not json") == [] and message_timeline(None) == []

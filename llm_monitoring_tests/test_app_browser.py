@@ -105,11 +105,21 @@ def streamlit_url(sqlite_url: str, tmp_path: Path) -> Iterator[tuple[str, Databa
     log = (tmp_path / "streamlit.log").open("wb")
     server = subprocess.Popen(
         [
-            sys.executable, "-m", "streamlit", "run", str(APP),
-            "--server.headless=true", f"--server.port={port}", "--server.address=127.0.0.1",
-            "--browser.gatherUsageStats=false", "--server.fileWatcherType=none",
+            sys.executable,
+            "-m",
+            "streamlit",
+            "run",
+            str(APP),
+            "--server.headless=true",
+            f"--server.port={port}",
+            "--server.address=127.0.0.1",
+            "--browser.gatherUsageStats=false",
+            "--server.fileWatcherType=none",
         ],
-        env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
     )
     url = f"http://127.0.0.1:{port}"
     try:
@@ -135,11 +145,20 @@ def browser(chromium: str, tmp_path: Path) -> Iterator[Browser]:
     profile = tmp_path / "chromium-profile"
     process = subprocess.Popen(
         [
-            chromium, "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-            "--no-first-run", "--remote-debugging-port=0", f"--user-data-dir={profile}",
-            "--window-size=1600,1200", "about:blank",
+            chromium,
+            "--headless=new",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-dev-shm-usage",
+            "--no-first-run",
+            "--remote-debugging-port=0",
+            f"--user-data-dir={profile}",
+            "--window-size=1600,1200",
+            "about:blank",
         ],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
     )
     try:
         port_file = profile / "DevToolsActivePort"
@@ -164,8 +183,7 @@ def test_reviewer_gives_feedback_in_a_real_browser(streamlit_url: tuple[str, Dat
     browser.send("Page.navigate", url=url)
     wait_until(
         lambda: browser.evaluate(
-            "document.querySelectorAll('.st-key-fb_verdict label').length > 0"
-            " && !document.querySelector('[data-testid=stSkeleton]')"
+            "document.querySelectorAll('.st-key-fb_verdict label').length > 0 && !document.querySelector('[data-testid=stSkeleton]')"
         ),
         60,
         "the page with its feedback form",

@@ -1,7 +1,7 @@
 """Quality gates: pass on steady days, fail on the day that breaks them (unpriced models, a pass-rate drop, a cost
 spike), judge a look-back plus the days rebuilt, and say once when there is nothing to judge."""
 
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 
 import dagster as dg
 import pytest
@@ -53,7 +53,10 @@ def test_gates_pass_on_steady_days_and_each_fails_on_the_day_that_breaks_it(data
     run_job(AGGREGATES_JOB, instance, first="2026-01-01", last="2026-01-08")
     steady = judge(instance, date(2026, 1, 1), date(2026, 1, 8))
     assert {name: passed for name, (passed, _) in verdicts(steady).items()} == {
-        "unpriced_runs_share": True, "cost_spike": True, "pass_rate_drop": True, "eval_coverage": True,
+        "unpriced_runs_share": True,
+        "cost_spike": True,
+        "pass_rate_drop": True,
+        "eval_coverage": True,
         "recent_parse_failures": True,
     }
     assert "on each of the 8 judged days with runs" in check_results(steady)["unpriced_runs_share"].description
@@ -85,10 +88,8 @@ def test_gates_pass_on_steady_days_and_each_fails_on_the_day_that_breaks_it(data
     assert twice.description.startswith("over 5% of runs unpriced on 2 days: 2026-01-02, 2026-01-10 (judged: the last 7 days, ")
 
 
-def test_a_gate_run_on_its_own_judges_the_last_days_and_says_once_when_there_is_nothing(
-    database: Database, instance: dg.DagsterInstance
-):
-    today = datetime.now(timezone.utc).date()
+def test_a_gate_run_on_its_own_judges_the_last_days_and_says_once_when_there_is_nothing(database: Database, instance: dg.DagsterInstance):
+    today = datetime.now(UTC).date()
     context = dg.build_asset_check_context(resources={"database": DatabaseResource()}, instance=instance)
     empty = unpriced_runs_share(context)
     assert empty.passed

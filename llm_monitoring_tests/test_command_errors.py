@@ -12,8 +12,8 @@ import dagster as dg
 import pytest
 
 from llm_monitoring.cli import main as cli_main
-from llm_monitoring.defs.resources import DatabaseResource, LogSourceResource
 from llm_monitoring.defs.ingest.sensors import new_log_files_sensor
+from llm_monitoring.defs.resources import DatabaseResource, LogSourceResource
 from llm_monitoring.samples import write_sample_logs
 from llm_monitoring_tests.processes import free_port
 
@@ -25,9 +25,7 @@ def run_command(args: list[str], env: dict[str, str], timeout: float = 120) -> s
     full_env = {**os.environ, "SETTLE_SECONDS": "0", **env}
     full_env.pop("DEBUG", None)
     full_env.pop("MONITORING_DEBUG", None)
-    return subprocess.run(
-        [sys.executable, *args], cwd=ROOT, env=full_env, capture_output=True, text=True, timeout=timeout
-    )
+    return subprocess.run([sys.executable, *args], cwd=ROOT, env=full_env, capture_output=True, text=True, timeout=timeout)
 
 
 def assert_one_line(stderr: str, starts_with: str) -> str:
@@ -83,7 +81,11 @@ def test_ingest_on_a_database_outage_prints_one_line_and_keeps_the_run_record(
     ],
 )
 def test_an_unusable_logs_dir_fails_the_ingest_in_one_line(
-    tmp_path: Path, sqlite_url: str, logs_dir_value: str, reason: str, capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    sqlite_url: str,
+    logs_dir_value: str,
+    reason: str,
+    capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     (tmp_path / "a_file.json").write_text("{}")
@@ -165,8 +167,12 @@ CASES = [(command, url) for command in COMMANDS for url in BAD_URLS] + [
 
 @pytest.mark.parametrize(("command", "url"), CASES)
 def test_commands_on_a_bad_or_unreachable_database_print_one_line(
-    tmp_path: Path, logs_dir: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
-    command: str, url: str,
+    tmp_path: Path,
+    logs_dir: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    command: str,
+    url: str,
 ) -> None:
     args = COMMANDS[command]
     url = BAD_URLS.get(url, UNREACHABLE_URL)

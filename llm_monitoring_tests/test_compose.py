@@ -105,7 +105,7 @@ def replace_option(command: list[str], names: tuple[str, ...], value: str) -> li
         if part in names:
             command[index + 1] = value
             return command
-    return command + [names[0], value]
+    return [*command, names[0], value]
 
 
 def dockerfile() -> str:
@@ -183,7 +183,11 @@ def test_python_services_point_at_the_compose_postgres_and_dagster_home():
         env = all_services[name]["environment"]
         url = sa.make_url(env["DATABASE_URL"])
         assert (url.host, url.port, url.username, url.password, url.database) == (
-            "postgres", 5432, postgres_env["POSTGRES_USER"], postgres_env["POSTGRES_PASSWORD"], postgres_env["POSTGRES_DB"]
+            "postgres",
+            5432,
+            postgres_env["POSTGRES_USER"],
+            postgres_env["POSTGRES_PASSWORD"],
+            postgres_env["POSTGRES_DB"],
         )
         assert env["DAGSTER_PG_HOST"] == "postgres"
         assert env["DAGSTER_PG_USER"] == postgres_env["POSTGRES_USER"]
@@ -294,9 +298,7 @@ class Services:
 
     def start(self, name: str, command: list[str], env: dict[str, str]) -> None:
         log = open(self.folder / f"{name}.log", "wb")  # noqa: SIM115 - closed with the process
-        self.processes[name] = subprocess.Popen(
-            command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-        )
+        self.processes[name] = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         log.close()
 
     def log(self, name: str) -> str:
@@ -343,20 +345,22 @@ def container_env(compose_service: dict[str, Any], postgres_url: str, home: Path
     """The service's environment with the compose network names swapped for this machine's."""
     url = sa.make_url(postgres_url)
     env = {**os.environ, **compose_service["environment"]}
-    env.update({
-        "DATABASE_URL": postgres_url,
-        "DAGSTER_HOME": str(home),
-        "DAGSTER_PG_HOST": url.host or "127.0.0.1",
-        "DAGSTER_PG_USER": url.username or "postgres",
-        "DAGSTER_PG_PASSWORD": url.password or "",
-        "DAGSTER_PG_DB": url.database or "",
-        "DAGSTER_PG_PORT": str(url.port or 5432),  # the compose network uses 5432
-        "LOGS_DIR": str(logs),
-        "SETTLE_SECONDS": "0",
-        "STREAMLIT_SERVER_HEADLESS": "true",
-        "STREAMLIT_BROWSER_GATHER_USAGE_STATS": "false",
-        "PATH": f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}",
-    })
+    env.update(
+        {
+            "DATABASE_URL": postgres_url,
+            "DAGSTER_HOME": str(home),
+            "DAGSTER_PG_HOST": url.host or "127.0.0.1",
+            "DAGSTER_PG_USER": url.username or "postgres",
+            "DAGSTER_PG_PASSWORD": url.password or "",
+            "DAGSTER_PG_DB": url.database or "",
+            "DAGSTER_PG_PORT": str(url.port or 5432),  # the compose network uses 5432
+            "LOGS_DIR": str(logs),
+            "SETTLE_SECONDS": "0",
+            "STREAMLIT_SERVER_HEADLESS": "true",
+            "STREAMLIT_BROWSER_GATHER_USAGE_STATS": "false",
+            "PATH": f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}",
+        }
+    )
     return env
 
 
@@ -425,12 +429,11 @@ def test_each_service_command_starts_and_answers_on_postgres(tmp_path, postgres_
     wait_for("the code server's gRPC health check", code_server_healthy, stack)
 
     wait_for("the webserver's /server_info", lambda: (http_get(f"http://127.0.0.1:{web_port}/server_info") or (0,))[0] == 200, stack)
-    locations = graphql(web_port, "{ workspaceOrError { ... on Workspace { locationEntries { name "
-                                  "locationOrLoadError { __typename } } } } }")
+    locations = graphql(
+        web_port, "{ workspaceOrError { ... on Workspace { locationEntries { name locationOrLoadError { __typename } } } } }"
+    )
     entries = locations["data"]["workspaceOrError"]["locationEntries"]
-    assert [(entry["name"], entry["locationOrLoadError"]["__typename"]) for entry in entries] == [
-        ("llm_monitoring", "RepositoryLocation")
-    ]
+    assert [(entry["name"], entry["locationOrLoadError"]["__typename"]) for entry in entries] == [("llm_monitoring", "RepositoryLocation")]
 
     if has_app:
         wait_for("the app's /_stcore/health", lambda: http_get(f"http://127.0.0.1:{app_port}/_stcore/health") == (200, b"ok"), stack)
@@ -439,6 +442,7 @@ def test_each_service_command_starts_and_answers_on_postgres(tmp_path, postgres_
     # writes heartbeats into the Postgres instance.
     database = Database(postgres_url)
     try:
+
         def stored_runs() -> int:
             with database.connect() as connection:
                 return connection.scalar(sa.select(sa.func.count()).select_from(llm_logs)) or 0

@@ -10,7 +10,7 @@ import urllib.request
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from llm_monitoring.samples import write_sample_logs
@@ -45,9 +45,14 @@ def test_dagster_dev_sensor_ingests_dropped_files_and_ui_shows_runs_and_lineage(
         shutil.copy(ROOT / name, project / name)
     process = subprocess.Popen(
         [sys.executable, "-m", "dagster", "dev", "-h", "127.0.0.1", "-p", str(port)],
-        cwd=project, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+        cwd=project,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
     )
     try:
+
         def server_up():
             try:
                 with urllib.request.urlopen(f"http://127.0.0.1:{port}/server_info", timeout=5):
@@ -90,9 +95,14 @@ def dagster_dev(tmp_path: Path, env: dict[str, str]) -> Iterator[int]:
     env.pop("DAGSTER_PG_HOST", None)
     process = subprocess.Popen(
         [sys.executable, "-m", "dagster", "dev", "-m", "llm_monitoring.definitions", "-h", "127.0.0.1", "-p", str(port)],
-        cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
     )
     try:
+
         def server_up():
             try:
                 with urllib.request.urlopen(f"http://127.0.0.1:{port}/server_info", timeout=5):
@@ -110,7 +120,7 @@ CHECK_HISTORY = """query($check: String!) { assetCheckExecutions(assetKey: {path
   runId status partition evaluation { description metadataEntries { label ... on TextMetadataEntry { text } } } } }"""
 CHECK_STATUS = """{ assetNodes(assetKeys: [{path: ["daily_usage"]}]) { assetChecksOrError { ... on AssetChecks {
   checks { name executionForLatestMaterialization { status } } } } } }"""
-MARCH = datetime(2025, 3, 3, 9, tzinfo=timezone.utc)  # far from today: the look-back judges none of these days
+MARCH = datetime(2025, 3, 3, 9, tzinfo=UTC)  # far from today: the look-back judges none of these days
 
 
 def day(offset: int) -> datetime:
@@ -120,11 +130,18 @@ def day(offset: int) -> datetime:
 def test_dagster_dev_alerts_each_failing_gate_and_day_once_and_the_ui_shows_the_gate_failed(tmp_path: Path):
     logs = tmp_path / "logs"
     logs.mkdir()
-    with WebhookReceiver() as receiver, dagster_dev(
-        tmp_path,
-        {"LOGS_DIR": str(logs), "DATABASE_URL": f"sqlite:///{tmp_path / 'monitoring.db'}", "SETTLE_SECONDS": "1",
-         "ALERT_WEBHOOK_URL": receiver.url},
-    ) as port:
+    with (
+        WebhookReceiver() as receiver,
+        dagster_dev(
+            tmp_path,
+            {
+                "LOGS_DIR": str(logs),
+                "DATABASE_URL": f"sqlite:///{tmp_path / 'monitoring.db'}",
+                "SETTLE_SECONDS": "1",
+                "ALERT_WEBHOOK_URL": receiver.url,
+            },
+        ) as port,
+    ):
         # One ingest: unpriced runs on the first of three days (the last day, judged too, passes),
         # and a truncated file.
         write_logs(logs, 3, seed=1, start=day(0), prefix="a")
@@ -141,7 +158,10 @@ def test_dagster_dev_alerts_each_failing_gate_and_day_once_and_the_ui_shows_the_
         gate_alerts, quarantine = receiver.bodies("quality_gate"), receiver.bodies("quarantine")
         assert len(receiver.received) == 2 and len(gate_alerts) == 1 and len(quarantine) == 1
         assert (gate_alerts[0]["gate"], gate_alerts[0]["asset"], gate_alerts[0]["failing_days"]) == (
-            "unpriced_runs_share", "daily_usage", ["2025-03-03"])
+            "unpriced_runs_share",
+            "daily_usage",
+            ["2025-03-03"],
+        )
         assert "unpriced_runs_share" in gate_alerts[0]["text"] and "2025-03-03" in gate_alerts[0]["text"]
         assert gate_alerts[0]["run_url"] == f"http://127.0.0.1:{port}/runs/{gate_alerts[0]['run_id']}"
         assert quarantine[0]["gate"] == "recent_parse_failures" and quarantine[0]["files"][0].endswith("broken.json")

@@ -13,7 +13,7 @@ import random
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -39,7 +39,12 @@ FAKE_RUNS = 300
 
 PROTOTYPE_PANELS = {
     "LLM Monitoring - Overview": {
-        "Total Requests", "Total Cost", "Requests Over Time", "Tokens Over Time", "Requests by Model", "Last 5 Requests",
+        "Total Requests",
+        "Total Cost",
+        "Requests Over Time",
+        "Tokens Over Time",
+        "Requests by Model",
+        "Last 5 Requests",
     },
     "LLM Monitoring - Eval": {"Eval Checks Logged", "Pass Rate by Check", "Checks Over Time", "Recent Checks"},
     "LLM Monitoring - Feedback": {"Good Feedback %", "Feedback Count", "Good / Bad", "Recent Feedback"},
@@ -80,7 +85,7 @@ def interval_seconds(text: str) -> float:
 
 def rfc3339nano(moment: datetime) -> str:
     """Go's time.RFC3339Nano in UTC: trailing zeros of the fraction dropped, "Z" for the zone."""
-    moment = moment.astimezone(timezone.utc)
+    moment = moment.astimezone(UTC)
     text = moment.strftime("%Y-%m-%dT%H:%M:%S")
     if moment.microsecond:
         text += "." + f"{moment.microsecond:06d}".rstrip("0")
@@ -116,7 +121,7 @@ def expand_macros(sql: str, time_from: datetime, time_to: datetime) -> str:
     def replace(match: re.Match[str]) -> str:
         name = match.group(1)
         # macros.go: "$__timeGroup(...)," followed by a comma is the pre-5.3 form that adds the alias.
-        if name == "__timeGroup" and sql[match.end():match.end() + 1] == ",":
+        if name == "__timeGroup" and sql[match.end() : match.end() + 1] == ",":
             name = "__timeGroupAlias"
         return evaluate(name, [arg.strip() for arg in match.group(2).split(",")])
 
@@ -167,15 +172,16 @@ def interpolate(sql: str, variables: dict[str, dict[str, Any]], selections: dict
     return _VARIABLE.sub(replace, sql)
 
 
-def to_postgres(sql: str, dashboard: dict[str, Any], selections: dict[str, Selection], time_from: datetime,
-                time_to: datetime, interval: str = "30m") -> str:
+def to_postgres(
+    sql: str, dashboard: dict[str, Any], selections: dict[str, Selection], time_from: datetime, time_to: datetime, interval: str = "30m"
+) -> str:
     variables = {variable["name"]: variable for variable in dashboard["templating"]["list"]}
     return expand_macros(interpolate(sql, variables, selections, interval), time_from, time_to)
 
 
 def test_macro_expansion_matches_grafanas_documented_output():
-    start = datetime(2017, 7, 18, 11, 15, 52, tzinfo=timezone.utc)
-    end = datetime(2017, 7, 18, 11, 25, 52, 500000, tzinfo=timezone.utc)
+    start = datetime(2017, 7, 18, 11, 15, 52, tzinfo=UTC)
+    end = datetime(2017, 7, 18, 11, 25, 52, 500000, tzinfo=UTC)
     assert expand_macros("WHERE $__timeFilter(time_column)", start, end) == (
         "WHERE time_column BETWEEN '2017-07-18T11:15:52Z' AND '2017-07-18T11:25:52.5Z'"
     )
@@ -301,7 +307,7 @@ def filled(postgres_server: str) -> Iterator[tuple[Database, datetime]]:
     database = Database(url)
     try:
         database.ensure_schema()
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         store_dataset(database, build_dataset(FAKE_RUNS, 24, seed=11, end=now - timedelta(minutes=1)))
         rng = random.Random(5)
         odd = [
@@ -312,14 +318,22 @@ def filled(postgres_server: str) -> Iterator[tuple[Database, datetime]]:
         with database.transaction() as connection:
             # A re-evaluation that kept the previous version's rows for some runs.
             rows = connection.execute(
-                sa.select(eval_checks.c.log_id, eval_checks.c.check_name, eval_checks.c.passed)
-                .where(eval_checks.c.log_id <= 20)
+                sa.select(eval_checks.c.log_id, eval_checks.c.check_name, eval_checks.c.passed).where(eval_checks.c.log_id <= 20)
             ).all()
-            connection.execute(sa.insert(eval_checks), [
-                {"log_id": log_id, "check_name": check, "passed": not passed if passed is not None else None,
-                 "score": None, "details": "older rules", "evaluator_version": "1"}
-                for log_id, check, passed in rows
-            ])
+            connection.execute(
+                sa.insert(eval_checks),
+                [
+                    {
+                        "log_id": log_id,
+                        "check_name": check,
+                        "passed": not passed if passed is not None else None,
+                        "score": None,
+                        "details": "older rules",
+                        "evaluator_version": "1",
+                    }
+                    for log_id, check, passed in rows
+                ],
+            )
         # The daily aggregate, as Dagster's sensor keeps it after each ingest.
         rebuild_daily_usage(database, now - timedelta(days=2), now + timedelta(days=1))
         yield database, now
@@ -338,16 +352,18 @@ def run_query(database: Database, sql: str) -> tuple[list[str], list[tuple[Any, 
         return columns, rows
 
 
-def variable_options(database: Database, dashboard: dict[str, Any], name: str, time_from: datetime, time_to: datetime,
-                     selections: dict[str, Selection]) -> list[str]:
+def variable_options(
+    database: Database, dashboard: dict[str, Any], name: str, time_from: datetime, time_to: datetime, selections: dict[str, Selection]
+) -> list[str]:
     (variable,) = [v for v in dashboard["templating"]["list"] if v["name"] == name]
     assert variable["datasource"]["uid"] == build_dashboards.DATASOURCE_UID
     _, rows = run_query(database, to_postgres(variable["query"], dashboard, selections, time_from, time_to))
     return [str(row[0]) for row in rows]
 
 
-def run_dashboard(database: Database, dashboard: dict[str, Any], selections: dict[str, Selection], time_from: datetime,
-                  time_to: datetime, interval: str) -> dict[str, tuple[list[str], list[tuple[Any, ...]]]]:
+def run_dashboard(
+    database: Database, dashboard: dict[str, Any], selections: dict[str, Selection], time_from: datetime, time_to: datetime, interval: str
+) -> dict[str, tuple[list[str], list[tuple[Any, ...]]]]:
     """Every panel's result by title, with the evaluator variable set as Grafana would (its first option)."""
     selections = dict(selections)
     if any(v["name"] == "evaluator" for v in dashboard["templating"]["list"]):
@@ -367,7 +383,7 @@ def run_dashboard(database: Database, dashboard: dict[str, Any], selections: dic
             times = [row[0] for row in rows]
             assert times == sorted(times), f"{panel['title']}: time series must be sorted by time"
             for row in rows:
-                for column, value in zip(columns[1:], row[1:]):
+                for column, value in zip(columns[1:], row[1:], strict=True):
                     if column != "metric":
                         assert value is None or isinstance(value, (int, float, Decimal)), (panel["title"], column, value)
         results[panel["title"]] = (columns, rows)
@@ -406,7 +422,10 @@ def test_panels_show_the_runs_of_the_range_and_selection(filled):
     long_range = run_dashboard(database, dashboards["LLM Monitoring - Overview"], {}, now - timedelta(days=2), now, "1d")
     assert sum(row[1] for row in long_range["Daily Runs and Unpriced Runs (long ranges)"][1]) == FAKE_RUNS + 2
     assert sum(row[2] for row in long_range["Daily Cost by Model (long ranges)"][1]) == sum(
-        row[2] for row in run_dashboard(database, dashboards["LLM Monitoring - Overview"], {}, now - timedelta(days=2), now, "1d")["Cost by Model Over Time"][1]
+        row[2]
+        for row in run_dashboard(database, dashboards["LLM Monitoring - Overview"], {}, now - timedelta(days=2), now, "1d")[
+            "Cost by Model Over Time"
+        ][1]
     )
 
     openai = run_dashboard(database, dashboards["LLM Monitoring - Overview"], {"provider": Selection(("openai",))}, *day, "30m")
@@ -434,12 +453,16 @@ def test_pass_rates_count_one_evaluator_version_and_leave_not_applicable_out(fil
     results = run_dashboard(database, dashboard, {}, *day, "30m")
     assert results["Eval Checks Logged"][1] == [((FAKE_RUNS + 2) * 7,)]
     with database.connect() as connection:
-        expected = dict(connection.execute(
-            sa.select(eval_checks.c.check_name,
-                      100.0 * sa.func.count().filter(eval_checks.c.passed.is_(True)) / sa.func.nullif(sa.func.count(eval_checks.c.passed), 0))
-            .where(eval_checks.c.evaluator_version == EVALUATOR_VERSION)
-            .group_by(eval_checks.c.check_name)
-        ).all())
+        expected = dict(
+            connection.execute(
+                sa.select(
+                    eval_checks.c.check_name,
+                    100.0 * sa.func.count().filter(eval_checks.c.passed.is_(True)) / sa.func.nullif(sa.func.count(eval_checks.c.passed), 0),
+                )
+                .where(eval_checks.c.evaluator_version == EVALUATOR_VERSION)
+                .group_by(eval_checks.c.check_name)
+            ).all()
+        )
     columns, rows = results["Pass Rate by Check"]
     assert columns[:2] == ["Check", "Pass %"]
     assert {check: pytest.approx(float(rate)) for check, rate, *_ in rows} == {k: pytest.approx(float(v)) for k, v in expected.items()}

@@ -1,5 +1,5 @@
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from decimal import Decimal
 
 import sqlalchemy as sa
@@ -40,7 +40,7 @@ def test_costs_are_exact_decimals_and_times_keep_utc(database: Database):
     row = get_log(database, log_id)
     assert row["total_cost"] == run.price.total_cost
     assert isinstance(row["total_cost"], Decimal)
-    assert row["run_started_at"] == datetime(2025, 10, 15, 16, 0, 5, 100000, tzinfo=timezone.utc)
+    assert row["run_started_at"] == datetime(2025, 10, 15, 16, 0, 5, 100000, tzinfo=UTC)
     assert row["cache_read_tokens"] == 512
     assert row["pricing_status"] == "priced"
 
@@ -59,7 +59,9 @@ def test_not_applicable_checks_are_stored_as_null(database: Database):
     run = run_to_store("role_content_messages.json")
     log_id = store_runs(database, [run]).inserted[run.content_hash]
     with database.connect() as connection:
-        rows = dict(connection.execute(sa.select(eval_checks.c.check_name, eval_checks.c.passed).where(eval_checks.c.log_id == log_id)).all())
+        rows = dict(
+            connection.execute(sa.select(eval_checks.c.check_name, eval_checks.c.passed).where(eval_checks.c.log_id == log_id)).all()
+        )
     assert rows["answer_clear"] is None
     assert rows["tool_call_search"] is False
 
@@ -76,7 +78,9 @@ def test_nul_character_in_a_valid_log_is_stored(database: Database):
 def test_schema_upgrade_adds_missing_columns(sqlite_url: str):
     engine = sa.create_engine(sqlite_url)
     with engine.begin() as connection:
-        connection.exec_driver_sql("CREATE TABLE llm_logs (id INTEGER PRIMARY KEY, filepath TEXT NOT NULL, content_hash VARCHAR(64) NOT NULL)")
+        connection.exec_driver_sql(
+            "CREATE TABLE llm_logs (id INTEGER PRIMARY KEY, filepath TEXT NOT NULL, content_hash VARCHAR(64) NOT NULL)"
+        )
     engine.dispose()
     database = Database(sqlite_url)
     database.ensure_schema()
@@ -110,7 +114,7 @@ def test_unreachable_database_error_names_it_without_password():
     database = Database("postgresql://user:s3cret@127.0.0.1:1/monitoring")
     try:
         database.ensure_schema()
-    except Exception as error:  # noqa: BLE001 - the type is asserted below
+    except Exception as error:
         message = str(error)
         assert type(error).__name__ == "DatabaseUnavailable"
         assert "127.0.0.1:1/monitoring" in message and "s3cret" not in message

@@ -29,7 +29,11 @@ def test_autoloaded_definitions_hold_exactly_the_named_objects():
     assert repository.asset_graph.get_all_asset_keys() == _constants(dg.AssetKey)
     assert repository.asset_graph.asset_check_keys == set(keys.GATES) == _constants(dg.AssetCheckKey)
     assert {job.name for job in repository.get_all_jobs() if not job.name.startswith("__")} == {
-        keys.INGEST_JOB, keys.REPRICE_JOB, keys.REEVALUATE_JOB, keys.AGGREGATES_JOB, keys.GATES_JOB,
+        keys.INGEST_JOB,
+        keys.REPRICE_JOB,
+        keys.REEVALUATE_JOB,
+        keys.AGGREGATES_JOB,
+        keys.GATES_JOB,
     }
     assert {sensor.name for sensor in repository.sensor_defs} == {keys.NEW_LOG_FILES_SENSOR, keys.AGGREGATES_SENSOR, keys.ALERTS_SENSOR}
     assert set(repository.get_top_level_resources()) == {"log_source", "database"}

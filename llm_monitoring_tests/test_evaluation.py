@@ -14,8 +14,13 @@ def results(name: str, **changes):
 
 def test_seven_checks_by_the_prototype_names():
     assert CHECK_NAMES == (
-        "instructions_follow", "instructions_avoid", "answer_clear", "answer_match",
-        "answer_citations", "completeness", "tool_call_search",
+        "instructions_follow",
+        "instructions_avoid",
+        "answer_clear",
+        "answer_match",
+        "answer_citations",
+        "completeness",
+        "tool_call_search",
     )
     assert set(results("gemini_thinking.json")) == set(CHECK_NAMES)
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -35,19 +35,31 @@ def rows(url: str, query: sa.Select[Any]) -> list[tuple[Any, ...]]:
 
 
 def test_count_300_over_24_hours_gives_300_priced_runs_spread_over_the_last_day(monkeypatch, postgres_url, capsys):
-    before = datetime.now(timezone.utc)
+    before = datetime.now(UTC)
     assert run_cli(monkeypatch, postgres_url, "--count", "300", "--hours", "24") == 0
-    after = datetime.now(timezone.utc)
+    after = datetime.now(UTC)
     assert "Stored 300 fake runs (300 priced" in capsys.readouterr().out
 
-    runs = rows(postgres_url, sa.select(
-        llm_logs.c.provider, llm_logs.c.model, llm_logs.c.total_input_tokens, llm_logs.c.total_output_tokens,
-        llm_logs.c.total_cost, llm_logs.c.pricing_status, llm_logs.c.run_started_at, llm_logs.c.origin,
-        llm_logs.c.duration_seconds,
-    ))
+    runs = rows(
+        postgres_url,
+        sa.select(
+            llm_logs.c.provider,
+            llm_logs.c.model,
+            llm_logs.c.total_input_tokens,
+            llm_logs.c.total_output_tokens,
+            llm_logs.c.total_cost,
+            llm_logs.c.pricing_status,
+            llm_logs.c.run_started_at,
+            llm_logs.c.origin,
+            llm_logs.c.duration_seconds,
+        ),
+    )
     assert len(runs) == 300
     assert {(provider, model) for provider, model, *_ in runs} == {
-        ("openai", "gpt-4o-mini"), ("openai", "gpt-4o"), ("anthropic", "claude-3-5-sonnet-latest"), ("google-gla", "gemini-1.5-pro"),
+        ("openai", "gpt-4o-mini"),
+        ("openai", "gpt-4o"),
+        ("anthropic", "claude-3-5-sonnet-latest"),
+        ("google-gla", "gemini-1.5-pro"),
     }
     for _, _, tokens_in, tokens_out, cost, status, started, origin, duration in runs:
         assert 500 <= tokens_in <= 22_000 and 100 <= tokens_out <= 4_000
@@ -63,20 +75,44 @@ def test_count_300_over_24_hours_gives_300_priced_runs_spread_over_the_last_day(
     ratings = [is_good for (is_good,) in rows(postgres_url, sa.select(feedback.c.is_good))]
     assert len(ratings) == 150  # --feedback-rate 0.5 by default
     assert sum(ratings) / len(ratings) == pytest.approx(0.65, abs=0.01)
-    given = rows(postgres_url, sa.select(feedback.c.created_at, llm_logs.c.run_finished_at).join(llm_logs, llm_logs.c.id == feedback.c.log_id))
+    given = rows(
+        postgres_url, sa.select(feedback.c.created_at, llm_logs.c.run_finished_at).join(llm_logs, llm_logs.c.id == feedback.c.log_id)
+    )
     assert all(finished < created <= after for created, finished in given)
 
 
 def _dump(url: str) -> dict[str, Any]:
     """Everything stored, keyed by content hash (ids differ between databases)."""
-    logs = {row[0]: row for row in rows(url, sa.select(
-        llm_logs.c.content_hash, *[c for c in llm_logs.c if c.name not in {"id", "content_hash"}]))}
-    checks = sorted(rows(url, sa.select(
-        llm_logs.c.content_hash, eval_checks.c.check_name, eval_checks.c.passed, eval_checks.c.score, eval_checks.c.details,
-        eval_checks.c.evaluator_version).join(llm_logs, llm_logs.c.id == eval_checks.c.log_id)))
-    ratings = sorted(rows(url, sa.select(
-        llm_logs.c.content_hash, feedback.c.is_good, feedback.c.comments, feedback.c.reference_answer, feedback.c.reviewer,
-        feedback.c.created_at).join(llm_logs, llm_logs.c.id == feedback.c.log_id)))
+    logs = {
+        row[0]: row
+        for row in rows(url, sa.select(llm_logs.c.content_hash, *[c for c in llm_logs.c if c.name not in {"id", "content_hash"}]))
+    }
+    checks = sorted(
+        rows(
+            url,
+            sa.select(
+                llm_logs.c.content_hash,
+                eval_checks.c.check_name,
+                eval_checks.c.passed,
+                eval_checks.c.score,
+                eval_checks.c.details,
+                eval_checks.c.evaluator_version,
+            ).join(llm_logs, llm_logs.c.id == eval_checks.c.log_id),
+        )
+    )
+    ratings = sorted(
+        rows(
+            url,
+            sa.select(
+                llm_logs.c.content_hash,
+                feedback.c.is_good,
+                feedback.c.comments,
+                feedback.c.reference_answer,
+                feedback.c.reviewer,
+                feedback.c.created_at,
+            ).join(llm_logs, llm_logs.c.id == feedback.c.log_id),
+        )
+    )
     return {"logs": logs, "checks": checks, "feedback": ratings}
 
 
@@ -93,6 +129,7 @@ def _same_hour(action: Callable[[], None]) -> None:
 def test_the_same_seed_gives_identical_data(monkeypatch, postgres_server, postgres_url):
     name, other_url = create_postgres_database(postgres_server)
     try:
+
         def fill_both() -> None:
             for url in (postgres_url, other_url):
                 database = Database(url)
@@ -123,7 +160,7 @@ def test_the_same_seed_twice_in_one_database_adds_nothing(monkeypatch, postgres_
 
 
 def test_different_seeds_give_different_runs():
-    end = datetime(2026, 1, 5, 12, tzinfo=timezone.utc)
+    end = datetime(2026, 1, 5, 12, tzinfo=UTC)
     one = fake_data.build_dataset(10, 24, seed=1, end=end)
     two = fake_data.build_dataset(10, 24, seed=2, end=end)
     assert {run.raw for run in one.run_logs}.isdisjoint(run.raw for run in two.run_logs)
@@ -173,10 +210,22 @@ def test_to_files_writes_logs_that_the_real_ingest_stores_like_the_direct_path(m
     assert report.stored == 12 and report.quarantined == 0
 
     # The same runs through the direct path: same bytes, so the same hashes, tokens and costs.
-    direct = [fake_data.to_run_to_store(run_log) for run_log in
-              fake_data.build_dataset(12, 24, seed=2, end=datetime.fromisoformat(end)).run_logs]
-    stored = {row[0]: row[1:] for row in rows(postgres_url, sa.select(
-        llm_logs.c.content_hash, llm_logs.c.total_input_tokens, llm_logs.c.total_output_tokens, llm_logs.c.total_cost, llm_logs.c.origin))}
+    direct = [
+        fake_data.to_run_to_store(run_log) for run_log in fake_data.build_dataset(12, 24, seed=2, end=datetime.fromisoformat(end)).run_logs
+    ]
+    stored = {
+        row[0]: row[1:]
+        for row in rows(
+            postgres_url,
+            sa.select(
+                llm_logs.c.content_hash,
+                llm_logs.c.total_input_tokens,
+                llm_logs.c.total_output_tokens,
+                llm_logs.c.total_cost,
+                llm_logs.c.origin,
+            ),
+        )
+    }
     assert set(stored) == {run.content_hash for run in direct}
     for run in direct:
         tokens_in, tokens_out, cost, origin = stored[run.content_hash]
@@ -197,13 +246,13 @@ def test_out_of_range_options_are_refused(args):
 
 
 def test_seeded_window_ends_at_the_hour_and_unseeded_now():
-    now = datetime(2026, 3, 1, 10, 42, 7, tzinfo=timezone.utc)
-    assert fake_data.window_end(1, now) == datetime(2026, 3, 1, 10, tzinfo=timezone.utc)
+    now = datetime(2026, 3, 1, 10, 42, 7, tzinfo=UTC)
+    assert fake_data.window_end(1, now) == datetime(2026, 3, 1, 10, tzinfo=UTC)
     assert fake_data.window_end(None, now) == now
 
 
 def test_a_dataset_keeps_every_run_and_its_feedback_inside_the_window():
-    end = datetime(2026, 3, 1, 10, tzinfo=timezone.utc)
+    end = datetime(2026, 3, 1, 10, tzinfo=UTC)
     dataset = fake_data.build_dataset(100, 2, seed=3, end=end, feedback_rate=0.3)
     assert all(end - timedelta(hours=2) <= run.started < end - fake_data.END_MARGIN for run in dataset.run_logs)
     assert len(dataset.feedback) == 30
@@ -211,7 +260,7 @@ def test_a_dataset_keeps_every_run_and_its_feedback_inside_the_window():
 
 
 def test_files_are_written_whole(tmp_path: Path):
-    dataset = fake_data.build_dataset(3, 1, seed=5, end=datetime(2026, 3, 1, tzinfo=timezone.utc))
+    dataset = fake_data.build_dataset(3, 1, seed=5, end=datetime(2026, 3, 1, tzinfo=UTC))
     paths = fake_data.write_files(tmp_path, dataset)
     assert sorted(path.name for path in tmp_path.iterdir()) == sorted(path.name for path in paths)
     assert [path.read_bytes() for path in paths] == [run.raw for run in dataset.run_logs]

@@ -30,7 +30,11 @@ def runner_env(logs_dir: Path, url: str, **extra: str) -> dict[str, str]:
 def start_runner(env: dict[str, str], *args: str) -> subprocess.Popen:
     return subprocess.Popen(
         [sys.executable, "-m", "llm_monitoring.runner", *args],
-        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
     )
 
 
@@ -50,11 +54,11 @@ def assert_exactly_once(url: str, logs_dir: Path, originals: dict[str, bytes]) -
     database = Database(url)
     with database.connect() as connection:
         hashes = list(connection.scalars(sa.select(llm_logs.c.content_hash)))
-        per_log = connection.execute(
-            sa.select(eval_checks.c.log_id, sa.func.count()).group_by(eval_checks.c.log_id)
-        ).all()
+        per_log = connection.execute(sa.select(eval_checks.c.log_id, sa.func.count()).group_by(eval_checks.c.log_id)).all()
         orphans = connection.scalar(
-            sa.select(sa.func.count()).select_from(llm_logs.outerjoin(eval_checks, eval_checks.c.log_id == llm_logs.c.id)).where(eval_checks.c.id.is_(None))
+            sa.select(sa.func.count())
+            .select_from(llm_logs.outerjoin(eval_checks, eval_checks.c.log_id == llm_logs.c.id))
+            .where(eval_checks.c.id.is_(None))
         )
     database.dispose()
     assert len(hashes) == len(set(hashes)) == len(originals)  # every run stored, none twice
@@ -158,14 +162,18 @@ def test_cut_postgres_connection_is_retried_and_nothing_is_lost(logs_dir: Path, 
     try:
         while terminated < 2 and time.monotonic() < deadline and process.poll() is None:
             with admin.connect() as connection:
-                stored = connection.exec_driver_sql(
-                    "SELECT count(*) FROM information_schema.tables WHERE table_name = 'llm_logs'"
-                ).scalar() and connection.exec_driver_sql("SELECT count(*) FROM llm_logs").scalar()
+                stored = (
+                    connection.exec_driver_sql("SELECT count(*) FROM information_schema.tables WHERE table_name = 'llm_logs'").scalar()
+                    and connection.exec_driver_sql("SELECT count(*) FROM llm_logs").scalar()
+                )
                 if stored and stored >= 16 * (terminated + 1):
-                    terminated += connection.exec_driver_sql(
-                        "SELECT count(*) FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                        "WHERE application_name = 'llmmon_fault_test') AS killed"
-                    ).scalar() and 1
+                    terminated += (
+                        connection.exec_driver_sql(
+                            "SELECT count(*) FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                            "WHERE application_name = 'llmmon_fault_test') AS killed"
+                        ).scalar()
+                        and 1
+                    )
             time.sleep(0.05)
     finally:
         admin.dispose()

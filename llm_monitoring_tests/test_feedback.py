@@ -198,7 +198,11 @@ def test_cli_adds_feedback_and_refuses_a_missing_run(
 
 
 def test_cli_import_reports_line_numbers_and_stores_the_good_rows(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, database: Database, database_url: str, run_ids: list[int],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    database: Database,
+    database_url: str,
+    run_ids: list[int],
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     monkeypatch.setenv("DATABASE_URL", database_url)
@@ -266,9 +270,7 @@ def test_text_that_cannot_be_stored_is_refused_by_name(database: Database, run_i
     assert count_rows(database, feedback) == 0
 
 
-def test_csv_import_reports_every_malformed_row_by_line_and_stores_the_rest(
-    tmp_path: Path, database: Database, run_ids: list[int]
-) -> None:
+def test_csv_import_reports_every_malformed_row_by_line_and_stores_the_rest(tmp_path: Path, database: Database, run_ids: list[int]) -> None:
     a, b, c = run_ids
     long_field = "x" * 200_000  # beyond the csv module's own limit of 131,072 characters
     too_long = "y" * MAX_TEXT_CHARS + "\n3,yes\n"  # a row-like line inside the field must not become a row
@@ -368,7 +370,11 @@ def test_utf16_file_is_refused_in_one_line(tmp_path: Path, database: Database, r
 
 
 def test_cli_validates_a_log_id_as_the_import_does(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, database: Database, database_url: str, run_ids: list[int],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    database: Database,
+    database_url: str,
+    run_ids: list[int],
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     monkeypatch.setenv("DATABASE_URL", database_url)

@@ -4,7 +4,7 @@ import dataclasses
 import random
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from decimal import Decimal
 
 import dagster as dg
@@ -66,7 +66,8 @@ def gpt_4o_mini_price_change() -> Iterator[None]:
                 model,
                 prices=ModelPrice(input_mtok=NEW_INPUT_PER_MTOK, cache_read_mtok=NEW_INPUT_PER_MTOK, output_mtok=NEW_OUTPUT_PER_MTOK),
             )
-            if model.id == "gpt-4o-mini" else model
+            if model.id == "gpt-4o-mini"
+            else model
             for model in provider.models
         ]
         return dataclasses.replace(provider, models=models)
@@ -83,22 +84,29 @@ def gpt_4o_mini_price_change() -> Iterator[None]:
 
 def cost_rows(database: Database) -> dict[int, tuple]:
     return {
-        row.id: (row.model, row.run_started_at, row.total_input_tokens, row.total_output_tokens, row.input_cost, row.output_cost,
-                 row.total_cost, row.pricing_status, row.price_data_version)
+        row.id: (
+            row.model,
+            row.run_started_at,
+            row.total_input_tokens,
+            row.total_output_tokens,
+            row.input_cost,
+            row.output_cost,
+            row.total_cost,
+            row.pricing_status,
+            row.price_data_version,
+        )
         for row in select(database, sa.select(llm_logs))
     }
 
 
-def test_reprice_backfill_is_one_run_and_reprices_exactly_the_changed_model_in_the_range(
-    database: Database, instance: dg.DagsterInstance
-):
+def test_reprice_backfill_is_one_run_and_reprices_exactly_the_changed_model_in_the_range(database: Database, instance: dg.DagsterInstance):
     store_days(database, date(2026, 1, 5), 5, 10)
     rng = random.Random(7)
     faq = PROFILES[0]
     # Partition edges: the last instant of the 8th is in the range, midnight of the 9th is not.
     edge_runs = [
-        sample_run(rng, datetime(2026, 1, 8, 23, 59, 59, 500000, tzinfo=timezone.utc), faq),
-        sample_run(rng, datetime(2026, 1, 9, 0, 0, 0, tzinfo=timezone.utc), faq),
+        sample_run(rng, datetime(2026, 1, 8, 23, 59, 59, 500000, tzinfo=UTC), faq),
+        sample_run(rng, datetime(2026, 1, 9, 0, 0, 0, tzinfo=UTC), faq),
     ]
     store_runs(database, edge_runs)
     before = cost_rows(database)
@@ -144,7 +152,10 @@ def test_reprice_backfill_is_one_run_and_reprices_exactly_the_changed_model_in_t
         again = run_job("reprice_logs", instance, first="2026-01-06", last="2026-01-08")
     assert metadata(materializations(again)["log_costs"][0])["rows_updated"] == 0
     assert cost_rows(database) == after
-    usage_days = [row.day for row in select(database, sa.select(daily_usage.c.day, daily_usage.c.provider, daily_usage.c.model, daily_usage.c.agent_name))]
+    usage_days = [
+        row.day
+        for row in select(database, sa.select(daily_usage.c.day, daily_usage.c.provider, daily_usage.c.model, daily_usage.c.agent_name))
+    ]
     assert len(usage_days) == 3 * len(PROFILES)  # rebuilt twice, stored once
 
 
@@ -163,7 +174,9 @@ def test_failed_price_refresh_is_reported_and_the_installed_prices_are_kept(data
 
 
 def check_rows_by_version(database: Database) -> dict[str, list[tuple]]:
-    rows = select(database, sa.select(eval_checks.c.log_id, eval_checks.c.check_name, eval_checks.c.evaluator_version, eval_checks.c.passed))
+    rows = select(
+        database, sa.select(eval_checks.c.log_id, eval_checks.c.check_name, eval_checks.c.evaluator_version, eval_checks.c.passed)
+    )
     versions: dict[str, list[tuple]] = {}
     for log_id, name, version, passed in rows:
         versions.setdefault(version, []).append((log_id, name, passed))
@@ -229,10 +242,8 @@ def test_eval_coverage_names_the_days_left_to_reevaluate(database: Database, ins
     store_days(database, date(2026, 1, 5), 3, 3)
     monkeypatch.setattr(evaluation, "EVALUATOR_VERSION", "3-test")
     run_job("reevaluate_logs", instance, first="2026-01-06", last="2026-01-06")
-    from llm_monitoring.defs.quality.checks import eval_coverage
+    from llm_monitoring.defs.quality.checks import GateConfig, eval_coverage
     from llm_monitoring.defs.resources import DatabaseResource
-
-    from llm_monitoring.defs.quality.checks import GateConfig
 
     context = dg.build_asset_check_context(resources={"database": DatabaseResource()}, instance=instance)
     outcome = eval_coverage(context, GateConfig(days=["2026-01-01..2026-01-31"]))

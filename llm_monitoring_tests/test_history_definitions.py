@@ -40,8 +40,13 @@ def test_definitions_hold_the_history_lineage_jobs_checks_and_sensor():
         defs.resolve_job_def(job)
     for sensor in ("daily_aggregates_sensor", "quality_alerts_sensor"):
         assert defs.resolve_sensor_def(sensor).default_status == dg.DefaultSensorStatus.RUNNING
-    gates = {"daily_usage_unpriced_runs_share", "daily_usage_cost_spike", "daily_eval_summary_pass_rate_drop",
-             "daily_eval_summary_eval_coverage", "log_files_recent_parse_failures"}
+    gates = {
+        "daily_usage_unpriced_runs_share",
+        "daily_usage_cost_spike",
+        "daily_eval_summary_pass_rate_drop",
+        "daily_eval_summary_eval_coverage",
+        "log_files_recent_parse_failures",
+    }
     # The ingest run rebuilds its days and judges them: its one asset step, then the gates, in one process.
     ingest = defs.resolve_job_def("ingest_logs_job")
     assert set(ingest.graph.node_dict) == {"ingest_logs", *gates}
@@ -54,9 +59,7 @@ def test_definitions_hold_the_history_lineage_jobs_checks_and_sensor():
 
 
 def dagster_cli(*args: str, env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "dagster", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=180
-    )
+    return subprocess.run([sys.executable, "-m", "dagster", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=180)
 
 
 @pytest.mark.e2e  # runs the dagster command line twice
@@ -73,8 +76,16 @@ def test_cli_validates_and_backfills_a_partition_range_in_one_run(tmp_path: Path
     assert validated.returncode == 0, validated.stdout + validated.stderr
 
     materialized = dagster_cli(
-        "asset", "materialize", "-m", "llm_monitoring.definitions", "--select", "daily_usage",
-        "--partition-range", "2026-01-05...2026-01-07", env=env, cwd=tmp_path,
+        "asset",
+        "materialize",
+        "-m",
+        "llm_monitoring.definitions",
+        "--select",
+        "daily_usage",
+        "--partition-range",
+        "2026-01-05...2026-01-07",
+        env=env,
+        cwd=tmp_path,
     )
     assert materialized.returncode == 0, materialized.stdout + materialized.stderr
 
@@ -89,8 +100,11 @@ def test_deployment_dagster_yaml_keeps_runs_in_postgres(tmp_path: Path, postgres
     shutil.copy(REPO / "deploy" / "dagster.yaml", tmp_path / "dagster.yaml")
     url = sa.make_url(postgres_url)
     for key, value in {
-        "DAGSTER_PG_HOST": url.host, "DAGSTER_PG_USER": url.username, "DAGSTER_PG_PASSWORD": url.password or "",
-        "DAGSTER_PG_DB": url.database, "DAGSTER_PG_PORT": str(url.port or 5432),
+        "DAGSTER_PG_HOST": url.host,
+        "DAGSTER_PG_USER": url.username,
+        "DAGSTER_PG_PASSWORD": url.password or "",
+        "DAGSTER_PG_DB": url.database,
+        "DAGSTER_PG_PORT": str(url.port or 5432),
     }.items():
         monkeypatch.setenv(key, value)
 

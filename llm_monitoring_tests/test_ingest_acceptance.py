@@ -47,8 +47,11 @@ def test_runner_twice_stores_every_good_log_and_stores_or_quarantines_every_pois
     outside.mkdir()
     command, bypasses = runner_command()
     poisons = write_poison(
-        logs_dir, postgres=database_kind == "postgres", reader_bypasses_permissions=bypasses,
-        outside=outside, max_log_bytes=MAX_LOG_BYTES,
+        logs_dir,
+        postgres=database_kind == "postgres",
+        reader_bypasses_permissions=bypasses,
+        outside=outside,
+        max_log_bytes=MAX_LOG_BYTES,
     )
     (logs_dir / "a-folder.json").mkdir()  # not a file: left alone, never pending
     (logs_dir / "a-folder.json" / "inside.json").write_bytes(b"{}")

@@ -38,8 +38,11 @@ def test_poison_in_every_stage_is_quarantined_and_the_good_files_stored_in_one_p
     outside.mkdir()
     postgres = database_url.startswith("postgres")
     poisons = write_poison(
-        logs_dir, postgres=postgres, reader_bypasses_permissions=reader_bypasses_permissions(tmp_path),
-        outside=outside, max_log_bytes=MAX_LOG_BYTES,
+        logs_dir,
+        postgres=postgres,
+        reader_bypasses_permissions=reader_bypasses_permissions(tmp_path),
+        outside=outside,
+        max_log_bytes=MAX_LOG_BYTES,
     )
     install_refusal(database_url)  # and the database itself refuses one run in its bulk write
     poisons.append(refused_by_the_database(logs_dir))

@@ -10,9 +10,9 @@ import pytest
 import sqlalchemy as sa
 
 from llm_monitoring.defs.ingest.assets import logs_metadata
+from llm_monitoring.defs.ingest.sensors import new_log_files_sensor
 from llm_monitoring.defs.keys import ingest_run_config
 from llm_monitoring.defs.resources import DatabaseResource, LogSourceResource
-from llm_monitoring.defs.ingest.sensors import new_log_files_sensor
 from llm_monitoring.ingest import IngestReport
 from llm_monitoring.runner import IngestFailed, run_ingest
 from llm_monitoring.samples import write_sample_logs
@@ -166,7 +166,11 @@ def test_sensor_run_request_executes_the_job(env, logs_dir: Path, database_url: 
         database.dispose()
         assert materialized == {"llm_logs": {None}, "eval_checks": {None}, "daily_usage": days, "daily_eval_summary": days}
         assert {evaluation.asset_check_key.name for evaluation in result.get_asset_check_evaluations()} == {
-            "unpriced_runs_share", "cost_spike", "pass_rate_drop", "eval_coverage", "recent_parse_failures",
+            "unpriced_runs_share",
+            "cost_spike",
+            "pass_rate_drop",
+            "eval_coverage",
+            "recent_parse_failures",
         }
     assert counts(database_url)[0] == len(list(FIXTURES.glob("*.json")))
 
@@ -194,7 +198,9 @@ def test_real_logs_are_stored_once_and_truncated_ones_quarantined(env, logs_dir:
         assert (logs_dir / "_quarantine" / path.name).read_bytes() == path.read_bytes()
     database = Database(database_url)
     with database.connect() as connection:
-        rows = connection.execute(sa.select(llm_logs.c.filepath, llm_logs.c.total_input_tokens, llm_logs.c.pricing_status, llm_logs.c.total_cost)).all()
+        rows = connection.execute(
+            sa.select(llm_logs.c.filepath, llm_logs.c.total_input_tokens, llm_logs.c.pricing_status, llm_logs.c.total_cost)
+        ).all()
     database.dispose()
     assert len(rows) == len(valid)
     for row in rows:

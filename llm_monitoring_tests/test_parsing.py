@@ -1,4 +1,4 @@
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 
@@ -39,8 +39,8 @@ def test_text_answer_and_times_from_messages():
     record = parse("text_answer_per_response_usage.json")
     assert record.assistant_answer == "Yes, you can join the course late and still submit homework."
     assert (record.input_tokens, record.output_tokens, record.cache_read_tokens) == (1500, 60, 512)
-    assert record.run_started_at == datetime(2025, 10, 15, 16, 0, 5, 100000, tzinfo=timezone.utc)
-    assert record.run_finished_at == datetime(2025, 10, 15, 16, 0, 8, tzinfo=timezone.utc)
+    assert record.run_started_at == datetime(2025, 10, 15, 16, 0, 5, 100000, tzinfo=UTC)
+    assert record.run_finished_at == datetime(2025, 10, 15, 16, 0, 8, tzinfo=UTC)
     assert record.duration_seconds == pytest.approx(2.9)
     assert record.instructions == "You answer FAQ questions using the search tool."
     assert record.finish_reasons == ("tool_call", "stop")
@@ -79,13 +79,13 @@ def test_role_content_messages():
     record = parse("role_content_messages.json")
     assert record.user_prompt == "hi"
     assert record.assistant_answer is None
-    assert record.run_started_at == datetime(2026, 4, 6, 14, 45, 28, 679223, tzinfo=timezone.utc)
+    assert record.run_started_at == datetime(2026, 4, 6, 14, 45, 28, 679223, tzinfo=UTC)
 
 
 def test_string_output_and_naive_timestamps_as_utc():
     record = parse("string_output_naive_time.json")
     assert record.assistant_answer.startswith("Stolen credentials")
-    assert record.run_started_at == datetime(2024, 11, 17, 20, 0, tzinfo=timezone.utc)
+    assert record.run_started_at == datetime(2024, 11, 17, 20, 0, tzinfo=UTC)
     assert record.duration_seconds == 5.0
     assert (record.input_tokens, record.output_tokens) == (150, 85)
 
@@ -109,7 +109,7 @@ def test_files_that_are_not_run_logs_give_a_reason(raw: bytes, reason: str):
 
 
 def test_log_without_any_timestamp_uses_the_fallback_time():
-    moment = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    moment = datetime(2026, 1, 1, tzinfo=UTC)
     record = parse_run_log(b'{"messages": [{"role": "user", "content": "hi"}]}', fallback_time=moment)
     assert record.run_started_at == moment
 
@@ -121,7 +121,7 @@ def test_documents_the_fast_parser_rejects_still_parse():
         b'{"agent_name": "a\\ud800", "score": NaN, "messages": [{"role": "user", "content": "hi"},'
         b' {"role": "assistant", "content": "hello"}]}'
     )
-    record = parse_run_log(raw, fallback_time=datetime(2026, 1, 1, tzinfo=timezone.utc))
+    record = parse_run_log(raw, fallback_time=datetime(2026, 1, 1, tzinfo=UTC))
     assert record.agent_name == "a\ufffd"
     assert (record.user_prompt, record.assistant_answer) == ("hi", "hello")
 
@@ -131,7 +131,7 @@ def test_role_content_tool_messages_are_tool_returns_in_the_record_and_the_timel
         b'{"messages": [{"role": "system", "content": "Be brief."}, {"role": "tool", "content": "doc text"},'
         b' {"role": "user", "content": "What is dbt?"}, {"role": "assistant", "content": "A tool."}]}'
     )
-    record = parse_run_log(raw, fallback_time=datetime(2026, 1, 1, tzinfo=timezone.utc))
+    record = parse_run_log(raw, fallback_time=datetime(2026, 1, 1, tzinfo=UTC))
     assert (record.user_prompt, record.assistant_answer) == ("What is dbt?", "A tool.")
     kinds = [entry.kind for entry in message_timeline(raw.decode())]
     assert kinds == ["system", "tool_return", "user", "answer"]

@@ -1,3 +1,4 @@
+from datetime import UTC
 from decimal import Decimal
 
 from genai_prices import Usage, calc_price
@@ -53,43 +54,70 @@ def test_openrouter_model_behind_openai_client_is_priced_at_openrouter():
 def test_cached_daily_rates_give_exactly_what_genai_prices_computes():
     import random
     from dataclasses import replace
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     base = parse_run_log(fixture_bytes("text_answer_per_response_usage.json"))
     rng = random.Random(3)
-    pairs = [("openai", "gpt-4o-mini"), ("openai", "gpt-4o"), ("anthropic", "claude-3-5-sonnet-latest"),
-             ("google-gla", "gemini-2.5-flash"), ("google-gla", "gemini-2.5-pro"), ("groq", "llama-3.3-70b-versatile"),
-             ("perplexity", "sonar")]  # a per-request fee on top of the tokens
+    pairs = [
+        ("openai", "gpt-4o-mini"),
+        ("openai", "gpt-4o"),
+        ("anthropic", "claude-3-5-sonnet-latest"),
+        ("google-gla", "gemini-2.5-flash"),
+        ("google-gla", "gemini-2.5-pro"),
+        ("groq", "llama-3.3-70b-versatile"),
+        ("perplexity", "sonar"),
+    ]  # a per-request fee on top of the tokens
     for _ in range(60):
         provider, model = rng.choice(pairs)
         input_tokens = rng.randint(0, 300_000)
         cache_read = rng.randint(0, input_tokens // 2)
         cache_write = rng.randint(0, (input_tokens - cache_read) // 4) if provider == "anthropic" else 0
         record = replace(
-            base, provider=provider, model=model, input_tokens=input_tokens, output_tokens=rng.randint(0, 9000),
-            cache_read_tokens=cache_read, cache_write_tokens=cache_write,
-            run_started_at=datetime(2025, rng.randint(1, 12), rng.randint(1, 28), rng.randint(0, 23), tzinfo=timezone.utc),
+            base,
+            provider=provider,
+            model=model,
+            input_tokens=input_tokens,
+            output_tokens=rng.randint(0, 9000),
+            cache_read_tokens=cache_read,
+            cache_write_tokens=cache_write,
+            run_started_at=datetime(2025, rng.randint(1, 12), rng.randint(1, 28), rng.randint(0, 23), tzinfo=UTC),
         )
         expected = calc_price(
-            Usage(input_tokens=record.input_tokens, output_tokens=record.output_tokens,
-                  cache_read_tokens=cache_read, cache_write_tokens=cache_write),
-            model, provider_id=provider, genai_request_timestamp=record.run_started_at,
+            Usage(
+                input_tokens=record.input_tokens,
+                output_tokens=record.output_tokens,
+                cache_read_tokens=cache_read,
+                cache_write_tokens=cache_write,
+            ),
+            model,
+            provider_id=provider,
+            genai_request_timestamp=record.run_started_at,
         )
         price = price_run(record)
         assert (price.input_cost, price.output_cost, price.total_cost) == (
-            expected.input_price, expected.output_price, expected.total_price
+            expected.input_price,
+            expected.output_price,
+            expected.total_price,
         ), (provider, model, input_tokens)
 
 
 def test_off_peak_prices_follow_the_time_of_day():
     from dataclasses import replace
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     base = parse_run_log(fixture_bytes("text_answer_per_response_usage.json"))
     for hour in (3, 17):  # DeepSeek's off-peak window and its standard hours (UTC)
-        when = datetime(2025, 3, 10, hour, 0, tzinfo=timezone.utc)
-        record = replace(base, provider="deepseek", model="deepseek-chat", run_started_at=when,
-                         input_tokens=100_000, output_tokens=10_000, cache_read_tokens=0)
-        expected = calc_price(Usage(input_tokens=100_000, output_tokens=10_000), "deepseek-chat",
-                              provider_id="deepseek", genai_request_timestamp=when)
+        when = datetime(2025, 3, 10, hour, 0, tzinfo=UTC)
+        record = replace(
+            base,
+            provider="deepseek",
+            model="deepseek-chat",
+            run_started_at=when,
+            input_tokens=100_000,
+            output_tokens=10_000,
+            cache_read_tokens=0,
+        )
+        expected = calc_price(
+            Usage(input_tokens=100_000, output_tokens=10_000), "deepseek-chat", provider_id="deepseek", genai_request_timestamp=when
+        )
         assert price_run(record).total_cost == expected.total_price

@@ -1,7 +1,7 @@
 """Values checked at the edge: what the columns cannot hold is stored as NULL with the reason, never a crash."""
 
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from decimal import Decimal
 
 import pytest
@@ -17,7 +17,7 @@ from llm_monitoring.storage.engine import Database
 from llm_monitoring.storage.schema import llm_logs
 from llm_monitoring_tests.poison import log_bytes, log_document
 
-WHEN = datetime(2026, 1, 1, tzinfo=timezone.utc)
+WHEN = datetime(2026, 1, 1, tzinfo=UTC)
 
 
 def parse(raw: bytes):
@@ -118,16 +118,18 @@ def test_limits_are_those_of_the_columns():
     assert isinstance(llm_logs.c.requests.type, sa.Integer) and not isinstance(llm_logs.c.requests.type, sa.BigInteger)
     assert MAX_REQUESTS == 2**31 - 1
     money = llm_logs.c.total_cost.type.impl
-    assert money.precision - money.scale == 12 and MAX_COST == Decimal(10) ** 12
+    assert money.precision - money.scale == 12 and Decimal(10) ** 12 == MAX_COST
 
 
 def test_invalid_usage_survives_repricing(database: Database):
     run = run_from_bytes(log_bytes("reprice", input_tokens=-5), "reprice.json", fallback_time=WHEN)
     store_runs(database, [run])
-    report = recompute.reprice(database, datetime(2025, 1, 1, tzinfo=timezone.utc), datetime(2027, 1, 1, tzinfo=timezone.utc))
+    report = recompute.reprice(database, datetime(2025, 1, 1, tzinfo=UTC), datetime(2027, 1, 1, tzinfo=UTC))
     assert report.runs == 1
     with database.connect() as connection:
-        row = connection.execute(sa.select(llm_logs.c.total_input_tokens, llm_logs.c.pricing_status, llm_logs.c.value_notes, llm_logs.c.total_cost)).one()
+        row = connection.execute(
+            sa.select(llm_logs.c.total_input_tokens, llm_logs.c.pricing_status, llm_logs.c.value_notes, llm_logs.c.total_cost)
+        ).one()
     assert row.total_input_tokens is None and row.total_cost is None
     assert row.pricing_status.startswith("invalid_usage: input_tokens: -5 is negative")
     assert json.loads(row.value_notes) == ["input_tokens: -5 is negative"]

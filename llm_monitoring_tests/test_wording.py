@@ -2,7 +2,7 @@
 
 import json
 import random
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -35,11 +35,14 @@ def test_days_are_written_as_stretches_and_read_back():
 
 def store_one_run_per_model(database: Database) -> None:
     rng = random.Random(3)
-    started = datetime(2026, 1, 5, 9, tzinfo=timezone.utc)
-    store_runs(database, [
-        run_from_bytes(json.dumps(make_run_log(rng, started, profile=profile)).encode(), f"logs/{profile.agent_name}.json")
-        for profile in PROFILES[:2]
-    ])
+    started = datetime(2026, 1, 5, 9, tzinfo=UTC)
+    store_runs(
+        database,
+        [
+            run_from_bytes(json.dumps(make_run_log(rng, started, profile=profile)).encode(), f"logs/{profile.agent_name}.json")
+            for profile in PROFILES[:2]
+        ],
+    )
 
 
 def test_summary_says_one_run_and_passed_of_applicable(sqlite_url: str):

@@ -16,7 +16,6 @@ import pandas as pd
 GROUP_KEYS = ("provider", "model", "agent_name")
 
 
-
 def _day(moment: datetime) -> date:
     return moment.date()
 
@@ -62,24 +61,26 @@ def summarize_daily_usage(rows: Sequence[Sequence[Any]], columns: Sequence[str])
     for keys, group in frame.groupby(["day", *GROUP_KEYS], dropna=False, sort=True):
         day, provider, model, agent_name = keys
         priced = int(group["total_cost"].map(lambda value: value is not None and not _is_nan(value)).sum())
-        result.append({
-            "day": day,
-            "provider": _none_if_nan(provider),
-            "model": _none_if_nan(model),
-            "agent_name": _none_if_nan(agent_name),
-            "runs": len(group),
-            "priced_runs": priced,
-            "unpriced_runs": len(group) - priced,
-            "input_tokens": _token_sum(group["total_input_tokens"]),
-            "output_tokens": _token_sum(group["total_output_tokens"]),
-            "cache_read_tokens": _token_sum(group["cache_read_tokens"]),
-            "cache_write_tokens": _token_sum(group["cache_write_tokens"]),
-            "input_cost": _decimal_sum(group["input_cost"]),
-            "output_cost": _decimal_sum(group["output_cost"]),
-            "total_cost": _decimal_sum(group["total_cost"]),
-            "duration_p50_seconds": _percentile(group["duration_seconds"], 0.5),
-            "duration_p95_seconds": _percentile(group["duration_seconds"], 0.95),
-        })
+        result.append(
+            {
+                "day": day,
+                "provider": _none_if_nan(provider),
+                "model": _none_if_nan(model),
+                "agent_name": _none_if_nan(agent_name),
+                "runs": len(group),
+                "priced_runs": priced,
+                "unpriced_runs": len(group) - priced,
+                "input_tokens": _token_sum(group["total_input_tokens"]),
+                "output_tokens": _token_sum(group["total_output_tokens"]),
+                "cache_read_tokens": _token_sum(group["cache_read_tokens"]),
+                "cache_write_tokens": _token_sum(group["cache_write_tokens"]),
+                "input_cost": _decimal_sum(group["input_cost"]),
+                "output_cost": _decimal_sum(group["output_cost"]),
+                "total_cost": _decimal_sum(group["total_cost"]),
+                "duration_p50_seconds": _percentile(group["duration_seconds"], 0.5),
+                "duration_p95_seconds": _percentile(group["duration_seconds"], 0.95),
+            }
+        )
     return result
 
 
@@ -92,15 +93,17 @@ def summarize_daily_evals(rows: Sequence[Sequence[Any]], columns: Sequence[str])
     for (day, check_name, version), group in frame.groupby(["day", "check_name", "evaluator_version"], sort=True):
         verdicts = group["passed"].dropna().astype(bool)
         applicable, passed = len(verdicts), int(verdicts.sum())
-        result.append({
-            "day": day,
-            "check_name": check_name,
-            "evaluator_version": version,
-            "runs": len(group),
-            "applicable": applicable,
-            "passed": passed,
-            "pass_rate": round(passed / applicable, 6) if applicable else None,
-        })
+        result.append(
+            {
+                "day": day,
+                "check_name": check_name,
+                "evaluator_version": version,
+                "runs": len(group),
+                "applicable": applicable,
+                "passed": passed,
+                "pass_rate": round(passed / applicable, 6) if applicable else None,
+            }
+        )
     return result
 
 
@@ -113,11 +116,13 @@ def summarize_daily_feedback(rows: Sequence[Sequence[Any]], columns: Sequence[st
     for day, group in frame.groupby("day", sort=True):
         good = int(group["is_good"].astype(bool).sum())
         total = len(group)
-        result.append({
-            "day": day,
-            "feedback": total,
-            "good": good,
-            "bad": total - good,
-            "good_pct": round(100 * good / total, 4) if total else None,
-        })
+        result.append(
+            {
+                "day": day,
+                "feedback": total,
+                "good": good,
+                "bad": total - good,
+                "good_pct": round(100 * good / total, 4) if total else None,
+            }
+        )
     return result

@@ -28,7 +28,7 @@ _SHOWN_CHARS = 60
 def shown(value: Any) -> str:
     """A logged value as it appears in a note: its repr, shortened (a value can be megabytes long)."""
     text = repr(value)
-    return text if len(text) <= _SHOWN_CHARS else text[:_SHOWN_CHARS - 3] + "..."
+    return text if len(text) <= _SHOWN_CHARS else text[: _SHOWN_CHARS - 3] + "..."
 
 
 def count_value(value: Any, limit: int = MAX_COUNT) -> tuple[int | None, str | None]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterable, Iterator
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -29,8 +29,22 @@ _RESPONSE_KINDS = {"response", "assistant", "model"}
 _REFERENCE_KEYS = ("references", "urls", "sources", "citations", "links")
 _TEXT_KEYS = ("answer", "content", "text", "summary", "response", "result")
 _PROVIDER_PREFIXES = {
-    "openai", "anthropic", "google-gla", "google-vertex", "gemini", "groq", "mistral", "cohere",
-    "bedrock", "deepseek", "openrouter", "ollama", "grok", "xai", "huggingface", "test",
+    "openai",
+    "anthropic",
+    "google-gla",
+    "google-vertex",
+    "gemini",
+    "groq",
+    "mistral",
+    "cohere",
+    "bedrock",
+    "deepseek",
+    "openrouter",
+    "ollama",
+    "grok",
+    "xai",
+    "huggingface",
+    "test",
 }
 
 
@@ -58,7 +72,7 @@ def load_json_object(raw: bytes) -> tuple[str, dict[str, Any]]:
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as error:
-        raise ParseError(f"not valid UTF-8: byte {error.start} ({raw[error.start:error.start + 1]!r})") from None
+        raise ParseError(f"not valid UTF-8: byte {error.start} ({raw[error.start : error.start + 1]!r})") from None
     return text, _json_object(text)
 
 
@@ -194,7 +208,11 @@ def _normalize_message(message: dict[str, Any]) -> dict[str, Any]:
         return {**message, "kind": kind}
     role = message.get("role")
     kind = "response" if role == "assistant" else "request"
-    part = {"part_kind": _ROLE_PART_KINDS.get(role, "user-prompt"), "content": message.get("content"), "timestamp": message.get("timestamp")}
+    part = {
+        "part_kind": _ROLE_PART_KINDS.get(role, "user-prompt"),
+        "content": message.get("content"),
+        "timestamp": message.get("timestamp"),
+    }
     return {**message, "kind": kind, "parts": [part]}
 
 
@@ -248,7 +266,7 @@ def _reports_usage(numbers: list[_Count]) -> bool:
 def _kept(numbers: list[_Count], notes: list[str]) -> list[int | None]:
     """The counts as stored: an invalid one becomes None, with a note; absent cache counts are 0."""
     kept: list[int | None] = []
-    for index, (field, (number, problem)) in enumerate(zip(USAGE_FIELDS, numbers)):
+    for index, (field, (number, problem)) in enumerate(zip(USAGE_FIELDS, numbers, strict=True)):
         if problem:
             notes.append(f"{field}: {problem}")
             kept.append(None)
@@ -291,10 +309,12 @@ def _usage(
     if not reported:
         return None, None, None, None, len(responses), reported_cost
     summed = [
-        (None, problem) if problem
-        else (None, f"the responses add up to {total:,}, over {MAX_COUNT:,}, the largest count stored") if total > MAX_COUNT
+        (None, problem)
+        if problem
+        else (None, f"the responses add up to {total:,}, over {MAX_COUNT:,}, the largest count stored")
+        if total > MAX_COUNT
         else (total, None)
-        for total, problem in zip(totals, problems)
+        for total, problem in zip(totals, problems, strict=True)
     ]
     return (*_kept(summed, notes), len(responses), reported_cost)  # type: ignore[return-value]
 
@@ -501,9 +521,9 @@ def _timestamp(value: Any, notes: list[str]) -> datetime | None:
         return None
     # A naive timestamp is taken as UTC: pydantic-ai writes UTC, hand-written samples omit the zone.
     if stamp.tzinfo is None:
-        return stamp.replace(tzinfo=timezone.utc)
+        return stamp.replace(tzinfo=UTC)
     try:
-        return stamp.astimezone(timezone.utc)
+        return stamp.astimezone(UTC)
     except OverflowError:  # 9999-12-31T23:00-05:00 is in year 10000 in UTC
         notes.append(f"timestamp: {shown(value)} is outside the years 1 to 9999 in UTC; ignored")
         return None

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from functools import lru_cache
 
@@ -52,11 +52,11 @@ def price_run(record: LogRecord) -> PriceResult:
         record.cache_read_tokens or 0,
         record.cache_write_tokens or 0,
     )
-    when = record.run_started_at or datetime.now(timezone.utc)
-    rates = _daily_rates(resolution, when.astimezone(timezone.utc).date())
+    when = record.run_started_at or datetime.now(UTC)
+    rates = _daily_rates(resolution, when.astimezone(UTC).date())
     if rates is not None:
-        input_cost = sum((count * rate for count, rate in zip(counts, rates.input)), Decimal(0))
-        output_cost = sum((count * rate for count, rate in zip(counts, rates.output)), Decimal(0))
+        input_cost = sum((count * rate for count, rate in zip(counts, rates.input, strict=True)), Decimal(0))
+        output_cost = sum((count * rate for count, rate in zip(counts, rates.output, strict=True)), Decimal(0))
         total_cost = input_cost + output_cost + rates.per_request
     else:
         price = calc_price(_usage(counts), resolution.model_ref, provider_id=resolution.provider_id, genai_request_timestamp=when)
@@ -79,7 +79,7 @@ def usage_problems(record: LogRecord) -> list[str]:
     did not come through the parser (stored rows of older versions) a negative or oversized count."""
     problems = [note for note in record.value_notes if note.partition(":")[0] in USAGE_FIELDS]
     counts = (record.input_tokens, record.output_tokens, record.cache_read_tokens, record.cache_write_tokens)
-    for field, count in zip(USAGE_FIELDS, counts):
+    for field, count in zip(USAGE_FIELDS, counts, strict=True):
         if count is not None and not 0 <= count <= MAX_COUNT:
             problems.append(f"{field}: {count} is {'negative' if count < 0 else 'over the largest count stored'}")
     return problems
@@ -111,7 +111,7 @@ def _daily_rates(resolution: _Resolution, day: date) -> _Rates | None:
     one day shares its rates, so they are probed once. Input tokens include cache
     reads and writes, so each cache rate is measured as the change it makes to a plain input.
     """
-    when = datetime(day.year, day.month, day.day, 12, tzinfo=timezone.utc)
+    when = datetime(day.year, day.month, day.day, 12, tzinfo=UTC)
     _, model = data_snapshot.get_snapshot().find_provider_model(resolution.model_ref, None, resolution.provider_id, None)
     if not isinstance(model.prices, ModelPrice) and any(
         isinstance(conditional.constraint, TimeOfDateConstraint) for conditional in model.prices

@@ -69,7 +69,9 @@ def nothing_to_judge(judged: list[date], what: str = "runs") -> str:
     return f"nothing to judge: no {what} on the judged days ({days_label(judged)})"
 
 
-def unpriced_findings(usage_rows: Iterable[Mapping[str, Any]], days: Iterable[date], max_share: float) -> tuple[list[Finding], dict[date, float]]:
+def unpriced_findings(
+    usage_rows: Iterable[Mapping[str, Any]], days: Iterable[date], max_share: float
+) -> tuple[list[Finding], dict[date, float]]:
     """Days whose share of runs without a price is above `max_share`, and each day's share."""
     runs: dict[date, int] = {}
     unpriced: dict[date, int] = {}
@@ -88,12 +90,15 @@ def unpriced_findings(usage_rows: Iterable[Mapping[str, Any]], days: Iterable[da
         share = unpriced[day] / runs[day]
         shares[day] = round(share, 4)
         if share > max_share:
-            findings.append(Finding(
-                day, "unpriced",
-                f"{day}: {unpriced[day]} of {runs[day]} runs unpriced ({share:.0%} > {max_share:.0%}); "
-                f"models: {', '.join(sorted(models.get(day, ())))}",
-                round(share, 4),
-            ))
+            findings.append(
+                Finding(
+                    day,
+                    "unpriced",
+                    f"{day}: {unpriced[day]} of {runs[day]} runs unpriced ({share:.0%} > {max_share:.0%}); "
+                    f"models: {', '.join(sorted(models.get(day, ())))}",
+                    round(share, 4),
+                )
+            )
     return findings, shares
 
 
@@ -129,12 +134,15 @@ def pass_rate_findings(
             rate, baseline = passed / applicable, base_passed / base_applicable
             z = drop_z(passed, applicable, base_passed, base_applicable)
             if baseline - rate > thresholds.max_pass_rate_drop and z >= thresholds.min_drop_z:
-                findings.append(Finding(
-                    day, check,
-                    f"{day} {check}: pass rate {rate:.0%} ({passed}/{applicable}) vs {baseline:.0%} over the previous "
-                    f"{thresholds.baseline_days} days, a drop of {baseline - rate:.0%} (> {thresholds.max_pass_rate_drop:.0%}, z={z:.1f})",
-                    round(baseline - rate, 4),
-                ))
+                findings.append(
+                    Finding(
+                        day,
+                        check,
+                        f"{day} {check}: pass rate {rate:.0%} ({passed}/{applicable}) vs {baseline:.0%} over the previous "
+                        f"{thresholds.baseline_days} days, a drop of {baseline - rate:.0%} (> {thresholds.max_pass_rate_drop:.0%}, z={z:.1f})",
+                        round(baseline - rate, 4),
+                    )
+                )
     return findings, judged
 
 
@@ -170,11 +178,14 @@ def cost_spike_findings(
         details[day] = {"cost": float(cost[day]), "baseline": float(round(baseline, 6)), "runs": runs[day]}
         if baseline >= thresholds.min_baseline_cost and cost[day] > baseline * Decimal(str(thresholds.cost_spike_factor)):
             per_run = cost[day] / runs[day] if runs[day] else Decimal(0)
-            findings.append(Finding(
-                day, "cost",
-                f"{day}: cost ${cost[day]:.4f} over {runs[day]} runs (${per_run:.6f}/run) is "
-                f"{cost[day] / baseline:.1f}x the previous {len(previous)} days' mean ${baseline:.4f} "
-                f"(> {thresholds.cost_spike_factor}x)",
-                round(float(cost[day] / baseline), 2),
-            ))
+            findings.append(
+                Finding(
+                    day,
+                    "cost",
+                    f"{day}: cost ${cost[day]:.4f} over {runs[day]} runs (${per_run:.6f}/run) is "
+                    f"{cost[day] / baseline:.1f}x the previous {len(previous)} days' mean ${baseline:.4f} "
+                    f"(> {thresholds.cost_spike_factor}x)",
+                    round(float(cost[day] / baseline), 2),
+                )
+            )
     return findings, details

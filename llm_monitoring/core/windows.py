@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import UTC, date, datetime, time, timedelta
 
 
 def day_range(start: datetime, end: datetime) -> tuple[date, date]:
     """The UTC days [first, end) a window [start, end) of run times covers."""
-    start, end = start.astimezone(timezone.utc), end.astimezone(timezone.utc)
+    start, end = start.astimezone(UTC), end.astimezone(UTC)
     end_day = end.date() if end.time() == time(0) else end.date() + timedelta(days=1)
     return start.date(), end_day
 
@@ -24,7 +24,7 @@ def days_between(first: date, end: date) -> list[date]:
 
 
 def day_start(day: date) -> datetime:
-    return datetime.combine(day, time(0), tzinfo=timezone.utc)
+    return datetime.combine(day, time(0), tzinfo=UTC)
 
 
 def stretches(days: Iterable[date], merge_gap_days: int = 1) -> list[tuple[date, date]]:
@@ -53,7 +53,7 @@ def days_label(days: Iterable[date], limit: int = 12) -> str:
 
 
 def parse_days(texts: Iterable[str]) -> set[date]:
-    """"2026-01-09" and inclusive "2026-01-01..2026-01-31" as days; a malformed text raises ValueError
+    """ "2026-01-09" and inclusive "2026-01-01..2026-01-31" as days; a malformed text raises ValueError
     naming it."""
     days: set[date] = set()
     for text in texts:
@@ -67,4 +67,3 @@ def parse_days(texts: Iterable[str]) -> set[date]:
             raise ValueError(f"range ends before it starts: {text!r}")
         days.update(days_between(first, last + timedelta(days=1)))
     return days
-

@@ -2,18 +2,15 @@
 once here for every asset, check and sensor of the defs folder."""
 
 import hashlib
-import os
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
 
 import dagster as dg
-import sqlalchemy as sa
 from pydantic import Field
 
 from llm_monitoring.config import check_logs_dir, get_settings
-from llm_monitoring.database_url import normalize_url
 from llm_monitoring.sources import LocalDirectorySource, LogSource
-from llm_monitoring.storage.engine import Database, open_database
+from llm_monitoring.storage.engine import Database, database_identity, open_database
 from llm_monitoring.storage.errors import DatabaseUnavailable, InvalidDatabaseUrl
 
 
@@ -67,18 +64,12 @@ def database_key(url: str | None = None) -> str:
     database: the sensors act only on events keyed with their own database. The same for every
     process writing to one database: the password is left out and a SQLite path made absolute.
     """
-    parsed = sa.make_url(normalize_url(url or get_settings().database_url))
-    database = parsed.database
-    if parsed.get_backend_name() == "sqlite" and database not in (None, "", ":memory:"):
-        database = os.path.abspath(database)
-    identity = sa.URL.create(
-        parsed.get_backend_name(), username=parsed.username, host=parsed.host, port=parsed.port, database=database
-    ).render_as_string(hide_password=False)
+    identity = database_identity(url or get_settings().database_url)
     return hashlib.sha256(identity.encode()).hexdigest()[:12]
 
 
 def database_kind() -> str:
-    """"postgres" or "sqlite", for asset kinds shown in the UI.
+    """ "postgres" or "sqlite", for asset kinds shown in the UI.
 
     Read when the definitions load (Dagster takes an asset's kinds at definition time), so a change
     of DATABASE_URL shows in the UI after the code location reloads; everything else reads it when used.

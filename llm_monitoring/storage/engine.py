@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -143,3 +144,14 @@ def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA busy_timeout=60000")
     cursor.close()
+
+
+def database_identity(url: str) -> str:
+    """The database a URL names, the same from every process: no password, a SQLite path made absolute."""
+    parsed = sa.make_url(normalize_url(url))
+    database = parsed.database
+    if parsed.get_backend_name() == "sqlite" and database not in (None, "", ":memory:"):
+        database = os.path.abspath(database)
+    return sa.URL.create(
+        parsed.get_backend_name(), username=parsed.username, host=parsed.host, port=parsed.port, database=database
+    ).render_as_string(hide_password=False)

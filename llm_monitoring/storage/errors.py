@@ -6,6 +6,11 @@ import sqlalchemy as sa
 
 from llm_monitoring.database_url import mask_url
 
+# What a failed statement raises, for callers outside storage/ that report it without knowing SQLAlchemy:
+# StorageError is any error of the storage layer's driver or SQL, DriverError one the database returned.
+StorageError = sa.exc.SQLAlchemyError
+DriverError = sa.exc.DBAPIError
+
 
 class DatabaseUnavailable(RuntimeError):
     """The database cannot be reached; the message names it with its password masked."""

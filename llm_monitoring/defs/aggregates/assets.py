@@ -62,7 +62,9 @@ def daily_usage(context: dg.AssetExecutionContext, database: DatabaseResource) -
             "input_tokens": sum(row["input_tokens"] for row in rows),
             "output_tokens": sum(row["output_tokens"] for row in rows),
             "preview": dg.MetadataValue.md(
-                markdown_table(top, ("day", "provider", "model", "agent_name", "runs", "unpriced_runs", "total_cost", "duration_p95_seconds"))
+                markdown_table(
+                    top, ("day", "provider", "model", "agent_name", "runs", "unpriced_runs", "total_cost", "duration_p95_seconds")
+                )
             ),
         }
     )
@@ -90,15 +92,22 @@ def daily_eval_summary(context: dg.AssetExecutionContext, database: DatabaseReso
         entry[0] += row["passed"]
         entry[1] += row["applicable"]
     preview = [
-        {"check_name": name, "evaluator_version": version, "passed": passed, "applicable": applicable,
-         "pass_rate": round(passed / applicable, 4) if applicable else None}
+        {
+            "check_name": name,
+            "evaluator_version": version,
+            "passed": passed,
+            "applicable": applicable,
+            "pass_rate": round(passed / applicable, 4) if applicable else None,
+        }
         for (name, version), (passed, applicable) in sorted(overall.items())
     ]
     return dg.MaterializeResult(
         metadata={
             **_rebuild_metadata(rebuild, window, database),
             "verdicts": sum(row["applicable"] for row in rebuild.rows),
-            "preview": dg.MetadataValue.md(markdown_table(preview, ("check_name", "evaluator_version", "passed", "applicable", "pass_rate"), limit=30)),
+            "preview": dg.MetadataValue.md(
+                markdown_table(preview, ("check_name", "evaluator_version", "passed", "applicable", "pass_rate"), limit=30)
+            ),
         }
     )
 

@@ -7,11 +7,10 @@ over months, one run per stretch of days or one run over a long range, whose per
 alone took tens of seconds on SQLite.
 """
 
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import dagster as dg
-import sqlalchemy as sa
 
 from llm_monitoring.core.windows import days_label
 from llm_monitoring.core.wording import plural
@@ -21,7 +20,7 @@ from llm_monitoring.defs.partitions import daily_partitions
 from llm_monitoring.defs.resources import database_key
 from llm_monitoring.recompute import rebuild_run_days
 from llm_monitoring.storage.engine import Database
-from llm_monitoring.storage.errors import DatabaseUnavailable
+from llm_monitoring.storage.errors import DatabaseUnavailable, StorageError
 from llm_monitoring.storage.runs import run_days_in_id_ranges
 
 # Each daily table is materialized as the asset of the same name.
@@ -31,7 +30,7 @@ _ASSET_OF_TABLE = {asset.to_user_string(): asset for asset in keys.RUN_AGGREGATE
 def partition_days(days: set[date], now: datetime) -> tuple[set[date], set[date]]:
     """Split days into those that are partitions and those outside (before the start date, or in the future)."""
     first = daily_partitions.start.date()
-    last = (now.astimezone(timezone.utc) + timedelta(days=daily_partitions.end_offset - 1)).date()
+    last = (now.astimezone(UTC) + timedelta(days=daily_partitions.end_offset - 1)).date()
     inside = {day for day in days if first <= day <= last}
     return inside, days - inside
 
@@ -60,9 +59,9 @@ def refresh_days_of_new_runs(context: dg.AssetExecutionContext, monitoring_db: D
     if not stored_ids:
         return {keys.DATABASE_KEY: key, keys.AGGREGATES_REFRESHED: True, "aggregated_days": 0}
     try:
-        days, outside = partition_days(run_days_in_id_ranges(monitoring_db, [(stored_ids[0], stored_ids[-1])]), datetime.now(timezone.utc))
+        days, outside = partition_days(run_days_in_id_ranges(monitoring_db, [(stored_ids[0], stored_ids[-1])]), datetime.now(UTC))
         rebuilt = rebuild_run_days(monitoring_db, days)
-    except (DatabaseUnavailable, sa.exc.SQLAlchemyError) as error:
+    except (DatabaseUnavailable, StorageError) as error:
         reason = mask_url(str(getattr(error, "orig", error) or error)).strip().splitlines()[0]
         context.log.warning(f"daily aggregates of the stored runs not refreshed ({reason}); {keys.AGGREGATES_SENSOR} will rebuild them")
         return {keys.DATABASE_KEY: key, keys.AGGREGATES_REFRESHED: False, "aggregates_error": reason}

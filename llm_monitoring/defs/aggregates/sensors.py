@@ -8,7 +8,7 @@ day; yet an ingest of a backlog touches old days.
 
 import json
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 
 import dagster as dg
 
@@ -107,7 +107,11 @@ def _days_to_judge(instance: dg.DagsterInstance, key: str, seen: dict[str, int])
             cursor[asset.to_user_string()] = records[-1].storage_id
         for record in records:
             partition = record.partition_key
-            if partition and _ours(record, key) and _metadata_value(record.asset_materialization, keys.REBUILT_BY) != keys.REBUILT_BY_INGEST:
+            if (
+                partition
+                and _ours(record, key)
+                and _metadata_value(record.asset_materialization, keys.REBUILT_BY) != keys.REBUILT_BY_INGEST
+            ):
                 days.add(date.fromisoformat(partition))
     return cursor, days
 
@@ -125,7 +129,7 @@ def _days_to_judge(instance: dg.DagsterInstance, key: str, seen: dict[str, int])
 )
 def daily_aggregates_sensor(context: dg.SensorEvaluationContext, database: DatabaseResource):
     cursor = AggregatesCursor.parse(context.cursor)
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     instance = context.instance
     key = database.key()
     try:
@@ -143,7 +147,8 @@ def daily_aggregates_sensor(context: dg.SensorEvaluationContext, database: Datab
                 storage_id = records[-1].storage_id if records else cursor.storage_id
                 # An ingest rebuilds its days itself; only those it could not (or an older version's) are left.
                 stale = [
-                    record for record in records
+                    record
+                    for record in records
                     if _ours(record, key) and _metadata_value(record.asset_materialization, keys.AGGREGATES_REFRESHED) is not True
                 ]
                 log_days = _ingested_days(monitoring_db, stale)
@@ -162,12 +167,14 @@ def daily_aggregates_sensor(context: dg.SensorEvaluationContext, database: Datab
         for first, last in day_ranges(feedback_days)
     ]
     if judge_days:
-        requests.append(dg.RunRequest(
-            run_key=f"gates:{rebuilt.get(keys.DAILY_USAGE.to_user_string())}:{rebuilt.get(keys.DAILY_EVAL_SUMMARY.to_user_string())}",
-            job_name=keys.GATES_JOB,
-            run_config=quality_jobs.gates_run_config(judge_days),
-            tags={keys.TRIGGER_TAG: keys.AGGREGATES_SENSOR, keys.JUDGED_DAYS_TAG: days_label(judge_days, limit=6)},
-        ))
+        requests.append(
+            dg.RunRequest(
+                run_key=f"gates:{rebuilt.get(keys.DAILY_USAGE.to_user_string())}:{rebuilt.get(keys.DAILY_EVAL_SUMMARY.to_user_string())}",
+                job_name=keys.GATES_JOB,
+                run_config=quality_jobs.gates_run_config(judge_days),
+                tags={keys.TRIGGER_TAG: keys.AGGREGATES_SENSOR, keys.JUDGED_DAYS_TAG: days_label(judge_days, limit=6)},
+            )
+        )
     new_cursor = AggregatesCursor(storage_id, feedback_mark or cursor.feedback_at, rebuilt).dump()
     if outside | feedback_outside:
         context.log.warning(outside_warning(outside | feedback_outside))

@@ -68,9 +68,7 @@ def log_costs(context: dg.AssetExecutionContext, config: RepriceConfig, database
             "cost_delta_usd": float(report.cost_delta),
             "price_data_version": report.price_data_version,
             "price_refresh": report.price_refresh,
-            "by_model": dg.MetadataValue.md(
-                markdown_table(by_model, ("model", "runs", "changed", "cost_before", "cost_after", "delta"))
-            ),
+            "by_model": dg.MetadataValue.md(markdown_table(by_model, ("model", "runs", "changed", "cost_before", "cost_after", "delta"))),
         }
     )
 
@@ -94,9 +92,7 @@ class ReevaluateConfig(dg.Config):
         "stored raw logs. Materialize a range after a rule change to re-evaluate history; earlier versions' rows are kept."
     ),
 )
-def log_evaluations(
-    context: dg.AssetExecutionContext, config: ReevaluateConfig, database: DatabaseResource
-) -> dg.MaterializeResult:
+def log_evaluations(context: dg.AssetExecutionContext, config: ReevaluateConfig, database: DatabaseResource) -> dg.MaterializeResult:
     window = context.partition_time_window
     with database.open_for_step() as db:
         report = reevaluate(db, window.start, window.end, keep_other_versions=config.keep_other_versions)
@@ -115,9 +111,6 @@ def log_evaluations(
             "rows_inserted": outcome.rows_inserted,
             "verdicts_changed": outcome.verdicts_changed,
             "other_version_rows_kept": outcome.other_version_rows,
-            "pass_rates": dg.MetadataValue.md(
-                markdown_table(report.pass_rates(), ("check_name", "applicable", "passed", "pass_rate"))
-            ),
+            "pass_rates": dg.MetadataValue.md(markdown_table(report.pass_rates(), ("check_name", "applicable", "passed", "pass_rate"))),
         }
     )
-

@@ -21,4 +21,3 @@ ingest_job = dg.define_asset_job(
     # its own worker processes for large batches).
     executor_def=dg.in_process_executor,
 )
-

@@ -77,7 +77,7 @@ def new_log_files_sensor(context: dg.SensorEvaluationContext, log_source: LogSou
     requests = []
     requested = 0
     for start in range(0, min(len(todo), settings.run_files * MAX_RUNS_PER_TICK), settings.run_files):
-        batch = todo[start:start + settings.run_files]
+        batch = todo[start : start + settings.run_files]
         run_config = keys.ingest_run_config(batch, settled_only=True)
         texts = keys.ingest_run_files(run_config)
         digest = hashlib.sha1("\n".join(texts).encode()).hexdigest()[:16]

@@ -15,11 +15,10 @@ the alerts sensor delivers it (llm_monitoring/alerts.py).
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import dagster as dg
-import sqlalchemy as sa
 from pydantic import Field
 
 from llm_monitoring.alerts import record
@@ -43,7 +42,7 @@ from llm_monitoring.defs import keys
 from llm_monitoring.defs.resources import DatabaseResource
 from llm_monitoring.storage.daily import daily_rows
 from llm_monitoring.storage.engine import Database
-from llm_monitoring.storage.errors import DatabaseUnavailable
+from llm_monitoring.storage.errors import DatabaseUnavailable, StorageError
 from llm_monitoring.storage.ledger import ingest_errors_since
 from llm_monitoring.storage.runs import runs_missing_checks
 
@@ -106,7 +105,7 @@ def judge(context: dg.AssetCheckExecutionContext, config: GateConfig, asset: dg.
         asked = parse_days(config.days)
     except ValueError as error:
         raise dg.Failure(description=f"config days: {error}") from None
-    today = datetime.now(timezone.utc).date()
+    today = datetime.now(UTC).date()
     extra = (_days_rebuilt_in_run(context, asset) | asked) - set(judged_days(today, lookback))
     label = f"the last {plural(lookback, 'day')}, {days_label(judged_days(today, lookback))}"
     if extra:
@@ -114,9 +113,7 @@ def judge(context: dg.AssetCheckExecutionContext, config: GateConfig, asset: dg.
     return Judged(judged_days(today, lookback, extra), label)
 
 
-def _judged_rows(
-    monitoring_db: Database, judged: Judged, table: str, baseline_days: int = 0
-) -> tuple[list[dict[str, Any]], set[date]]:
+def _judged_rows(monitoring_db: Database, judged: Judged, table: str, baseline_days: int = 0) -> tuple[list[dict[str, Any]], set[date]]:
     """The rows of `table` over the judged days and their baseline, and which judged days have rows."""
     rows = [row for first, end in judged.row_windows(baseline_days) for row in daily_rows(monitoring_db, table, first, end)]
     return rows, {row["day"] for row in rows} & set(judged.days)
@@ -139,7 +136,7 @@ def _raise_alert(
     alert = GateAlert(gate, asset.to_user_string(), severity.value, threshold, tuple(failures), _run_id(context))
     try:
         recorded = record(monitoring_db, alert)
-    except (DatabaseUnavailable, sa.exc.SQLAlchemyError) as error:
+    except (DatabaseUnavailable, StorageError) as error:
         # The gate's verdict stands; only its alert is missing, and the log says why.
         reason = mask_url(str(getattr(error, "orig", error) or error)).strip().splitlines()[0]
         context.log.warning(f"alert of {gate} not recorded: {reason}")
@@ -228,7 +225,12 @@ def unpriced_runs_share(context: dg.AssetCheckExecutionContext, config: GateConf
         rows, with_data = _judged_rows(monitoring_db, judged, "daily_usage")
         findings, shares = unpriced_findings(rows, judged.days, limits.max_unpriced_share)
         return _gate_result(
-            context, monitoring_db, keys.DAILY_USAGE, findings, judged, with_data,
+            context,
+            monitoring_db,
+            keys.DAILY_USAGE,
+            findings,
+            judged,
+            with_data,
             breach=f"over {limits.max_unpriced_share:.0%} of runs unpriced",
             passed=f"at most {limits.max_unpriced_share:.0%} unpriced",
             threshold=limits.max_unpriced_share,
@@ -253,7 +255,12 @@ def cost_spike(context: dg.AssetCheckExecutionContext, config: GateConfig, datab
         findings, details = cost_spike_findings(rows, judged.days, limits)
         latest = details[max(details)] if details else {}
         return _gate_result(
-            context, monitoring_db, keys.DAILY_USAGE, findings, judged, with_data,
+            context,
+            monitoring_db,
+            keys.DAILY_USAGE,
+            findings,
+            judged,
+            with_data,
             breach=f"cost over {limits.cost_spike_factor}x the baseline",
             passed="no cost spike",
             threshold=limits.cost_spike_factor,
@@ -281,7 +288,12 @@ def pass_rate_drop(context: dg.AssetCheckExecutionContext, config: GateConfig, d
         current = [row for row in rows if row["evaluator_version"] == version]
         findings, pairs = pass_rate_findings(current, judged.days, limits)
         return _gate_result(
-            context, monitoring_db, keys.DAILY_EVAL_SUMMARY, findings, judged, with_data,
+            context,
+            monitoring_db,
+            keys.DAILY_EVAL_SUMMARY,
+            findings,
+            judged,
+            with_data,
             breach=f"a pass rate dropped by over {limits.max_pass_rate_drop:.0%}",
             passed=f"no pass-rate drop ({plural(pairs, 'day x check pair')} had enough runs to judge)",
             threshold=limits.max_pass_rate_drop,
@@ -317,7 +329,12 @@ def eval_coverage(context: dg.AssetCheckExecutionContext, config: GateConfig, da
             for day, count in sorted(by_day.items())
         ]
         return _gate_result(
-            context, monitoring_db, keys.DAILY_EVAL_SUMMARY, findings, judged, with_data,
+            context,
+            monitoring_db,
+            keys.DAILY_EVAL_SUMMARY,
+            findings,
+            judged,
+            with_data,
             breach=f"runs lack evaluator {version} checks (backfill reevaluate_logs over {days_label(by_day)})",
             passed=f"every run has evaluator {version}'s {len(names)} checks",
             threshold=None,
@@ -341,13 +358,15 @@ def eval_coverage(context: dg.AssetCheckExecutionContext, config: GateConfig, da
 )
 def recent_parse_failures(context: dg.AssetCheckExecutionContext, database: DatabaseResource) -> dg.AssetCheckResult:
     limits = quality_thresholds()
-    since = datetime.now(timezone.utc) - PARSE_FAILURE_WINDOW
+    since = datetime.now(UTC) - PARSE_FAILURE_WINDOW
     with database.open_for_step() as monitoring_db:
         errors = ingest_errors_since(monitoring_db, since)
         passed = len(errors) <= limits.max_parse_failures
-        failures = [] if passed else [
-            Failure(error["content_hash"], f"{error['filepath']}: {error['error']}", file=error["filepath"]) for error in errors
-        ]
+        failures = (
+            []
+            if passed
+            else [Failure(error["content_hash"], f"{error['filepath']}: {error['error']}", file=error["filepath"]) for error in errors]
+        )
         files = ", ".join(error["filepath"] for error in errors[:10]) + (f" and {len(errors) - 10} more" if len(errors) > 10 else "")
         sample = "\n".join(f"- `{error['filepath']}`: {error['error']}" for error in errors[:10])
         return dg.AssetCheckResult(
