@@ -31,7 +31,7 @@ from llm_monitoring.storage.bulk import RunToStore, store_runs
 from llm_monitoring.storage.engine import Database
 from llm_monitoring.storage.runs import count_rows
 from llm_monitoring.storage.schema import eval_checks
-from llm_monitoring_tests.conftest import _server_url, create_postgres_database, drop_postgres_database
+from llm_monitoring_tests.conftest import server_url, create_postgres_database, drop_postgres_database
 from llm_monitoring_tests.history_data import run_job
 
 FIRST_DAY = date(2026, 1, 1)
@@ -76,7 +76,7 @@ def main() -> None:
     parser.add_argument("--days", type=int, default=30)
     parser.add_argument("--sizes-kb", default="5,30,90", help="log sizes to cycle through, in KB")
     args = parser.parse_args()
-    server = _server_url()
+    server = server_url()
     name, url = create_postgres_database(server)
     os.environ["DATABASE_URL"] = url
     try:

@@ -19,7 +19,7 @@ REAL_LOGS = Path(__file__).resolve().parents[2] / "shared" / "reallogs"
 DEFAULT_TEST_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 
 
-def _server_url() -> str:
+def server_url() -> str:
     return normalize_url(os.environ.get("TEST_DATABASE_URL") or DEFAULT_TEST_DATABASE_URL)
 
 
@@ -36,7 +36,7 @@ def _postgres_reachable(url: str) -> str | None:
 
 @pytest.fixture(scope="session")
 def postgres_server() -> str:
-    url = _server_url()
+    url = server_url()
     problem = _postgres_reachable(url)
     if problem:
         if os.environ.get("REQUIRE_POSTGRES"):
