@@ -25,7 +25,7 @@ import yaml
 
 from llm_monitoring.core.evaluation import EVALUATOR_VERSION
 from llm_monitoring.fake_data import FakeRunLog, build_dataset, store_dataset, to_run_to_store
-from llm_monitoring.grafana import build_dashboards
+from llm_monitoring.grafana import build_dashboards, panels
 from llm_monitoring.recompute import rebuild_daily_usage
 from llm_monitoring.samples import AgentProfile, make_run_log
 from llm_monitoring.storage.bulk import store_runs
@@ -247,7 +247,7 @@ def test_every_prototype_panel_and_the_requested_new_ones_are_present():
 
 def test_every_panel_and_variable_uses_the_provisioned_datasource():
     datasource = provisioned_datasource()
-    assert datasource["uid"] == build_dashboards.DATASOURCE_UID
+    assert datasource["uid"] == panels.DATASOURCE_UID
     for dashboard in load_dashboards().values():
         for panel, target in panel_targets(dashboard):
             assert panel["datasource"] == {"type": datasource["type"], "uid": datasource["uid"]}, panel["title"]
@@ -356,7 +356,7 @@ def variable_options(
     database: Database, dashboard: dict[str, Any], name: str, time_from: datetime, time_to: datetime, selections: dict[str, Selection]
 ) -> list[str]:
     (variable,) = [v for v in dashboard["templating"]["list"] if v["name"] == name]
-    assert variable["datasource"]["uid"] == build_dashboards.DATASOURCE_UID
+    assert variable["datasource"]["uid"] == panels.DATASOURCE_UID
     _, rows = run_query(database, to_postgres(variable["query"], dashboard, selections, time_from, time_to))
     return [str(row[0]) for row in rows]
 
