@@ -31,7 +31,7 @@ from llm_monitoring.storage.bulk import RunToStore, store_runs
 from llm_monitoring.storage.engine import Database
 from llm_monitoring.storage.runs import count_rows
 from llm_monitoring.storage.schema import eval_checks
-from llm_monitoring_tests.conftest import server_url, create_postgres_database, drop_postgres_database
+from llm_monitoring_tests.conftest import create_postgres_database, drop_postgres_database, server_url
 from llm_monitoring_tests.history_data import run_job
 
 FIRST_DAY = date(2026, 1, 1)
