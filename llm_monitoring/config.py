@@ -144,3 +144,14 @@ def alert_settings(environ: Mapping[str, str] = os.environ) -> AlertSettings:
         webserver_url=environ.get("DAGSTER_WEBSERVER_URL", "").strip().rstrip("/"),
         timeout_seconds=max(0.5, _number("ALERT_TIMEOUT_SECONDS", 10.0, environ)),
     )
+
+
+DEFAULT_HISTORY_START_DATE = "2024-01-01"
+
+
+def history_start_date() -> str:
+    """First partition day: HISTORY_START_DATE (YYYY-MM-DD), default 2024-01-01. Runs before it are in no partition.
+
+    Read when Dagster loads the definitions (defs/partitions.py), not when used: Dagster needs an
+    asset's partitions at definition time."""
+    return os.environ.get("HISTORY_START_DATE", "").strip() or DEFAULT_HISTORY_START_DATE

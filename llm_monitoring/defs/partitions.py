@@ -1,21 +1,14 @@
 """Daily partitions over the runs' start time (llm_logs.run_started_at), in UTC."""
 
-import os
 import warnings
 
 import dagster as dg
 
+from llm_monitoring.config import history_start_date
+
 # BackfillPolicy is Beta in 1.13 and warns on every definition; the behaviour relied on is the
 # documented one (one run per range), so the warning only adds noise to every command.
 warnings.filterwarnings("ignore", message=r".*backfill_policy.*", category=dg.BetaWarning)
-
-DEFAULT_HISTORY_START_DATE = "2024-01-01"
-
-
-def history_start_date() -> str:
-    """First partition day: HISTORY_START_DATE (YYYY-MM-DD), default 2024-01-01. Runs before it are in no partition."""
-    return os.environ.get("HISTORY_START_DATE", "").strip() or DEFAULT_HISTORY_START_DATE
-
 
 # Said in the description of every daily asset, where the UI counts partitions: with a start date
 # before the first log, the empty days in between would otherwise read as a backlog of failures.
