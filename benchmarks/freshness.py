@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
+import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -122,7 +123,10 @@ def measure(logs: list[Path], work: Path, receiver: WebhookReceiver) -> Round:
     home, folder = work / "dagster_home", work / "logs"
     home.mkdir()
     folder.mkdir()
-    shutil.copy(ROOT / "dagster.yaml", home / "dagster.yaml")
+    # The project's instance settings, with Dagster's storage in this round's own folder.
+    instance_yaml = yaml.safe_load((ROOT / "dagster.yaml").read_text())
+    instance_yaml["storage"] = {"sqlite": {"base_dir": str(home / "storage")}}
+    (home / "dagster.yaml").write_text(yaml.safe_dump(instance_yaml))
     port = free_port()
     database_url = f"sqlite:///{work / 'monitoring.db'}"
     env = {
@@ -135,9 +139,8 @@ def measure(logs: list[Path], work: Path, receiver: WebhookReceiver) -> Round:
     }
     env.pop("DAGSTER_PG_HOST", None)
     process = subprocess.Popen(
-        [sys.executable, "-m", "dagster", "dev", "-m", "llm_monitoring.definitions", "-h", "127.0.0.1", "-p", str(port)],
-        # The round's own folder as working directory: dagster.yaml keeps Dagster's storage under ./.dagster_home.
-        cwd=work,
+        [sys.executable, "-m", "dagster", "dev", "-h", "127.0.0.1", "-p", str(port)],
+        cwd=ROOT,
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
