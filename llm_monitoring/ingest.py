@@ -42,6 +42,7 @@ from llm_monitoring.core.evaluation import EVALUATOR_VERSION, evaluate_run
 from llm_monitoring.core.parsing import PARSER_VERSION, parse_log_bytes
 from llm_monitoring.core.pricing import price_run
 from llm_monitoring.core.records import LogRecord, ParseError
+from llm_monitoring.core.wording import plural
 from llm_monitoring.database_url import mask_url
 from llm_monitoring.file_names import name_text, plain_name_problem
 from llm_monitoring.sources import FileChanged, FileVersion, LogSource, NotALogFile, OutsideLogFolder
@@ -79,7 +80,7 @@ class IngestReport:
     def line(self) -> str:
         left = f", {len(self.left_in_place)} left in place" if self.left_in_place else ""
         return (
-            f"{self.files_seen} files: {self.stored} stored, {self.already_stored} already stored, "
+            f"{plural(self.files_seen, 'file')}: {self.stored} stored, {self.already_stored} already stored, "
             f"{self.quarantined} quarantined, {self.unsettled} still being written, {self.missing} gone{left}"
         )
 
