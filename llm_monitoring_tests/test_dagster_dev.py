@@ -32,7 +32,6 @@ def test_dagster_dev_sensor_ingests_dropped_files_and_ui_shows_runs_and_lineage(
     logs = tmp_path / "logs"
     logs.mkdir()
     url = f"sqlite:///{tmp_path / 'monitoring.db'}"
-    port = free_port()
     # exactly the README's `uv run dagster dev`: no DAGSTER_HOME, no Postgres, the repo's dagster.yaml;
     # batches of 2 files, so the sensor's run stores them in worker processes forked by its step process
     env = {**os.environ, "LOGS_DIR": str(logs), "DATABASE_URL": url, "SETTLE_SECONDS": "1", "INGEST_BATCH_FILES": "2"}
@@ -43,24 +42,7 @@ def test_dagster_dev_sensor_ingests_dropped_files_and_ui_shows_runs_and_lineage(
     project.mkdir()
     for name in ("pyproject.toml", "dagster.yaml", "workspace.yaml"):
         shutil.copy(ROOT / name, project / name)
-    process = subprocess.Popen(
-        [sys.executable, "-m", "dagster", "dev", "-h", "127.0.0.1", "-p", str(port)],
-        cwd=project,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    try:
-
-        def server_up():
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/server_info", timeout=5):
-                    return True
-            except OSError:
-                return False
-
-        wait_until(server_up, 120, "the webserver", interval=1)
+    with dagster_dev_process(project, env) as port:
         write_sample_logs(logs, 6, seed=21)  # dropped in while Dagster runs: no other action
 
         def finished_run():
@@ -80,8 +62,6 @@ def test_dagster_dev_sensor_ingests_dropped_files_and_ui_shows_runs_and_lineage(
         assert edges["llm_logs"] == {"log_files"}
         assert "llm_logs" in edges["eval_checks"]
         assert (project / ".dagster_home" / "storage").is_dir()  # runs kept beside the project, no Postgres
-    finally:
-        stop_group(process, grace=20)
 
 
 @contextmanager
@@ -90,13 +70,21 @@ def dagster_dev(tmp_path: Path, env: dict[str, str]) -> Iterator[int]:
     home = tmp_path / "dagster_home"
     home.mkdir()
     shutil.copy(ROOT / "dagster.yaml", home / "dagster.yaml")
-    port = free_port()
-    env = {**os.environ, **env, "DAGSTER_HOME": str(home), "DAGSTER_WEBSERVER_URL": f"http://127.0.0.1:{port}"}
+    env = {**os.environ, **env, "DAGSTER_HOME": str(home)}
     env.pop("DAGSTER_PG_HOST", None)
+    with dagster_dev_process(tmp_path, env, "-m", "llm_monitoring.definitions") as port:
+        yield port
+
+
+@contextmanager
+def dagster_dev_process(cwd: Path, env: dict[str, str], *args: str) -> Iterator[int]:
+    """`dagster dev [ARGS]` in `cwd` on a free port, in its own process group; yields the port once the
+    webserver answers, and stops the whole group afterwards."""
+    port = free_port()
     process = subprocess.Popen(
-        [sys.executable, "-m", "dagster", "dev", "-m", "llm_monitoring.definitions", "-h", "127.0.0.1", "-p", str(port)],
-        cwd=tmp_path,
-        env=env,
+        [sys.executable, "-m", "dagster", "dev", *args, "-h", "127.0.0.1", "-p", str(port)],
+        cwd=cwd,
+        env={**env, "DAGSTER_WEBSERVER_URL": f"http://127.0.0.1:{port}"},
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         start_new_session=True,
