@@ -277,6 +277,9 @@ def show_overview(run: dict[str, Any]) -> None:
     reported = run["provider_reported_cost"]
     field(cells[4], "Provider-reported cost", fmt_cost(reported))
     st.caption(f"File `{run['filepath']}` · ingested {fmt_time(run['created_at'])} · origin {run['origin']}")
+    notes = _json_list(run.get("value_notes"))
+    if notes:  # values the log held that no column can (a negative token count, a year 10000): stored as empty
+        st.warning("Stored without values the database cannot hold: " + "; ".join(notes), icon="⚠️")
 
 
 def _json_list(text: str | None) -> list[str]:

@@ -303,6 +303,16 @@ def test_real_log_shows_prompt_answer_tool_calls_and_checks(app_env: Database) -
     assert log_id == app.selectbox(key="selected_run").value
 
 
+def test_a_run_stored_without_a_value_says_which_and_why(app_env: Database) -> None:
+    log = make_run_log(random.Random(3), START, profile=PROFILES[0])
+    log["usage"]["output_tokens"] = log["messages"][-1]["usage"]["output_tokens"] = -5  # a writer's bug
+    [log_id] = store_logs(app_env, [("logs/negative.json", json.dumps(log).encode())])
+    app = started_app()
+    assert log_id == app.selectbox(key="selected_run").value
+    [warning] = [item.value for item in app.warning if "Stored without values" in item.value]
+    assert "output_tokens" in warning and "negative" in warning, warning
+
+
 # ---------------------------------------------------------------------------- the queries behind the app
 
 
