@@ -41,7 +41,7 @@ from llm_monitoring.config import Settings, get_settings
 from llm_monitoring.core.evaluation import EVALUATOR_VERSION, evaluate_run
 from llm_monitoring.core.parsing import PARSER_VERSION, parse_log_bytes
 from llm_monitoring.core.pricing import price_run
-from llm_monitoring.core.records import LogRecord, ParseError
+from llm_monitoring.core.records import CheckResult, LogRecord, ParseError, PriceResult
 from llm_monitoring.core.wording import plural
 from llm_monitoring.database_url import mask_url
 from llm_monitoring.file_names import name_text, plain_name_problem
@@ -120,15 +120,20 @@ def build_run(
     *,
     origin: str = "file",
     created_at: datetime | None = None,
+    price: PriceResult | None = None,
+    checks: Sequence[CheckResult] | None = None,
 ) -> RunToStore:
-    """A parsed run, priced and evaluated with the current rules: what one batch row holds."""
+    """A parsed run, priced and evaluated with the current rules: what one batch row holds.
+
+    `price` and `checks` are computed here unless the caller did (the ingest does each stage on its
+    own, to name the stage that failed)."""
     return RunToStore(
         filepath=filepath,
         content_hash=digest,
         raw_json=text,
         record=record,
-        price=price_run(record),
-        checks=evaluate_run(record),
+        price=price_run(record) if price is None else price,
+        checks=evaluate_run(record) if checks is None else checks,
         parser_version=PARSER_VERSION,
         evaluator_version=EVALUATOR_VERSION,
         origin=origin,
@@ -394,17 +399,7 @@ def _encoded(
         stage = "evaluating"
         checks = evaluate_run(record)
         stage = "encoding"
-        run = RunToStore(
-            filepath=source.display(read.name),
-            content_hash=digest,
-            raw_json=text,
-            record=record,
-            price=price,
-            checks=checks,
-            parser_version=PARSER_VERSION,
-            evaluator_version=EVALUATOR_VERSION,
-        )
-        encoded = encode(run)
+        encoded = encode(build_run(source.display(read.name), digest, text, record, price=price, checks=checks))
     except Exception as error:
         if stage == "parsing" and now - read.mtime < settings.settle_seconds:
             return _Skip.UNSETTLED  # probably still being written: look again once it settles
