@@ -1,4 +1,4 @@
-"""The `llm-monitoring` command: demo, ingest, watch, summary, retry-quarantined, feedback, fake-data, dashboards.
+"""The `llm-monitoring` command: demo, ingest, inspect, watch, summary, retry-quarantined, feedback, fake-data, dashboards.
 
 `python -m llm_monitoring.runner` and `python -m llm_monitoring.fake_data` are aliases of its subcommands.
 """
@@ -74,6 +74,16 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     outcome = run_ingest(names or None)
     print(outcome.line())
     return 0
+
+
+def cmd_inspect(args: argparse.Namespace) -> int:
+    """What the ingest would store from each file (format, runs, tokens, cost, tool calls); writes nothing."""
+    from llm_monitoring.inspection import inspect_paths, report_lines
+
+    inspections = inspect_paths(args.files)
+    for inspection in inspections:
+        print("\n".join(report_lines(inspection)))
+    return 1 if any(inspection.error for inspection in inspections) else 0
 
 
 def cmd_watch(args: argparse.Namespace) -> int:
@@ -218,6 +228,12 @@ def build_parser() -> argparse.ArgumentParser:
     ingest = commands.add_parser("ingest", help="ingest pending log files once (the same job the sensor runs)")
     ingest.add_argument("files", nargs="*", help="files in LOGS_DIR, by name or path (default: all pending)")
     ingest.set_defaults(handler=cmd_ingest)
+
+    inspect_cmd = commands.add_parser(
+        "inspect", help="show the detected format and the runs the ingest would store from files, without writing anything"
+    )
+    inspect_cmd.add_argument("files", nargs="+", help="log files (any path)")
+    inspect_cmd.set_defaults(handler=cmd_inspect)
 
     watch_cmd = commands.add_parser("watch", help="ingest new log files as they arrive (Ctrl-C stops)")
     watch_cmd.add_argument("--poll", type=float, default=None, help="seconds between polls (default POLL_SECONDS)")

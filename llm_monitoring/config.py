@@ -44,6 +44,10 @@ def _number(name: str, default: float, environ: Mapping[str, str] = os.environ) 
     return value
 
 
+# Comma-separated patterns: per-run JSON files and JSON Lines (.jsonl, .ndjson) that agents append to.
+DEFAULT_LOG_FILE_GLOB = "*.json,*.jsonl,*.ndjson"
+
+
 @dataclass(frozen=True)
 class Settings:
     logs_dir: Path
@@ -65,7 +69,7 @@ def get_settings() -> Settings:
     return Settings(
         logs_dir=Path(_env("LOGS_DIR", "logs")),
         database_url=_env("DATABASE_URL", "").strip() or DEFAULT_DATABASE_URL,
-        log_file_glob=_env("LOG_FILE_GLOB", "*.json") or "*.json",
+        log_file_glob=_env("LOG_FILE_GLOB", DEFAULT_LOG_FILE_GLOB) or DEFAULT_LOG_FILE_GLOB,
         processed_prefix=_env("PROCESSED_PREFIX", "_"),
         processed_dir=_env("PROCESSED_DIR", ""),
         quarantine_dir=_env("QUARANTINE_DIR", "_quarantine") or "_quarantine",

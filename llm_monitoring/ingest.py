@@ -1,76 +1,83 @@
-"""One ingest pass over a set of log files: read, parse, price, evaluate, store, then move the files.
+"""One ingest pass over a set of log files: read, detect, parse, price, evaluate, store, then move the files.
 
 Plain Python on top of a LogSource and a Database; the Dagster op calls it, so the sensor,
 the one-shot runner and the watcher all share this one code path.
 
-Crash safety comes from the order of effects: the database commits a batch (logs with all
-their checks) before any of its files is moved. A crash before the commit leaves nothing
-stored and every file in place; a crash after it leaves stored files in place, and the next
-pass finds their content hash already stored and only moves them.
+Crash safety comes from the order of effects: the database commits a batch (runs with all
+their checks) before any of its files is moved or its read position recorded. A crash before the
+commit leaves nothing stored and every file in place; a crash after it leaves stored files in
+place, and the next pass finds their runs' content hashes already stored and only moves them.
 
 Isolation comes from the shape of the pass, not from a list of known faults: each file goes
-through every stage up to encoding on its own, and whatever one of them raises for that file
-quarantines that file alone, with the exception as its reason. If the database then refuses the
-batch for its values, the batch is stored again one run at a time and only the run it refuses is
-quarantined. What is not about one file (an outage, a full disk, a lock) fails the pass, and the
-files stay in place for the retry.
+through every stage up to encoding on its own, and so does each run of a file that holds several
+(log_reading.py). Whatever one of them raises fails that file or run alone, with the exception as
+its reason. If the database then refuses the batch for its values, the batch is stored again one
+run at a time and only the run it refuses fails. What is not about one file (an outage, a full
+disk, a lock) fails the pass, and the files stay in place for the retry.
+
+A file is quarantined when nothing of it can be stored; a file holding several runs of which some
+failed is processed, and each failed run is recorded in ingest_errors with where it is in the file.
+Files holding JSON Lines stay where they are (an agent may be appending): the ledger records how
+far they were read (file_offsets), and the next pass reads only complete lines added since.
 """
 
 from __future__ import annotations
 
-import ctypes
-import gc
 import hashlib
 import logging
-import multiprocessing
-import multiprocessing.util
-import os
-import signal
-import threading
 import time
-from collections import deque
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import Future, ProcessPoolExecutor
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import Enum
 from functools import partial
 
 from llm_monitoring.config import Settings, get_settings
-from llm_monitoring.core.evaluation import EVALUATOR_VERSION, evaluate_run
-from llm_monitoring.core.parsing import PARSER_VERSION, parse_log_bytes
-from llm_monitoring.core.pricing import price_run
-from llm_monitoring.core.records import CheckResult, LogRecord, ParseError, PriceResult
+from llm_monitoring.core.records import ParseError, RunFailure
 from llm_monitoring.core.wording import plural
-from llm_monitoring.database_url import mask_url
 from llm_monitoring.file_names import name_text, plain_name_problem
-from llm_monitoring.sources import FileChanged, FileVersion, LogSource, NotALogFile, OutsideLogFolder
-from llm_monitoring.storage.bulk import BatchResult, EncodedRun, RunEncoder, RunToStore, run_encoder, store_encoded
+from llm_monitoring.ingest_pool import cycle_collector_paused, in_order
+from llm_monitoring.log_reading import (
+    build_run,
+    content_hash,
+    describe_failure,
+    encode_runs,
+    fallback_time,
+    is_json_lines_name,
+    offset_after,
+    read_file_runs,
+    resume_point,
+    run_from_bytes,
+)
+from llm_monitoring.sources import FileChanged, FileVersion, LogFile, LogSource, NotALogFile, OutsideLogFolder
+from llm_monitoring.storage.bulk import BatchResult, EncodedRun, RunEncoder, run_encoder, store_encoded
+from llm_monitoring.storage.cursors import FileOffset, quiet_traces, read_offsets, record_offsets
 from llm_monitoring.storage.engine import Database
 from llm_monitoring.storage.errors import is_data_error
 from llm_monitoring.storage.ledger import known_processed, note_quarantined, record_ingest_error, record_processed
+from llm_monitoring.traces import Assembly, assemble, keep_waiting, quiet_assembly
+
+__all__ = ["IngestReport", "build_run", "content_hash", "describe_failure", "ingest_files", "pending_work", "run_from_bytes"]
 
 logger = logging.getLogger("llm_monitoring.ingest")
-
-MAX_REASON_CHARS = 600
 
 
 @dataclass
 class IngestReport:
     files_seen: int = 0
     bytes_read: int = 0
-    stored: int = 0
-    already_stored: int = 0
-    quarantined: int = 0
+    stored: int = 0  # runs
+    already_stored: int = 0  # runs
+    quarantined: int = 0  # files
+    failed_runs: int = 0  # runs of files that were processed (a bad line of JSON Lines, say)
     unsettled: int = 0
     missing: int = 0
     stored_ids: list[int] = field(default_factory=list)  # ascending, whatever order batches committed in
-    errors: list[tuple[str, str]] = field(default_factory=list)  # (name, reason) of each quarantined file
+    errors: list[tuple[str, str]] = field(default_factory=list)  # (name, reason) of each quarantined file or failed run
     left_in_place: list[tuple[str, str]] = field(default_factory=list)  # (name, why) of files neither moved nor quarantined
 
     def add(self, other: IngestReport) -> None:
-        for name in ("files_seen", "bytes_read", "stored", "already_stored", "quarantined", "unsettled", "missing"):
+        for name in ("files_seen", "bytes_read", "stored", "already_stored", "quarantined", "failed_runs", "unsettled", "missing"):
             setattr(self, name, getattr(self, name) + getattr(other, name))
         # Workers commit batches concurrently: a later batch can hold lower ids.
         self.stored_ids = sorted(self.stored_ids + other.stored_ids)
@@ -79,9 +86,10 @@ class IngestReport:
 
     def line(self) -> str:
         left = f", {len(self.left_in_place)} left in place" if self.left_in_place else ""
+        failed = f", {plural(self.failed_runs, 'run')} failed" if self.failed_runs else ""
         return (
             f"{plural(self.files_seen, 'file')}: {self.stored} stored, {self.already_stored} already stored, "
-            f"{self.quarantined} quarantined, {self.unsettled} still being written, {self.missing} gone{left}"
+            f"{self.quarantined} quarantined{failed}, {self.unsettled} still being written, {self.missing} gone{left}"
         )
 
 
@@ -108,51 +116,73 @@ class _Skip(Enum):
     UNSETTLED = "still being written"
 
 
-def content_hash(raw: bytes) -> str:
-    return hashlib.sha256(raw).hexdigest()
+@dataclass(frozen=True)
+class _Read:
+    name: str
+    version: FileVersion
+    raw: bytes
+    mtime: float
 
 
-def build_run(
-    filepath: str,
-    digest: str,
-    text: str,
-    record: LogRecord,
-    *,
-    origin: str = "file",
-    created_at: datetime | None = None,
-    price: PriceResult | None = None,
-    checks: Sequence[CheckResult] | None = None,
-) -> RunToStore:
-    """A parsed run, priced and evaluated with the current rules: what one batch row holds.
+@dataclass
+class _FileDone:
+    """A file whose runs are in the batch: moved once the batch commits, or, read in place, its offset recorded."""
 
-    `price` and `checks` are computed here unless the caller did (the ingest does each stage on its
-    own, to name the stage that failed)."""
-    return RunToStore(
-        filepath=filepath,
-        content_hash=digest,
-        raw_json=text,
-        record=record,
-        price=price_run(record) if price is None else price,
-        checks=evaluate_run(record) if checks is None else checks,
-        parser_version=PARSER_VERSION,
-        evaluator_version=EVALUATOR_VERSION,
-        origin=origin,
-        created_at=created_at,
-    )
+    name: str
+    version: FileVersion
+    digest: str  # content hash of the file's bytes (its ingest_errors key if none of its runs can be stored)
+    keys: list[str]  # its runs' content hashes
+    failures: list[RunFailure]
+    spans: int  # spans of traces it held
+    offset: FileOffset | None  # read in place (JSON Lines): the position to record instead of a move
 
 
-def run_from_bytes(raw: bytes, filepath: str, *, fallback_time: datetime | None = None, **options: object) -> RunToStore:
-    """Parse, price and evaluate a log's bytes exactly as the ingest does (raises ParseError)."""
-    text, record = parse_log_bytes(raw, fallback_time=fallback_time)
-    return build_run(filepath, content_hash(raw), text, record, **options)  # type: ignore[arg-type]
+@dataclass
+class _StoredBatch:
+    """A committed batch: what this process needs to move its files and record its failures."""
+
+    report: IngestReport
+    files: list[_FileDone] = field(default_factory=list)
+    new_keys: set[str] = field(default_factory=set)  # runs stored by this batch (the rest were stored before)
+    rejected: list[_Rejected] = field(default_factory=list)
+    trace_failures: list[tuple[RunFailure, str]] = field(default_factory=list)
 
 
-def describe_failure(stage: str, error: BaseException) -> str:
-    """A stored reason for a file that failed: the exception's class and message, and the stage, on one line."""
-    cause = getattr(error, "orig", None) or error  # SQLAlchemy wraps what the driver raised
-    message = " ".join(str(cause).split()) or "(no message)"
-    reason = name_text(mask_url(f"{type(cause).__name__} while {stage}: {message}"))
-    return reason if len(reason) <= MAX_REASON_CHARS else reason[: MAX_REASON_CHARS - 3] + "..."
+@dataclass(frozen=True)
+class Pending:
+    """What a sensor tick or a watcher sees: files to read, and which of them to read now."""
+
+    files: list[LogFile]
+    ready: list[LogFile]  # settled, or read in place (a complete line is final, whatever the writer does next)
+    quiet_traces: int  # traces whose waiting spans have been quiet for SETTLE_SECONDS: a pass completes them
+
+
+def pending_work(source: LogSource, database: Database, settings: Settings, now: float | None = None) -> Pending:
+    pending = source.list_pending(partial(known_processed, database))
+    offsets = read_offsets(database, [name_text(log_file.name) for log_file in pending])
+    settled_before = (time.time() if now is None else now) - settings.settle_seconds
+    files: list[LogFile] = []
+    ready: list[LogFile] = []
+    for log_file in pending:
+        offset = offsets.get(name_text(log_file.name))
+        unchanged = _unchanged(log_file, offset)
+        if unchanged and offset is not None and offset.bytes_read == offset.size:
+            continue  # read to its end, and not written to since
+        files.append(log_file)
+        # New complete lines are final whatever the writer does next; a last line without its newline
+        # (the only thing an unchanged file can still hold) waits for the file to settle.
+        in_place = offset is not None or is_json_lines_name(log_file.name)
+        if log_file.mtime <= settled_before or (in_place and not unchanged):
+            ready.append(log_file)
+    quiet = len(quiet_traces(database, datetime.fromtimestamp(settled_before, UTC)))
+    return Pending(files, ready, quiet)
+
+
+def _unchanged(log_file: LogFile, offset: FileOffset | None) -> bool:
+    version = log_file.version
+    if offset is None or version is None:
+        return False
+    return (offset.device, offset.inode, offset.size, offset.mtime_ns) == (version.device, version.inode, version.size, version.mtime_ns)
 
 
 def ingest_files(
@@ -169,14 +199,16 @@ def ingest_files(
     With more than one batch, batches run in worker processes (INGEST_WORKERS, one per core): each
     reads, parses, prices, evaluates and stores a batch on its own connection, while this process
     moves the files of committed batches, in order. At most one batch per worker waits, so memory stays bounded
-    whatever the number of files. A single batch runs here: no process to start.
+    whatever the number of files. A single batch runs here: no process to start. Traces that have
+    been waiting quietly for SETTLE_SECONDS are completed at the end of the pass.
 
     `settled_only` leaves files modified less than SETTLE_SECONDS ago for a later pass even when they
-    parse (the sensor and the watcher: a writer may rewrite a complete file several times).
+    parse (the sensor and the watcher: a writer may rewrite a complete file several times). Files
+    read in place (JSON Lines) are read anyway: a complete line is final.
     """
     settings = settings or get_settings()
     if names is None:
-        names = [log_file.name for log_file in source.list_pending(partial(known_processed, database))]
+        names = [log_file.name for log_file in pending_work(source, database, settings).files]
     refused = [name for name in names if plain_name_problem(name)]
     if refused:
         raise OutsideLogFolder(
@@ -184,62 +216,16 @@ def ingest_files(
             f"e.g. {name_text(refused[0])!r} ({plain_name_problem(refused[0])}); nothing was read or moved"
         )
     batches = list(_chunks(list(names), settings.batch_files))
+    work = partial(_store_batch, source, settings=settings, settled_only=settled_only)
     total = IngestReport()
-    with _cycle_collector_paused():
-        for stored in _stored_batches(source, database, batches, settings, settled_only):
+    with cycle_collector_paused():
+        for stored in in_order(work, database, batches, settings.workers):
             report = _finish_batch(source, database, stored)
             total.add(report)
             if on_batch:
                 on_batch(report)
+        total.add(_complete_quiet_traces(database, settings))
     return total
-
-
-@contextmanager
-def _cycle_collector_paused() -> Iterator[None]:
-    """Pause Python's cycle collector for one pass (forked workers inherit the pause).
-
-    A batch in flight holds hundreds of thousands of objects, and the collector rescans them every
-    few thousand allocations: measured, a quarter of the pass's CPU. Parsed runs and rows hold no
-    reference cycles, so reference counting frees them batch by batch and memory stays bounded.
-    """
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was_enabled:
-            gc.enable()
-
-
-def _stored_batches(
-    source: LogSource, database: Database, batches: list[list[str]], settings: Settings, settled_only: bool
-) -> Iterator[_StoredBatch]:
-    """Store each batch (a failed write stops the pass there) and yield them in order."""
-    workers = min(settings.workers, len(batches))
-    if workers < 2 or database.in_memory or "fork" not in multiprocessing.get_all_start_methods():
-        for batch in batches:
-            yield _store_batch(source, database, batch, settings, settled_only)
-        return
-    # fork: workers inherit the imported modules, so they start in milliseconds. Each opens its own
-    # connection: the unique content hash keeps concurrent batches exactly-once, as with two runners.
-    pool = ProcessPoolExecutor(
-        max_workers=workers,
-        mp_context=multiprocessing.get_context("fork"),
-        initializer=_start_worker,
-        initargs=(os.getpid(),),
-    )
-    try:
-        waiting: deque[Future[_StoredBatch]] = deque()
-        for batch in batches:
-            waiting.append(pool.submit(_store_batch_in_worker, source, database.url, batch, settings, settled_only))
-            if len(waiting) > workers:
-                yield waiting.popleft().result()
-        while waiting:
-            yield waiting.popleft().result()
-    finally:
-        # After a failure, batches not started are dropped and running ones finish before the step
-        # ends, so a retry never overlaps them; their files stay in place and are moved next pass.
-        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _chunks(names: list[str], size: int) -> Iterator[list[str]]:
@@ -247,90 +233,24 @@ def _chunks(names: list[str], size: int) -> Iterator[list[str]]:
         yield names[start : start + size]
 
 
-@dataclass
-class _StoredBatch:
-    """A committed batch: what this process needs to move its files and quarantine its rejects."""
-
-    report: IngestReport
-    files_by_hash: dict[str, list[tuple[str, FileVersion]]] = field(default_factory=dict)
-    new_hashes: set[str] = field(default_factory=set)  # stored by this batch (the rest were stored before)
-    rejected: list[_Rejected] = field(default_factory=list)
-
-
-_worker_databases: dict[str, Database] = {}
-
-_PR_SET_PDEATHSIG = 1
-
-
-def _start_worker(parent_pid: int) -> None:
-    # Ctrl-C reaches the whole process group. A worker killed mid-batch would break the pool, and the
-    # step would be retried; ignoring it lets running batches commit while the parent stops the pass.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    _die_with_parent(parent_pid)
-
-
-def _die_with_parent(parent_pid: int) -> None:
-    """A worker must not outlive its parent (SIGKILL, the OOM killer, a terminated run): each holds
-    memory and a database connection, and a forked worker never sees its task pipe close, since
-    every worker inherited its write end. Linux sends the parent's death as SIGKILL; elsewhere a
-    thread watches for the worker being re-parented. (Linux signals the death of the forking
-    *thread*: the pool is created and shut down by the thread running the pass, which so outlives
-    its workers.)"""
-    try:
-        armed = ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) == 0
-    except (AttributeError, OSError):
-        armed = False
-    if not armed:
-        threading.Thread(target=_exit_when_orphaned, args=(parent_pid,), daemon=True, name="parent-watch").start()
-    if os.getppid() != parent_pid:  # the parent died before the signal was armed
-        os._exit(1)
-
-
-def _exit_when_orphaned(parent_pid: int) -> None:
-    while os.getppid() == parent_pid:
-        time.sleep(1.0)
-    os._exit(1)
-
-
-def _store_batch_in_worker(source: LogSource, url: str, names: list[str], settings: Settings, settled_only: bool) -> _StoredBatch:
-    database = _worker_databases.get(url)
-    if database is None:
-        database = _worker_databases[url] = Database(url)
-        # Close the connection cleanly when the worker exits, instead of dropping it.
-        multiprocessing.util.Finalize(database, database.dispose, exitpriority=10)
-    return _store_batch(source, database, names, settings, settled_only)
-
-
-@dataclass(frozen=True)
-class _Read:
-    name: str
-    version: FileVersion
-    raw: bytes
-    mtime: float
-
-
-def _store_batch(source: LogSource, database: Database, names: list[str], settings: Settings, settled_only: bool) -> _StoredBatch:
+def _store_batch(source: LogSource, database: Database, names: list[str], *, settings: Settings, settled_only: bool) -> _StoredBatch:
     """Read, parse, price, evaluate and store a batch in one transaction; no file moves."""
     batch = _StoredBatch(IngestReport(files_seen=len(names)))
     report = batch.report
     encode = run_encoder(database)
     runs: dict[str, EncodedRun] = {}
+    spans: list[tuple[dict, str]] = []
+    offsets = read_offsets(database, [name_text(name) for name in names])
     now = time.time()
     for name in names:
-        outcome = _read(source, name, settings, now, settled_only)
+        offset = offsets.get(name_text(name))
+        outcome = _read(source, name, settings, now, settled_only and offset is None and not is_json_lines_name(name))
         if isinstance(outcome, _Read):
-            read = outcome
-            report.bytes_read += len(read.raw)
-            digest = read.version.content_hash or content_hash(read.raw)
-            if digest in batch.files_by_hash:
-                batch.files_by_hash[digest].append((name, read.version))
-                continue
-            outcome = _encoded(source, read, digest, encode, settings, now)
-            if isinstance(outcome, EncodedRun):
-                runs[digest] = outcome
-                batch.files_by_hash[digest] = [(name, read.version)]
-                continue
-        if outcome is _Skip.MISSING:
+            report.bytes_read += len(outcome.raw)
+            outcome = _file_runs(source, outcome, offset, encode, settings, now, runs, spans)
+        if isinstance(outcome, _FileDone):
+            batch.files.append(outcome)
+        elif outcome is _Skip.MISSING:
             report.missing += 1
         elif outcome is _Skip.UNSETTLED:
             report.unsettled += 1
@@ -338,16 +258,99 @@ def _store_batch(source: LogSource, database: Database, names: list[str], settin
             batch.rejected.append(outcome)
         elif isinstance(outcome, _Left):
             report.left_in_place.append((name_text(outcome.name), outcome.why))
-    if runs:
-        result, refused = _store_isolated(database, list(runs.values()))
-        for digest, reason in refused.items():
-            for name, version in batch.files_by_hash.pop(digest):
-                batch.rejected.append(_Rejected(name, digest, reason, version))
-        batch.new_hashes = set(result.inserted)
-        report.stored = len(result.inserted)
-        report.already_stored = sum(len(files) for files in batch.files_by_hash.values()) - report.stored
-        report.stored_ids = sorted(result.inserted.values())
+    traces = _assembled(database, spans, encode, runs)
+    result, refused = _store_isolated(database, list(runs.values())) if runs else (BatchResult({}, set()), {})
+    keep_waiting(database, traces)
+    _settle_files(batch, refused)
+    trace_keys = {run.key for run, _ in traces.runs} - {failure.key for failure, _ in traces.failures}
+    traces.failures += [(RunFailure(key, "", refused[key]), "trace") for key in trace_keys & refused.keys()]
+    batch.trace_failures = traces.failures
+    batch.new_keys = set(result.inserted)
+    report.stored = len(result.inserted)
+    occurrences = sum(len(done.keys) for done in batch.files) + len(trace_keys - refused.keys())
+    report.already_stored = max(occurrences - report.stored, 0)
+    report.stored_ids = sorted(result.inserted.values())
     return batch
+
+
+def _file_runs(
+    source: LogSource,
+    read: _Read,
+    offset: FileOffset | None,
+    encode: RunEncoder,
+    settings: Settings,
+    now: float,
+    runs: dict[str, EncodedRun],
+    spans: list[tuple[dict, str]],
+) -> _FileDone | _Rejected | _Skip:
+    """Detect, parse, price, evaluate and encode one file's runs (added to `runs`), or why it cannot be stored."""
+    digest = read.version.content_hash or content_hash(read.raw)
+    settled = now - read.mtime >= settings.settle_seconds
+    resume = resume_point(read.raw, read.version.device, read.version.inode, offset)
+    try:
+        file_read = read_file_runs(read.raw, read.name, resume, final=settled, fallback_time=fallback_time(read.mtime))
+    except Exception as error:
+        if not settled:
+            return _Skip.UNSETTLED  # probably still being written: look again once it settles
+        reason = error.reason if isinstance(error, ParseError) else describe_failure("parsing", error)
+        return _Rejected(read.name, digest, reason, read.version)
+    filepath = source.display(read.name)
+    new_runs = [run for run in file_read.runs if run.key not in runs]
+    encoded = encode_runs(new_runs, filepath, encode)
+    for run in encoded.runs:
+        runs[run.content_hash] = run
+    failed = {failure.key for failure in encoded.failures}
+    spans += [(span, filepath) for span in file_read.spans]
+    in_place = file_read.appendable or offset is not None
+    version = read.version
+    position = offset_after(name_text(read.name), read.raw, version.device, version.inode, version.mtime_ns, resume, file_read.consumed)
+    return _FileDone(
+        name=read.name,
+        version=version,
+        digest=digest,
+        keys=[run.key for run in file_read.runs if run.key not in failed],
+        failures=[*file_read.failures, *encoded.failures],
+        spans=len(file_read.spans),
+        offset=position if in_place else None,
+    )
+
+
+def _assembled(database: Database, spans: list[tuple[dict, str]], encode: RunEncoder, runs: dict[str, EncodedRun]) -> Assembly:
+    """Runs of the traces this batch's spans complete, added to `runs`; their failures kept on the assembly."""
+    traces = assemble(database, spans)
+    for run, filepath in traces.runs:
+        if run.key in runs:
+            continue
+        encoded = encode_runs([run], filepath, encode)
+        runs.update((item.content_hash, item) for item in encoded.runs)
+        traces.failures += [(failure, filepath) for failure in encoded.failures]
+    return traces
+
+
+def _settle_files(batch: _StoredBatch, refused: dict[str, str]) -> None:
+    """Runs the database refused fail alone; a file none of whose runs could be stored is quarantined."""
+    kept: list[_FileDone] = []
+    for done in batch.files:
+        done.failures += [RunFailure(key, _where_in(done, key), refused[key]) for key in done.keys if key in refused]
+        done.keys = [key for key in done.keys if key not in refused]
+        # A file read in place stays for the lines that follow; its bad lines are recorded one by one.
+        if done.keys or done.spans or not done.failures or done.offset is not None:
+            kept.append(done)
+            continue
+        batch.rejected.append(_Rejected(done.name, done.digest, _file_reason(done.failures), done.version))
+    batch.files = kept
+
+
+def _where_in(done: _FileDone, key: str) -> str:
+    return "" if len(done.keys) == 1 else f"run {key[:12]}"
+
+
+def _file_reason(failures: list[RunFailure]) -> str:
+    first = failures[0]
+    reason = f"{first.where}: {first.reason}" if first.where else first.reason
+    if len(failures) == 1:
+        return reason
+    return f"none of its {len(failures)} runs could be stored; {reason} (and {plural(len(failures) - 1, 'more')})"
 
 
 def _read(source: LogSource, name: str, settings: Settings, now: float, settled_only: bool) -> _Read | _Rejected | _Left | _Skip:
@@ -387,34 +390,6 @@ def _key_of_unread(source: LogSource, name: str) -> str:
         return hashlib.sha256(f"{type(error).__name__}\0{name_text(name)}".encode()).hexdigest()
 
 
-def _encoded(
-    source: LogSource, read: _Read, digest: str, encode: RunEncoder, settings: Settings, now: float
-) -> EncodedRun | _Rejected | _Skip:
-    """Parse, price, evaluate and encode one file's run, or the reason it cannot be stored."""
-    stage = "parsing"
-    try:
-        text, record = parse_log_bytes(read.raw, fallback_time=_fallback_time(read.mtime))
-        stage = "pricing"
-        price = price_run(record)
-        stage = "evaluating"
-        checks = evaluate_run(record)
-        stage = "encoding"
-        encoded = encode(build_run(source.display(read.name), digest, text, record, price=price, checks=checks))
-    except Exception as error:
-        if stage == "parsing" and now - read.mtime < settings.settle_seconds:
-            return _Skip.UNSETTLED  # probably still being written: look again once it settles
-        reason = error.reason if isinstance(error, ParseError) else describe_failure(stage, error)
-        return _Rejected(read.name, digest, reason, read.version)
-    return encoded
-
-
-def _fallback_time(mtime: float) -> datetime | None:
-    try:
-        return datetime.fromtimestamp(mtime, UTC)
-    except (OverflowError, OSError, ValueError):
-        return None
-
-
 def _store_isolated(database: Database, runs: list[EncodedRun]) -> tuple[BatchResult, dict[str, str]]:
     """Store runs in one transaction; if the database refuses them for their values, store them one
     at a time and return the reason of each it refuses. Anything else (an outage) is raised."""
@@ -443,29 +418,37 @@ def _store_isolated(database: Database, runs: list[EncodedRun]) -> tuple[BatchRe
 
 
 def _finish_batch(source: LogSource, database: Database, batch: _StoredBatch) -> IngestReport:
-    """Move a committed batch's files out of the pending set, then quarantine its rejects."""
+    """Move a committed batch's files out of the pending set (or record how far they were read), record
+    its failed runs, then quarantine its rejects."""
     report = batch.report
     moves: list[tuple[str, str, str]] = []
+    offsets: list[FileOffset] = []
     try:
-        for digest, files in batch.files_by_hash.items():
-            for name, version in files:
-                try:
-                    moved_to = source.mark_processed(name, version, keep_name=digest not in batch.new_hashes)
-                except FileChanged as change:
-                    report.unsettled += 1  # its new content is read next pass; what was read is stored
-                    logger.info("%s", change)
-                    continue
-                except OSError as error:
-                    why = f"stored, but not moved: {describe_failure('moving', error)}"
-                    report.left_in_place.append((name_text(name), why))
-                    logger.error("%s: %s", name_text(name), why)
-                    continue
-                if moved_to:
-                    moves.append((name_text(name), source.relative(moved_to), digest))
+        for done in batch.files:
+            if done.offset is not None:
+                offsets.append(done.offset)
+                continue
+            try:
+                moved_to = source.mark_processed(done.name, done.version, keep_name=not batch.new_keys.intersection(done.keys))
+            except FileChanged as change:
+                report.unsettled += 1  # its new content is read next pass; what was read is stored
+                logger.info("%s", change)
+                continue
+            except OSError as error:
+                why = f"stored, but not moved: {describe_failure('moving', error)}"
+                report.left_in_place.append((name_text(done.name), why))
+                logger.error("%s: %s", name_text(done.name), why)
+                continue
+            if moved_to:
+                moves.append((name_text(done.name), source.relative(moved_to), done.digest))
     finally:
         # Recorded even when a move failed: a moved file the ledger does not know would be taken
         # for a new one. A crash before this line is covered by mark_processed's keep_name.
         record_processed(database, moves)
+        record_offsets(database, offsets)
+    failures = [(source.display(done.name), failure) for done in batch.files for failure in done.failures]
+    failures += [(filepath, failure) for failure, filepath in batch.trace_failures]
+    _record_failed_runs(database, report, failures)
     for item in batch.rejected:
         try:
             _quarantine(source, database, item)
@@ -480,6 +463,38 @@ def _finish_batch(source: LogSource, database: Database, batch: _StoredBatch) ->
             continue
         report.errors.append((name_text(item.name), item.reason))
         report.quarantined += 1
+    return report
+
+
+def _record_failed_runs(database: Database, report: IngestReport, failures: list[tuple[str, RunFailure]]) -> None:
+    """Failed runs of files that were processed: their reasons in ingest_errors, keyed by the run's bytes."""
+    for filepath, failure in failures:
+        where = f"{filepath} ({failure.where})" if failure.where else filepath
+        record_ingest_error(database, where, failure.key, failure.reason, None)
+        report.errors.append((where, failure.reason))
+        report.failed_runs += 1
+        logger.warning("run not stored, %s: %s", where, failure.reason)
+
+
+def _complete_quiet_traces(database: Database, settings: Settings) -> IngestReport:
+    """Store the runs of traces whose spans have waited quietly for SETTLE_SECONDS: their writer is done."""
+    report = IngestReport()
+    traces = quiet_assembly(database, settings.settle_seconds)
+    if not traces.completed:
+        return report
+    runs: dict[str, EncodedRun] = {}
+    encode = run_encoder(database)
+    for run, filepath in traces.runs:
+        encoded = encode_runs([run], filepath, encode)
+        runs.update((item.content_hash, item) for item in encoded.runs)
+        traces.failures += [(failure, filepath) for failure in encoded.failures]
+    result, refused = _store_isolated(database, list(runs.values())) if runs else (BatchResult({}, set()), {})
+    traces.failures += [(RunFailure(key, "", reason), "trace") for key, reason in refused.items()]
+    keep_waiting(database, traces)
+    report.stored = len(result.inserted)
+    report.already_stored = len(result.already_stored)
+    report.stored_ids = sorted(result.inserted.values())
+    _record_failed_runs(database, report, [(filepath, failure) for failure, filepath in traces.failures])
     return report
 
 

@@ -14,7 +14,6 @@ import socket
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import partial
 
 import dagster as dg
 
@@ -23,10 +22,10 @@ from llm_monitoring.core.wording import plural
 from llm_monitoring.database_url import mask_url
 from llm_monitoring.defs import keys
 from llm_monitoring.defs.loggers import command_line_logger
+from llm_monitoring.ingest import pending_work
 from llm_monitoring.sources import LocalDirectorySource
 from llm_monitoring.storage.engine import Database
 from llm_monitoring.storage.errors import DatabaseUnavailable
-from llm_monitoring.storage.ledger import known_processed
 
 logger = logging.getLogger("llm_monitoring.ingest_runs")
 
@@ -46,7 +45,9 @@ class RunOutcome:
         m = self.metadata
         return (
             f"{plural(int(m.get('files_seen', 0)), 'file')}: {m.get('runs_stored', 0)} stored, {m.get('already_stored', 0)} already stored, "
-            f"{m.get('quarantined', 0)} quarantined, {m.get('still_being_written', 0)} still being written"
+            f"{m.get('quarantined', 0)} quarantined"
+            + (f", {m['failed_runs']} runs failed" if m.get("failed_runs") else "")
+            + f", {m.get('still_being_written', 0)} still being written"
             + (f", {m['left_in_place']} left in place (see the errors above)" if m.get("left_in_place") else "")
         )
 
@@ -122,12 +123,11 @@ def watch(poll_seconds: float | None = None, *, stop_after: float | None = None)
     try:
         with InterruptWatch() as interrupts:
             while deadline is None or time.monotonic() < deadline:
-                settled_before = time.time() - settings.settle_seconds
                 try:
                     # The same listing as the sensor's (prefix-named new files included), so a pass
                     # starts only when there is work; the run itself lists again.
-                    pending = source.list_pending(partial(known_processed, database))
-                    if any(log_file.mtime <= settled_before for log_file in pending):
+                    work = pending_work(source, database, settings)
+                    if work.ready or work.quiet_traces:
                         # Settled files only, like the sensor: a file written to within SETTLE_SECONDS
                         # is left for a later pass even if it parses (a writer rewriting snapshots).
                         logger.info(run_ingest(settled_only=True, instance=instance).line())

@@ -124,6 +124,7 @@ class LocalDirectorySource:
         self.root = Path(root)
         self._root = str(self.root)  # os.path on strings: pathlib costs more than the syscalls here
         self.glob = glob.lower()
+        self._patterns = tuple(pattern.strip() for pattern in self.glob.split(",") if pattern.strip()) or ("*.json",)
         self.processed_dir = _subfolder(self._root, processed_dir, "PROCESSED_DIR")
         # With no prefix, renaming in place would leave the file pending: move it into a folder instead.
         if not processed_prefix and not self.processed_dir:
@@ -149,7 +150,8 @@ class LocalDirectorySource:
         return f"{name_text(self._root)} ({self.glob}; processed files {marking})"
 
     def matches(self, name: str) -> bool:
-        return fnmatch.fnmatchcase(name.lower(), self.glob)
+        lowered = name.lower()
+        return any(fnmatch.fnmatchcase(lowered, pattern) for pattern in self._patterns)
 
     def list_pending(self, known_processed: KnownProcessed | None = None) -> list[LogFile]:
         """Pending entries, oldest first: names and one lstat per pending entry, cheap on large folders.

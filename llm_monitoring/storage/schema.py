@@ -231,6 +231,40 @@ processed_files = sa.Table(
     sa.Index("ix_processed_files_processed_as", "processed_as"),
 )
 
+# Files the ingest reads where they are instead of moving them (JSON Lines an agent appends to):
+# how far it has read each one. A later pass checks that the bytes it read are unchanged (same
+# file, same prefix hash) and reads only what follows; otherwise it reads the file from the start,
+# and the runs' unique content hashes keep that free of duplicates.
+file_offsets = sa.Table(
+    "file_offsets",
+    metadata,
+    sa.Column("name", SafeText, primary_key=True),  # text form of the name in the log folder
+    sa.Column("device", sa.BigInteger, nullable=False),
+    sa.Column("inode", sa.BigInteger, nullable=False),
+    sa.Column("size", sa.BigInteger, nullable=False),  # the file as it was read: unchanged means nothing new
+    sa.Column("mtime_ns", sa.BigInteger, nullable=False),
+    sa.Column("bytes_read", sa.BigInteger, nullable=False),  # to the end of the last complete line
+    sa.Column("lines_read", sa.BigInteger, nullable=False),  # to number the lines that follow
+    sa.Column("prefix_hash", sa.String(64), nullable=False),  # sha256 of the bytes read
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+)
+
+# Spans of OpenTelemetry traces that are not complete yet (their root span has not arrived): kept
+# until the rest of the trace arrives, from a later line or file, or until the trace has been quiet
+# for SETTLE_SECONDS; then its runs are stored and its spans deleted.
+waiting_spans = sa.Table(
+    "waiting_spans",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("trace_id", sa.String(64), nullable=False),
+    sa.Column("span_id", sa.String(64), nullable=False),
+    sa.Column("span_json", SafeText, nullable=False),
+    sa.Column("filepath", SafeText, nullable=False),
+    sa.Column("received_at", UTCDateTime, nullable=False),
+    sa.UniqueConstraint("trace_id", "span_id", name="uq_waiting_spans_trace_span"),
+    sa.Index("ix_waiting_spans_received_at", "received_at"),
+)
+
 # Alerts of failed quality gates, one row per gate and failing day (or quarantined file): written by
 # the gate's evaluation, delivered to ALERT_WEBHOOK_URL by the alerts sensor (llm_monitoring/alerts.py
 # has the queries). The unique key makes a day alerted once, whatever evaluates it again.

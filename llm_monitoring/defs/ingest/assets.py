@@ -13,7 +13,7 @@ INGEST_GROUP = "ingest"
 
 log_files = dg.AssetSpec(
     keys.LOG_FILES,
-    description="JSON run logs written by agents into LOGS_DIR (one file per run). Not materialized here.",
+    description="Run logs written by agents into LOGS_DIR: per-run JSON, pydantic-ai message histories, JSON arrays, JSON Lines, OTLP JSON traces. Not materialized here.",
     group_name=INGEST_GROUP,
     kinds={"json", "file"},
 )
@@ -75,7 +75,7 @@ def ingest_logs(
         )
         aggregates = refresh_days_of_new_runs(context, db, report.stored_ids)
     for name, reason in report.errors:
-        context.log.warning(f"quarantined {name}: {reason}")
+        context.log.warning(f"not stored, {name}: {reason}")
     for name, reason in report.left_in_place:
         context.log.error(f"{name}: {reason}")
     context.log.info(report.line())
@@ -94,6 +94,7 @@ def logs_metadata(report: IngestReport, source: str) -> dict[str, object]:
         "runs_stored": report.stored,
         "already_stored": report.already_stored,
         "quarantined": report.quarantined,
+        "failed_runs": report.failed_runs,
         "still_being_written": report.unsettled,
         "left_in_place": len(report.left_in_place),
         "megabytes_read": round(report.bytes_read / 1e6, 3),

@@ -9,7 +9,6 @@ later tick, and the database's unique content hash guards against any remaining 
 
 import hashlib
 import time
-from functools import partial
 
 import dagster as dg
 
@@ -18,8 +17,8 @@ from llm_monitoring.defs import keys
 from llm_monitoring.defs.ingest import jobs
 from llm_monitoring.defs.resources import DatabaseResource, LogSourceResource
 from llm_monitoring.file_names import name_text
+from llm_monitoring.ingest import pending_work
 from llm_monitoring.storage.errors import DatabaseUnavailable
-from llm_monitoring.storage.ledger import known_processed
 
 MAX_RUNS_PER_TICK = 5
 _IN_FLIGHT = [
@@ -30,12 +29,17 @@ _IN_FLIGHT = [
 ]
 
 
-def files_in_flight(instance: dg.DagsterInstance) -> set[str]:
-    records = instance.get_run_records(
-        filters=dg.RunsFilter(job_name=keys.INGEST_JOB, statuses=_IN_FLIGHT, tags={keys.SENSOR_NAME_TAG: keys.NEW_LOG_FILES_SENSOR})
+def _runs_in_flight(instance: dg.DagsterInstance) -> list[dg.RunRecord]:
+    return list(
+        instance.get_run_records(
+            filters=dg.RunsFilter(job_name=keys.INGEST_JOB, statuses=_IN_FLIGHT, tags={keys.SENSOR_NAME_TAG: keys.NEW_LOG_FILES_SENSOR})
+        )
     )
+
+
+def files_in_flight(instance: dg.DagsterInstance) -> set[str]:
     names: set[str] = set()
-    for record in records:
+    for record in _runs_in_flight(instance):
         names.update(keys.ingest_run_files(record.dagster_run.run_config))
     return names
 
@@ -58,15 +62,23 @@ def new_log_files_sensor(context: dg.SensorEvaluationContext, log_source: LogSou
     started = time.monotonic()
     try:
         with database.open(ensure_schema=False) as db:
-            pending = source.list_pending(partial(known_processed, db))
+            work = pending_work(source, db, settings)
     except DatabaseUnavailable as error:
         return dg.SkipReason(f"not listing {source.describe()}: {error}")
-    settled_before = time.time() - settings.settle_seconds
-    settled = [log_file for log_file in pending if log_file.mtime <= settled_before]
+    pending, settled = work.files, work.ready
     busy = files_in_flight(context.instance) if settled else set()
     # Run configs hold names in their text form: any name the OS lists, valid UTF-8 or not.
     todo = [log_file.name for log_file in settled if name_text(log_file.name) not in busy]
     listing = f"listed {len(pending)} pending files in {time.monotonic() - started:.2f}s"
+    if not todo and work.quiet_traces and not _runs_in_flight(context.instance):
+        # No file to read, but traces whose last spans arrived SETTLE_SECONDS ago wait to be stored:
+        # any ingest run completes them at its end.
+        generation = int(context.cursor or 0) + 1
+        context.log.info(f"{listing}; requesting a run to store {work.quiet_traces} traces that went quiet")
+        run_config = keys.ingest_run_config([], settled_only=True)
+        return dg.SensorResult(
+            run_requests=[dg.RunRequest(run_key=f"{generation}-quiet-traces", run_config=run_config)], cursor=str(generation)
+        )
     if not todo:
         waiting = len(pending) - len(settled)
         return dg.SkipReason(
