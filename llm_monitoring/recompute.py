@@ -20,7 +20,7 @@ from genai_prices import UpdatePrices, data_snapshot
 from genai_prices.update_prices import DEFAULT_UPDATE_URL
 
 from llm_monitoring.core import aggregates, evaluation
-from llm_monitoring.core.parsing import parse_run_text
+from llm_monitoring.core.formats import parse_stored_run
 from llm_monitoring.core.pricing import PRICE_DATA_VERSION, forget_price_data, price_run
 from llm_monitoring.core.records import CheckResult, LogRecord, ParseError, PriceResult
 from llm_monitoring.core.windows import day_range, day_start, stretches
@@ -225,7 +225,7 @@ def reevaluate(database: Database, start: datetime, end: datetime, *, keep_other
             report.problems.append(f"run {run.id}: no stored log")
             return None
         try:
-            record = parse_run_text(run.raw_json, fallback_time=run.run_started_at)
+            record = parse_stored_run(run.raw_json, fallback_time=run.run_started_at)
         except ParseError as error:
             report.problems.append(f"run {run.id}: {error.reason}")
             return None

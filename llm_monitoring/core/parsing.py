@@ -1,13 +1,15 @@
-"""Run-log JSON (bytes) -> LogRecord, or a ParseError that says why.
+"""One run's JSON (a run log, or a raw pydantic-ai message history) -> LogRecord, or a ParseError that says why.
 
-The shapes handled here are the ones pydantic-ai users really write (see the README's
-"Log formats" section): top-level `usage`/`output` or not, provider only in the responses,
-`system_prompt` as a string or a list, streamed runs that repeat their final response,
-Gemini's empty thinking parts, old pydantic-ai without usage, and `{role, content}` messages.
+The shapes handled here are the ones pydantic-ai users really write (docs/log-formats.md):
+top-level `usage`/`output` or not, `model` or `model_name` (a repr such as "GroqModel()" gives way
+to the responses), provider only in the responses, `system_prompt` as a string, a list or a repr,
+streamed runs that repeat their final response, Gemini's empty thinking parts, old pydantic-ai
+without usage, and `{role, content}` messages. Which format a file holds is core/formats.py's job.
 """
 
 from __future__ import annotations
 
+import ast
 import json
 import re
 from collections.abc import Iterable, Iterator
@@ -15,17 +17,18 @@ from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-import orjson
-
+from llm_monitoring.core.json_text import decode_text, json_type, load_json, too_deep
 from llm_monitoring.core.limits import MAX_COUNT, MAX_NOTES, MAX_REQUESTS, USAGE_FIELDS, cost_problem, count_value, shown
 from llm_monitoring.core.records import LogRecord, ParseError, ToolCall
 
-PARSER_VERSION = "2"
+# 3: a model or system prompt written as a Python repr gives way to what the messages say.
+PARSER_VERSION = "3"
 
 # pydantic-ai's output tool: its call carries the structured answer, it is not a tool the agent chose.
 OUTPUT_TOOL_PREFIX = "final_result"
 
 _RESPONSE_KINDS = {"response", "assistant", "model"}
+_HISTORY_KINDS = {"request", "response"}
 _REFERENCE_KEYS = ("references", "urls", "sources", "citations", "links")
 _TEXT_KEYS = ("answer", "content", "text", "summary", "response", "result")
 _PROVIDER_PREFIXES = {
@@ -59,52 +62,25 @@ def parse_log_bytes(raw: bytes, *, fallback_time: datetime | None = None) -> tup
         text, document = load_json_object(raw)
         return text, parse_run_document(document, fallback_time=fallback_time)
     except RecursionError as error:
-        raise _too_deep(error) from None
-
-
-def _too_deep(error: RecursionError) -> ParseError:
-    return ParseError(f"JSON nested too deeply to process (RecursionError: {error})")
+        raise too_deep(error) from None
 
 
 def load_json_object(raw: bytes) -> tuple[str, dict[str, Any]]:
-    if not raw.strip():
-        raise ParseError("empty file" if not raw else "file holds only white space")
-    try:
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError as error:
-        raise ParseError(f"not valid UTF-8: byte {error.start} ({raw[error.start : error.start + 1]!r})") from None
-    return text, _json_object(text)
-
-
-def parse_run_text(text: str, *, fallback_time: datetime | None = None) -> LogRecord:
-    """Parse a run log already held as text (a stored raw_json), without encoding it back to bytes."""
-    try:
-        return parse_run_document(_json_object(text), fallback_time=fallback_time)
-    except RecursionError as error:
-        raise _too_deep(error) from None
-
-
-def _json_object(text: str) -> dict[str, Any]:
-    try:
-        document = _loads(text)
-    except json.JSONDecodeError as error:
-        if error.pos >= len(text.rstrip()):
-            raise ParseError(
-                f"truncated JSON: the document ends early (line {error.lineno}, column {error.colno}: {error.msg}); "
-                "the writer probably stopped mid-file"
-            ) from None
-        raise ParseError(f"invalid JSON at line {error.lineno}, column {error.colno}: {error.msg}") from None
+    text = decode_text(raw)
+    document, _ = load_json(text)
     if not isinstance(document, dict):
-        raise ParseError(f"JSON is {_json_type(document)}, not an object: not a run log")
-    return document
+        raise ParseError(f"JSON is {json_type(document)}, not an object: not a run log")
+    return text, document
 
 
 def parse_run_document(document: dict[str, Any], *, fallback_time: datetime | None = None) -> LogRecord:
     messages = document.get("messages")
     if not isinstance(messages, list):
         keys = ", ".join(sorted(document)[:12]) or "none"
-        found = "no 'messages' list" if messages is None else f"'messages' is {_json_type(messages)}, not a list"
-        raise ParseError(f"not a pydantic-ai run log: {found} (top-level keys: {keys})")
+        found = "no 'messages' list" if messages is None else f"'messages' is {json_type(messages)}, not a list"
+        hint = f"; {REPR_FIX}" if isinstance(messages, str) and looks_like_message_repr(messages.lstrip("[ ")) else ""
+        raise ParseError(f"not a pydantic-ai run log: {found} (top-level keys: {keys}){hint}")
+    _refuse_unreadable_messages(messages)
     normalized = list(normalized_messages(messages))
     responses = [message for message in normalized if message["kind"] in _RESPONSE_KINDS]
     requests = [message for message in normalized if message["kind"] not in _RESPONSE_KINDS]
@@ -135,45 +111,54 @@ def parse_run_document(document: dict[str, Any], *, fallback_time: datetime | No
     )
 
 
-def _loads(text: str) -> Any:
-    # orjson parses these logs in about half the json module's time. What it rejects and
-    # the json module accepts (NaN, Infinity, 1e400, lone surrogates) takes the slow path, which also
-    # gives the precise error for a broken file. (It reads integers over 64 bits as floats; either
-    # way core/limits.py refuses such counts, and raw_json keeps the text as written.)
-    try:
-        return orjson.loads(text)
-    except orjson.JSONDecodeError:
-        return _without_lone_surrogates(json.loads(text))
+def parse_history(messages: list[Any], *, fallback_time: datetime | None = None) -> LogRecord:
+    """A raw pydantic-ai message history (`result.all_messages_json()`, ModelMessagesTypeAdapter): no
+    wrapper, so no agent name; model, provider, usage (summed over the responses), instructions and
+    times all come from the messages."""
+    return parse_run_document({"messages": messages}, fallback_time=fallback_time)
 
 
-_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+def is_message(value: Any) -> bool:
+    """A pydantic-ai message as JSON: an object whose `kind` is "request" or "response"."""
+    return isinstance(value, dict) and value.get("kind") in _HISTORY_KINDS
 
 
-def _without_lone_surrogates(value: Any) -> Any:
-    """json.loads turns an escaped lone surrogate ("\\udc80", as JavaScript writes a string cut inside
-    an emoji) into a character no UTF-8 text can hold. It becomes U+FFFD, as a broken character
-    shows anywhere else. Iterative: a document can be nested as deep as json.loads allows."""
-    if isinstance(value, str):
-        return _LONE_SURROGATE.sub("\ufffd", value)
-    stack = [value] if isinstance(value, (dict, list)) else []
-    while stack:
-        container = stack.pop()
-        keys = range(len(container)) if isinstance(container, list) else list(container)
-        for key in keys:
-            item = container[key]
-            if isinstance(item, str):
-                if _LONE_SURROGATE.search(item):
-                    container[key] = _LONE_SURROGATE.sub("\ufffd", item)
-            elif isinstance(item, (dict, list)):
-                stack.append(item)
-            if isinstance(key, str) and _LONE_SURROGATE.search(key):
-                container[_LONE_SURROGATE.sub("\ufffd", key)] = container.pop(key)
-    return value
+# How to fix a writer that saved str(message): said wherever such messages are refused.
+REPR_FIX = (
+    "save the messages as JSON with pydantic-ai's ModelMessagesTypeAdapter.dump_json(messages) "
+    "(or result.all_messages_json()), not str(message)"
+)
+_MESSAGE_REPR = re.compile(r"(Model(Request|Response)|[A-Z]\w*Part)\(")
 
 
-def _json_type(value: Any) -> str:
-    names = {list: "an array", str: "a string", int: "a number", float: "a number", bool: "a boolean"}
-    return "null" if value is None else names.get(type(value), type(value).__name__)
+def looks_like_message_repr(text: str) -> bool:
+    """A pydantic-ai message written with str()/repr(): "ModelRequest(parts=[UserPromptPart(...".
+
+    Such text is not parsed: a repr holds datetimes, nested quotes and truncated reprs of
+    arbitrary objects, and a half-read message would give checks computed from a part of the run."""
+    return _MESSAGE_REPR.match(text) is not None
+
+
+def _refuse_unreadable_messages(messages: list[Any]) -> None:
+    """A message that is not a JSON object (null aside, which holds nothing) makes the whole run
+    unreadable: tool calls or the answer may sit in it, and checks computed without them would lie."""
+    unreadable = [(number, message) for number, message in enumerate(messages, 1) if message is not None and not isinstance(message, dict)]
+    if not unreadable:
+        return
+    number, first = unreadable[0]
+    types = list(dict.fromkeys(json_type(message) for _, message in unreadable))
+    if len(unreadable) == 1:
+        which = f"message {number} of {len(messages)} is {types[0]}, {shown(first)}"
+    else:
+        kinds = " or ".join(f"{name.split()[-1]}s" for name in types)  # "a string" -> "strings"
+        which = f"{len(unreadable)} of {len(messages)} messages are {kinds} (message {number}: {shown(first)})"
+    if isinstance(first, str) and looks_like_message_repr(first.lstrip()):
+        raise ParseError(
+            f"messages saved as Python reprs, not JSON objects: {which}; the run cannot be read reliably, so it is not stored; {REPR_FIX}"
+        )
+    raise ParseError(
+        f"messages that are not JSON objects: {which}; a run log's messages are objects with 'parts' (pydantic-ai) or 'role' and 'content'"
+    )
 
 
 def _text(value: Any) -> str | None:
@@ -346,26 +331,53 @@ def _split_model_string(model: str) -> tuple[str | None, str]:
 
 
 def _provider(document: dict[str, Any], responses: list[dict[str, Any]]) -> str | None:
-    provider = _text(document.get("provider"))
+    provider = _name(document.get("provider"))
     if provider:
         return provider
     for response in responses:
-        name = _text(response.get("provider_name"))
+        name = _name(response.get("provider_name"))
         if name:
             return name
-    model = _text(document.get("model"))
+    model = _logged_model(document)
     return _split_model_string(model)[0] if model else None
 
 
 def _model(document: dict[str, Any], responses: list[dict[str, Any]]) -> str | None:
-    model = _text(document.get("model"))
+    model = _logged_model(document)
     if model:
         return _split_model_string(model)[1]
     for response in reversed(responses):
-        name = _text(response.get("model_name"))
+        name = _name(response.get("model_name"))
         if name:
             return name
-    return None
+    # Older pydantic-ai wrote "OpenAIModel(model_name='gpt-4o', ...)": the name is in the repr.
+    named = _MODEL_NAME_IN_REPR.search(str(document.get("model") or document.get("model_name") or ""))
+    return named.group(1) if named else None
+
+
+def _logged_model(document: dict[str, Any]) -> str | None:
+    return _name(document.get("model")) or _name(document.get("model_name"))
+
+
+# What a logger writes when it logs an object instead of its name: "GroqModel()", "OpenAIChatModel(...)",
+# "<pydantic_ai.models.groq.GroqModel object at 0x7f...>", "<bound method Agent.system_prompt of Agent(...)>".
+_PYTHON_REPR = re.compile(
+    r"<(bound method|function|method|built-in (function|method)|lambda)\b.*>"
+    r"|<[\w.]+ object at 0x[0-9a-fA-F]+>"
+    r"|[A-Z][\w.]*\(.*\)",
+    re.DOTALL,
+)
+_MODEL_NAME_IN_REPR = re.compile(r"model_name='([^'\s]+)'")
+
+
+def looks_like_python_repr(text: str) -> bool:
+    return _PYTHON_REPR.fullmatch(text.strip()) is not None
+
+
+def _name(value: Any) -> str | None:
+    """A logged name (model, provider, prompt), or None when it is empty or the repr of an object."""
+    text = _text(value)
+    return None if text is None or looks_like_python_repr(text) else text
 
 
 def _user_prompt(document: dict[str, Any], requests: list[dict[str, Any]]) -> str | None:
@@ -381,16 +393,33 @@ def _instructions(document: dict[str, Any], requests: list[dict[str, Any]]) -> s
         text = _text(message.get("instructions"))
         if text:
             return text
-    system_prompt = document.get("system_prompt")
-    if isinstance(system_prompt, str) and system_prompt.strip():
-        return system_prompt
+    system_prompt = _system_prompt_list(document.get("system_prompt"))
+    if isinstance(system_prompt, str):
+        system_prompt = _name(system_prompt)  # a repr ("<bound method Agent.system_prompt ...>") says nothing
+        if system_prompt:
+            return system_prompt
     if isinstance(system_prompt, list):
-        joined = "\n\n".join(item for item in system_prompt if isinstance(item, str) and item.strip())
+        joined = "\n\n".join(item for item in system_prompt if isinstance(item, str) and _name(item))
         if joined:
             return joined
     parts = [_content_text(part.get("content")) for part in _parts(requests, "system-prompt")]
     joined = "\n\n".join(text for text in parts if text and text.strip())
     return joined or None
+
+
+def _system_prompt_list(system_prompt: Any) -> Any:
+    """A list of prompts written with str() ("['You are ...', 'Cite sources.']") read back as the list:
+    a literal of strings is parsed exactly (ast.literal_eval evaluates no code)."""
+    if not isinstance(system_prompt, str):
+        return system_prompt
+    text = system_prompt.strip()
+    if not (text.startswith("[") and text.endswith("]") and text[1:2] in ("'", '"', "]")):
+        return system_prompt
+    try:
+        items = ast.literal_eval(text)
+    except (ValueError, SyntaxError, MemoryError, RecursionError):
+        return system_prompt
+    return items if isinstance(items, list) and all(isinstance(item, str) for item in items) else system_prompt
 
 
 def _tool_calls(responses: list[dict[str, Any]]) -> Iterator[ToolCall]:
@@ -430,8 +459,8 @@ def _answer(document: dict[str, Any], responses: list[dict[str, Any]]) -> tuple[
             args = part.get("args")
             if isinstance(args, str):
                 try:
-                    args = _loads(args)
-                except json.JSONDecodeError:
+                    args = load_json(args)[0]
+                except ParseError:
                     return (args or None), ()
             if isinstance(args, dict):
                 return render_structured_output(args)

@@ -25,14 +25,15 @@ class TimelineEntry:
 
 
 def message_timeline(raw_json: str | None) -> list[TimelineEntry]:
-    """The steps of a run log in message order; [] when the text is not a run log."""
+    """The steps of a run log or message history in message order; [] when the text is neither."""
     if not raw_json:
         return []
     try:
         document = json.loads(raw_json)
     except json.JSONDecodeError:
         return []
-    messages = document.get("messages") if isinstance(document, dict) else None
+    # A run log holds its messages in "messages"; a raw pydantic-ai history is the list itself.
+    messages = document.get("messages") if isinstance(document, dict) else document
     if not isinstance(messages, list):
         return []
     entries: list[TimelineEntry] = []
