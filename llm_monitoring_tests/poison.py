@@ -162,7 +162,7 @@ def write_poison(folder: Path, *, postgres: bool, reader_bypasses_permissions: b
     # The classes the ingest always quarantined.
     put("empty.json", b"", "quarantined", "empty file")
     put("latin1.json", '{"messages": [], "agent_name": "caf\xe9"}'.encode("latin-1"), "quarantined", "not valid UTF-8")
-    put("array.json", b'[{"messages": []}]', "quarantined", "JSON is an array")
+    put("array.json", b"[1, 2]", "quarantined", "a JSON array whose first element is a number")
     put("truncated.json", b'{"agent_name": "a", "messages": [{"parts": [', "quarantined", "truncated JSON")
     put("foreign.json", b'{"question": "q", "answer": "a"}', "quarantined", "no 'messages' list")
     put("too-big.json", log_bytes("big").replace(b"an answer", b"an answer " + b"x" * max_log_bytes), "quarantined", "over MAX_LOG_BYTES")

@@ -19,7 +19,7 @@ from llm_monitoring_tests.conftest import FIXTURES
 BAD_FILES = {
     "empty.json": (b"", "empty file"),
     "latin1.json": ('{"messages": [], "agent_name": "caf\xe9"}'.encode("latin-1"), "not valid UTF-8"),
-    "array.json": (b'[{"messages": []}]', "JSON is an array, not an object"),
+    "array.json": (b"[1, 2]", "a JSON array whose first element is a number: not a run log"),
     "truncated.json": (b'{"agent_name": "a", "messages": [{"parts": [', "truncated JSON"),
     "foreign.json": (b'{"question": "q", "answer": "a", "timestamp": "2025-01-01"}', "no 'messages' list"),
 }

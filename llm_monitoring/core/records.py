@@ -97,22 +97,6 @@ class CheckResult:
 
 
 @dataclass(frozen=True)
-class ParsedRun:
-    key: str
-    text: str
-    record: LogRecord
-    origin: str
-    where: str
-
-
-@dataclass(frozen=True)
-class RunFailure:
-    key: str
-    where: str
-    reason: str
-
-
-@dataclass(frozen=True)
 class ParseError(Exception):
     """A file that is not a run log, with a reason a person can act on."""
 
