@@ -42,9 +42,11 @@ from llm_monitoring.core.evaluation import EVALUATOR_VERSION, evaluate_run
 from llm_monitoring.core.parsing import PARSER_VERSION, parse_log_bytes
 from llm_monitoring.core.pricing import price_run
 from llm_monitoring.core.records import CheckResult, LogRecord, ParseError, PriceResult
+from llm_monitoring.core.redaction import redact_run
 from llm_monitoring.core.wording import plural
 from llm_monitoring.database_url import mask_url
 from llm_monitoring.file_names import name_text, plain_name_problem
+from llm_monitoring.policies import Policies, load_policies
 from llm_monitoring.sources import FileChanged, FileVersion, LogSource, NotALogFile, OutsideLogFolder
 from llm_monitoring.storage.bulk import BatchResult, EncodedRun, RunEncoder, RunToStore, run_encoder, store_encoded
 from llm_monitoring.storage.engine import Database
@@ -122,22 +124,36 @@ def build_run(
     created_at: datetime | None = None,
     price: PriceResult | None = None,
     checks: Sequence[CheckResult] | None = None,
+    policies: Policies | None = None,
 ) -> RunToStore:
-    """A parsed run, priced and evaluated with the current rules: what one batch row holds.
+    """A parsed run, priced and evaluated with the current rules and redacted: what one batch row holds.
 
-    `price` and `checks` are computed here unless the caller did (the ingest does each stage on its
-    own, to name the stage that failed)."""
+    The one constructor of stored runs (the ingest, fake data and the tests use it), so redaction
+    happens here and nothing reaches the database unredacted: the raw log, the record's texts and
+    the checks' details, with the count per detector. The run is priced and judged on the log as
+    written (`digest` stays the hash of the file's bytes); a later re-evaluation reads the stored,
+    redacted log. `price` and `checks` are computed here unless the caller did (the ingest does
+    each stage on its own, to name the stage that failed); `policies` (price file, redactor) are
+    loaded from the settings unless given."""
+    policies = policies or load_policies()
+    price = price_run(record, policies.prices) if price is None else price
+    checks = evaluate_run(record) if checks is None else checks
+    redactions = None
+    if policies.redactor.active:
+        redacted = redact_run(policies.redactor, text, record, checks)
+        text, record, checks, redactions = redacted.raw_json, redacted.record, redacted.checks, redacted.redaction.as_json()
     return RunToStore(
         filepath=filepath,
         content_hash=digest,
         raw_json=text,
         record=record,
-        price=price_run(record) if price is None else price,
-        checks=evaluate_run(record) if checks is None else checks,
+        price=price,
+        checks=checks,
         parser_version=PARSER_VERSION,
         evaluator_version=EVALUATOR_VERSION,
         origin=origin,
         created_at=created_at,
+        redactions=redactions,
     )
 
 
@@ -314,6 +330,8 @@ def _store_batch(source: LogSource, database: Database, names: list[str], settin
     batch = _StoredBatch(IngestReport(files_seen=len(names)))
     report = batch.report
     encode = run_encoder(database)
+    # Once per batch: a price file or redaction setting that cannot be used fails the batch, not each file.
+    policies = load_policies()
     runs: dict[str, EncodedRun] = {}
     now = time.time()
     for name in names:
@@ -325,7 +343,7 @@ def _store_batch(source: LogSource, database: Database, names: list[str], settin
             if digest in batch.files_by_hash:
                 batch.files_by_hash[digest].append((name, read.version))
                 continue
-            outcome = _encoded(source, read, digest, encode, settings, now)
+            outcome = _encoded(source, read, digest, encode, settings, now, policies)
             if isinstance(outcome, EncodedRun):
                 runs[digest] = outcome
                 batch.files_by_hash[digest] = [(name, read.version)]
@@ -388,18 +406,18 @@ def _key_of_unread(source: LogSource, name: str) -> str:
 
 
 def _encoded(
-    source: LogSource, read: _Read, digest: str, encode: RunEncoder, settings: Settings, now: float
+    source: LogSource, read: _Read, digest: str, encode: RunEncoder, settings: Settings, now: float, policies: Policies
 ) -> EncodedRun | _Rejected | _Skip:
     """Parse, price, evaluate and encode one file's run, or the reason it cannot be stored."""
     stage = "parsing"
     try:
         text, record = parse_log_bytes(read.raw, fallback_time=_fallback_time(read.mtime))
         stage = "pricing"
-        price = price_run(record)
+        price = price_run(record, policies.prices)
         stage = "evaluating"
         checks = evaluate_run(record)
-        stage = "encoding"
-        encoded = encode(build_run(source.display(read.name), digest, text, record, price=price, checks=checks))
+        stage = "redacting and encoding"
+        encoded = encode(build_run(source.display(read.name), digest, text, record, price=price, checks=checks, policies=policies))
     except Exception as error:
         if stage == "parsing" and now - read.mtime < settings.settle_seconds:
             return _Skip.UNSETTLED  # probably still being written: look again once it settles

@@ -36,7 +36,8 @@ class RepriceConfig(dg.Config):
     kinds={database_kind(), "table"},
     description=(
         "Costs of the runs of each day (input_cost, output_cost, total_cost, pricing_status, price_data_version "
-        "in llm_logs), recomputed with the installed genai-prices. Materialize a range to re-price history."
+        "in llm_logs), recomputed with the price file (PRICES_FILE) and the installed genai-prices. Materialize a range "
+        "to re-price history, for example after editing the price file."
     ),
 )
 def log_costs(context: dg.AssetExecutionContext, config: RepriceConfig, database: DatabaseResource) -> dg.MaterializeResult:
@@ -68,6 +69,8 @@ def log_costs(context: dg.AssetExecutionContext, config: RepriceConfig, database
             "cost_delta_usd": float(report.cost_delta),
             "price_data_version": report.price_data_version,
             "price_refresh": report.price_refresh,
+            "prices_file": report.prices_file,
+            "runs_priced_from_file": report.priced_from_file,
             "by_model": dg.MetadataValue.md(markdown_table(by_model, ("model", "runs", "changed", "cost_before", "cost_after", "delta"))),
         }
     )
