@@ -324,27 +324,29 @@ def show_texts(run: dict[str, Any]) -> None:
 
 
 @st.cache_data(max_entries=16, show_spinner=False)
-def cached_raw_json(content_hash: str, log_id: int, _database: Database) -> str | None:
-    # Keyed by the content hash: a stored log never changes (retention may drop it: None), and an id
-    # reused after a purge is another key. Both expanders and every rerun while they stay open share one read.
-    return stored_raw_json(_database, log_id)
+def cached_raw_json(content_hash: str, log_id: int, _database: Database) -> str:
+    # Keyed by the content hash: a stored log never changes (retention only drops it, which the
+    # callers check first), and an id reused after a purge is another key. Both expanders and every
+    # rerun while they stay open share one read.
+    return stored_raw_json(_database, log_id) or ""
 
 
 @st.cache_data(max_entries=16, show_spinner=False)
 def cached_timeline(content_hash: str, log_id: int, _database: Database) -> list[TimelineEntry]:
-    return message_timeline(cached_raw_json(content_hash, log_id, _database))
+    return message_timeline(cached_raw_json(content_hash, log_id, _database) or None)
 
 
 def show_timeline(database: Database, run: dict[str, Any]) -> None:
     timeline = st.expander("Message timeline", key="timeline_open", on_change="rerun")
     if not timeline.open:
         return  # the raw JSON is read only when someone looks
+    if not run["has_raw_log"]:
+        timeline.info(RAW_DROPPED)
+        return
     entries = cached_timeline(run["content_hash"], run["id"], database)
     with timeline:
         if not entries:
-            st.info(
-                RAW_DROPPED if cached_raw_json(run["content_hash"], run["id"], database) is None else "The raw log has no messages to show."
-            )
+            st.info("The raw log has no messages to show.")
         for entry in entries:
             show_timeline_entry(entry)
 
@@ -386,11 +388,11 @@ def show_raw_json(database: Database, run: dict[str, Any]) -> None:
     if not raw.open:
         return
     log_id = run["id"]
+    if not run["has_raw_log"]:
+        raw.info(RAW_DROPPED)
+        return
     text = cached_raw_json(run["content_hash"], log_id, database)
     with raw:
-        if text is None:
-            st.info(RAW_DROPPED)
-            return
         st.caption(f"{len(text.encode('utf-8')) / 1024:,.1f} KB as stored")
         st.download_button("Download", text, file_name=f"run_{log_id}.json", mime="application/json")
         st.code(text, language="json", line_numbers=False, wrap_lines=True, height=500)

@@ -9,6 +9,7 @@ transaction, and the same job rebuilds the matching daily aggregate for that win
 import dagster as dg
 from pydantic import Field
 
+from llm_monitoring.config import InvalidSetting
 from llm_monitoring.core.windows import window_label
 from llm_monitoring.defs import keys
 from llm_monitoring.defs.metadata import markdown_table
@@ -43,7 +44,10 @@ class RepriceConfig(dg.Config):
 def log_costs(context: dg.AssetExecutionContext, config: RepriceConfig, database: DatabaseResource) -> dg.MaterializeResult:
     window = context.partition_time_window
     with database.open_for_step() as db:
-        report = reprice(db, window.start, window.end, refresh_prices=config.refresh_prices, update_url=config.price_update_url)
+        try:
+            report = reprice(db, window.start, window.end, refresh_prices=config.refresh_prices, update_url=config.price_update_url)
+        except InvalidSetting as error:  # a price file that cannot be used: one line, no retry
+            raise dg.Failure(description=str(error), allow_retries=False) from None
     context.log.info(f"{window_label(window.start, window.end)}: {report.line()}")
     by_model = [
         {
