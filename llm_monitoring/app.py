@@ -15,6 +15,7 @@ if _PROJECT_ROOT not in sys.path:
     sys.path.insert(0, _PROJECT_ROOT)
 
 import json  # noqa: E402
+import logging  # noqa: E402
 import math  # noqa: E402
 from datetime import UTC, date, datetime, time, timedelta  # noqa: E402
 from decimal import Decimal  # noqa: E402
@@ -45,10 +46,13 @@ from llm_monitoring.storage.review import (  # noqa: E402
 )
 from llm_monitoring.storage.runs import has_runs_table  # noqa: E402
 
+logger = logging.getLogger("llm_monitoring.app")
+
 ANY = "All"
 FEEDBACK_CHOICES = ("Any", "With feedback", "Without feedback", "With 👍", "With 👎")
 VERDICTS = ("👍 Yes", "👎 No")
 TOOL_TEXT_LIMIT = 4000
+RAW_DROPPED = "The raw log of this run was dropped by retention (RETENTION_RAW_DAYS); its parsed columns are kept."
 
 
 # ---------------------------------------------------------------------------- database
@@ -110,7 +114,7 @@ def clip(text: str, limit: int = TOOL_TEXT_LIMIT) -> str:
 
 def sidebar_filters(database: Database, options: FilterOptions) -> tuple[RunFilters, int]:
     with st.sidebar:
-        st.caption(f"Database: `{database.display_url}`")
+        st.caption(f"Database: {database_kind(database)}")
         st.header("Filters")
         provider = st.selectbox("Provider", [ANY, *options.providers], key="provider", bind="query-params")
         model = st.selectbox("Model", [ANY, *options.models], key="model", bind="query-params")
@@ -140,6 +144,11 @@ def sidebar_filters(database: Database, options: FilterOptions) -> tuple[RunFilt
         ),
         page_size,
     )
+
+
+def database_kind(database: Database) -> str:
+    # The kind only: a viewer never sees the URL, host or user (the server's log names the database).
+    return {"postgresql": "PostgreSQL", "sqlite": "SQLite"}.get(database.dialect, database.dialect)
 
 
 def _day_start(day: Any) -> datetime | None:
@@ -280,6 +289,20 @@ def show_overview(run: dict[str, Any]) -> None:
     notes = _json_list(run.get("value_notes"))
     if notes:  # values the log held that no column can (a negative token count, a year 10000): stored as empty
         st.warning("Stored without values the database cannot hold: " + "; ".join(notes), icon="⚠️")
+    redacted = redaction_line(run.get("redactions"))
+    if redacted:
+        st.info(redacted, icon="🛡️")
+
+
+def redaction_line(text: str | None) -> str | None:
+    """What REDACT replaced in this run before it was stored, e.g. "Redacted before storage: 2 email, 1 secret"."""
+    try:
+        counts = json.loads(text) if text else {}
+    except ValueError:
+        return None
+    if not isinstance(counts, dict) or not counts:
+        return None
+    return "Redacted before storage: " + ", ".join(f"{count} {name}" for name, count in sorted(counts.items()))
 
 
 def _json_list(text: str | None) -> list[str]:
@@ -302,8 +325,9 @@ def show_texts(run: dict[str, Any]) -> None:
 
 @st.cache_data(max_entries=16, show_spinner=False)
 def cached_raw_json(content_hash: str, log_id: int, _database: Database) -> str:
-    # Keyed by the content hash: a stored log never changes, and an id reused after a purge is
-    # another key. Both expanders and every rerun while they stay open share one read.
+    # Keyed by the content hash: a stored log never changes (retention only drops it, which the
+    # callers check first), and an id reused after a purge is another key. Both expanders and every
+    # rerun while they stay open share one read.
     return stored_raw_json(_database, log_id) or ""
 
 
@@ -316,6 +340,9 @@ def show_timeline(database: Database, run: dict[str, Any]) -> None:
     timeline = st.expander("Message timeline", key="timeline_open", on_change="rerun")
     if not timeline.open:
         return  # the raw JSON is read only when someone looks
+    if not run["has_raw_log"]:
+        timeline.info(RAW_DROPPED)
+        return
     entries = cached_timeline(run["content_hash"], run["id"], database)
     with timeline:
         if not entries:
@@ -361,6 +388,9 @@ def show_raw_json(database: Database, run: dict[str, Any]) -> None:
     if not raw.open:
         return
     log_id = run["id"]
+    if not run["has_raw_log"]:
+        raw.info(RAW_DROPPED)
+        return
     text = cached_raw_json(run["content_hash"], log_id, database)
     with raw:
         st.caption(f"{len(text.encode('utf-8')) / 1024:,.1f} KB as stored")
@@ -530,6 +560,9 @@ def show_run(database: Database, log_id: int) -> None:
 
 
 def main() -> None:
+    # Viewers never see a traceback (it can hold a query, a path, a URL): an unexpected error shows
+    # a generic message, and Streamlit writes the traceback to the server's log.
+    st.set_option("client.showErrorDetails", "none")
     st.set_page_config(page_title="LLM Log Monitor", page_icon="🔎", layout="wide")
     st.title("LLM Log Monitor")
     st.caption("Browse ingested logs, view evaluation results, and add feedback.")
@@ -537,12 +570,13 @@ def main() -> None:
     try:
         database = get_database(url)
     except InvalidDatabaseUrl as error:
-        st.error(f"Check DATABASE_URL: the {error}", icon="⚠️")
+        logger.error("%s", error)
+        st.error(f"Check DATABASE_URL: it is not usable ({error.reason}).", icon="⚠️")
         st.stop()
     try:
         # Once the tables exist they stay: ask the catalog only until they appear.
         if not st.session_state.get("schema_ready") and not has_runs_table(database):
-            st.sidebar.caption(f"Database: `{database.display_url}`")
+            st.sidebar.caption(f"Database: {database_kind(database)}")
             st.info("No runs yet: the tables are created by the first ingest (try `uv run llm-monitoring demo`).")
             return
         st.session_state["schema_ready"] = True
@@ -567,8 +601,10 @@ def main() -> None:
 
 
 def show_unreachable(error: DatabaseUnavailable) -> None:
-    st.error(f"Cannot reach the database. {error}", icon="🔌")
-    st.caption("Check DATABASE_URL and that the server is running; this page retries on its next rerun.")
+    # The reason names the host and the user: for the server's log, not for viewers.
+    logger.error("%s", error)
+    st.error("Cannot reach the database; the app's server log says why.", icon="🔌")
+    st.caption("Check DATABASE_URL and that the database server is running; this page retries on its next rerun.")
 
 
 if __name__ == "__main__":

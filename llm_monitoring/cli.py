@@ -1,4 +1,5 @@
-"""The `llm-monitoring` command: demo, ingest, inspect, watch, summary, retry-quarantined, feedback, fake-data, dashboards.
+"""The `llm-monitoring` command: demo, ingest, inspect, watch, summary, retry-quarantined, feedback, retention, fake-data,
+dashboards.
 
 `python -m llm_monitoring.runner` and `python -m llm_monitoring.fake_data` are aliases of its subcommands.
 """
@@ -19,6 +20,7 @@ from llm_monitoring.core.wording import plural
 from llm_monitoring.file_names import name_text
 from llm_monitoring.grafana import build_dashboards
 from llm_monitoring.ingest_runs import IngestFailed, run_ingest, watch
+from llm_monitoring.retention_runs import RetentionFailed
 from llm_monitoring.samples import write_sample_logs
 from llm_monitoring.sources import LocalDirectorySource, entry_key
 from llm_monitoring.storage.engine import Database, open_database
@@ -172,6 +174,16 @@ def cmd_feedback(args: argparse.Namespace) -> int:
         return 1
 
 
+def cmd_retention(args: argparse.Namespace) -> int:
+    """Apply RETENTION_DAYS / RETENTION_RAW_DAYS now (the job the daily schedule runs), or show what it would delete."""
+    from llm_monitoring.retention_runs import run_retention
+
+    report = run_retention(dry_run=args.dry_run)
+    for line in report.lines():
+        print(line)
+    return 0
+
+
 def _log_id(parser: argparse.ArgumentParser, text: str) -> int:
     from llm_monitoring.feedback import InvalidFeedback, parse_id
 
@@ -267,6 +279,13 @@ def build_parser() -> argparse.ArgumentParser:
     feedback_cmd.add_argument("--limit", type=_list_limit, default=50, help="with list: how many (default 50)")
     feedback_cmd.set_defaults(handler=cmd_feedback, feedback_parser=feedback_cmd)
 
+    retention = commands.add_parser(
+        "retention",
+        help="delete runs older than RETENTION_DAYS and raw logs older than RETENTION_RAW_DAYS (the daily retention job)",
+    )
+    retention.add_argument("--dry-run", action="store_true", help="print what would be deleted and change nothing")
+    retention.set_defaults(handler=cmd_retention)
+
     fake = commands.add_parser(
         "fake-data", help="fake runs for the dashboards, priced and evaluated like real logs", description=fake_data.DESCRIPTION
     )
@@ -290,6 +309,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return args.handler(args)
     except IngestFailed as error:
         print(f"ingest failed: {error}", file=sys.stderr)
+        return 1
+    except RetentionFailed as error:
+        print(f"retention failed: {error}", file=sys.stderr)
         return 1
     except (DatabaseUnavailable, LogsDirUnusable, InvalidSetting) as error:
         print(f"error: {error}", file=sys.stderr)

@@ -159,3 +159,68 @@ def history_start_date() -> str:
     Read when Dagster loads the definitions (defs/partitions.py), not when used: Dagster needs an
     asset's partitions at definition time."""
     return os.environ.get("HISTORY_START_DATE", "").strip() or DEFAULT_HISTORY_START_DATE
+
+
+# ---------------------------------------------------------------------------- governance: prices, redaction, retention
+
+DEFAULT_PRICES_FILE = "prices.yaml"
+
+
+def prices_file(environ: Mapping[str, str] = os.environ) -> Path | None:
+    """PRICES_FILE, else ./prices.yaml when it exists, else None (genai-prices alone).
+
+    A PRICES_FILE that does not exist is an error, never taken for "no custom prices": a typo would
+    otherwise price every run at list price without a word."""
+    named = environ.get("PRICES_FILE", "").strip()
+    if not named:
+        default = Path(DEFAULT_PRICES_FILE)
+        return default if default.is_file() else None
+    path = Path(named)
+    if not path.is_file():
+        reason = "is not a file" if path.exists() else "does not exist"
+        raise InvalidSetting(f"PRICES_FILE {path} {reason}")
+    return path
+
+
+@dataclass(frozen=True)
+class RedactionSettings:
+    detectors: str  # REDACT as written: a comma list of detectors, "all" or "none" (default "secret")
+    patterns_file: Path | None  # REDACT_PATTERNS_FILE: extra patterns (YAML), or None
+
+
+def redaction_settings(environ: Mapping[str, str] = os.environ) -> RedactionSettings:
+    named = environ.get("REDACT_PATTERNS_FILE", "").strip()
+    patterns_file = Path(named) if named else None
+    if patterns_file is not None and not patterns_file.is_file():
+        raise InvalidSetting(f"REDACT_PATTERNS_FILE {patterns_file} {'is not a file' if patterns_file.exists() else 'does not exist'}")
+    return RedactionSettings(detectors=environ.get("REDACT", ""), patterns_file=patterns_file)
+
+
+@dataclass(frozen=True)
+class RetentionSettings:
+    days: int | None  # RETENTION_DAYS: delete runs started longer ago than this; None: keep them
+    raw_days: int | None  # RETENTION_RAW_DAYS: drop the raw logs of runs started longer ago; None: keep them
+
+    @property
+    def enabled(self) -> bool:
+        return self.days is not None or self.raw_days is not None
+
+
+def retention_settings(environ: Mapping[str, str] = os.environ) -> RetentionSettings:
+    return RetentionSettings(days=_days("RETENTION_DAYS", environ), raw_days=_days("RETENTION_RAW_DAYS", environ))
+
+
+def _days(name: str, environ: Mapping[str, str]) -> int | None:
+    raw = environ.get(name, "").strip()
+    if not raw:
+        return None
+    if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= 1_000_000:
+        raise InvalidSetting(f"{name} must be a whole number of days from 1 to 1,000,000 (or unset to keep everything), got {raw!r}")
+    return int(raw)
+
+
+def retention_configured(environ: Mapping[str, str] = os.environ) -> bool:
+    """Whether RETENTION_DAYS or RETENTION_RAW_DAYS is set (to anything: a bad value fails the run that reads it).
+
+    Read when Dagster loads the definitions: the retention schedule starts running when it is true."""
+    return any(environ.get(name, "").strip() for name in ("RETENTION_DAYS", "RETENTION_RAW_DAYS"))

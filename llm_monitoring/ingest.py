@@ -49,6 +49,7 @@ from llm_monitoring.log_reading import (
     resume_point,
     run_from_bytes,
 )
+from llm_monitoring.policies import Policies, load_policies
 from llm_monitoring.sources import FileChanged, FileVersion, LogFile, LogSource, NotALogFile, OutsideLogFolder
 from llm_monitoring.storage.bulk import BatchResult, EncodedRun, RunEncoder, run_encoder, store_encoded
 from llm_monitoring.storage.cursors import FileOffset, quiet_traces, read_offsets, record_offsets
@@ -238,6 +239,8 @@ def _store_batch(source: LogSource, database: Database, names: list[str], *, set
     batch = _StoredBatch(IngestReport(files_seen=len(names)))
     report = batch.report
     encode = run_encoder(database)
+    # Once per batch: a price file or redaction setting that cannot be used fails the batch, not each file.
+    policies = load_policies()
     runs: dict[str, EncodedRun] = {}
     spans: list[tuple[dict, str]] = []
     offsets = read_offsets(database, [name_text(name) for name in names])
@@ -247,7 +250,7 @@ def _store_batch(source: LogSource, database: Database, names: list[str], *, set
         outcome = _read(source, name, settings, now, settled_only and offset is None and not is_json_lines_name(name))
         if isinstance(outcome, _Read):
             report.bytes_read += len(outcome.raw)
-            outcome = _file_runs(source, outcome, offset, encode, settings, now, runs, spans)
+            outcome = _file_runs(source, outcome, offset, (encode, policies), settings, now, runs, spans)
         if isinstance(outcome, _FileDone):
             batch.files.append(outcome)
         elif outcome is _Skip.MISSING:
@@ -258,7 +261,7 @@ def _store_batch(source: LogSource, database: Database, names: list[str], *, set
             batch.rejected.append(outcome)
         elif isinstance(outcome, _Left):
             report.left_in_place.append((name_text(outcome.name), outcome.why))
-    traces = _assembled(database, spans, encode, runs)
+    traces = _assembled(database, spans, (encode, policies), runs)
     result, refused = _store_isolated(database, list(runs.values())) if runs else (BatchResult({}, set()), {})
     keep_waiting(database, traces)
     _settle_files(batch, refused)
@@ -277,7 +280,7 @@ def _file_runs(
     source: LogSource,
     read: _Read,
     offset: FileOffset | None,
-    encode: RunEncoder,
+    preparing: tuple[RunEncoder, Policies],
     settings: Settings,
     now: float,
     runs: dict[str, EncodedRun],
@@ -296,7 +299,7 @@ def _file_runs(
         return _Rejected(read.name, digest, reason, read.version)
     filepath = source.display(read.name)
     new_runs = [run for run in file_read.runs if run.key not in runs]
-    encoded = encode_runs(new_runs, filepath, encode)
+    encoded = encode_runs(new_runs, filepath, *preparing)
     for run in encoded.runs:
         runs[run.content_hash] = run
     failed = {failure.key for failure in encoded.failures}
@@ -315,13 +318,15 @@ def _file_runs(
     )
 
 
-def _assembled(database: Database, spans: list[tuple[dict, str]], encode: RunEncoder, runs: dict[str, EncodedRun]) -> Assembly:
+def _assembled(
+    database: Database, spans: list[tuple[dict, str]], preparing: tuple[RunEncoder, Policies], runs: dict[str, EncodedRun]
+) -> Assembly:
     """Runs of the traces this batch's spans complete, added to `runs`; their failures kept on the assembly."""
     traces = assemble(database, spans)
     for run, filepath in traces.runs:
         if run.key in runs:
             continue
-        encoded = encode_runs([run], filepath, encode)
+        encoded = encode_runs([run], filepath, *preparing)
         runs.update((item.content_hash, item) for item in encoded.runs)
         traces.failures += [(failure, filepath) for failure in encoded.failures]
     return traces
@@ -483,9 +488,9 @@ def _complete_quiet_traces(database: Database, settings: Settings) -> IngestRepo
     if not traces.completed:
         return report
     runs: dict[str, EncodedRun] = {}
-    encode = run_encoder(database)
+    encode, policies = run_encoder(database), load_policies()
     for run, filepath in traces.runs:
-        encoded = encode_runs([run], filepath, encode)
+        encoded = encode_runs([run], filepath, encode, policies)
         runs.update((item.content_hash, item) for item in encoded.runs)
         traces.failures += [(failure, filepath) for failure in encoded.failures]
     result, refused = _store_isolated(database, list(runs.values())) if runs else (BatchResult({}, set()), {})

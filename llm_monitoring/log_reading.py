@@ -19,8 +19,10 @@ from llm_monitoring.core.formats import FileRead, read_json_lines, read_log
 from llm_monitoring.core.parsing import PARSER_VERSION
 from llm_monitoring.core.pricing import price_run
 from llm_monitoring.core.records import CheckResult, LogRecord, ParsedRun, PriceResult, RunFailure
+from llm_monitoring.core.redaction import redact_run
 from llm_monitoring.database_url import mask_url
 from llm_monitoring.file_names import name_text
+from llm_monitoring.policies import Policies, load_policies
 from llm_monitoring.storage.bulk import EncodedRun, RunEncoder, RunToStore
 from llm_monitoring.storage.cursors import FileOffset
 
@@ -56,22 +58,36 @@ def build_run(
     created_at: datetime | None = None,
     price: PriceResult | None = None,
     checks: Sequence[CheckResult] | None = None,
+    policies: Policies | None = None,
 ) -> RunToStore:
-    """A parsed run, priced and evaluated with the current rules: what one batch row holds.
+    """A parsed run, priced and evaluated with the current rules and redacted: what one batch row holds.
 
-    `price` and `checks` are computed here unless the caller did (the ingest does each stage on its
-    own, to name the stage that failed)."""
+    The one constructor of stored runs (the ingest, fake data and the tests use it), so redaction
+    happens here and nothing reaches the database unredacted: the raw log, the record's texts and
+    the checks' details, with the count per detector. The run is priced and judged on the log as
+    written (`digest` stays the hash of the file's bytes); a later re-evaluation reads the stored,
+    redacted log. `price` and `checks` are computed here unless the caller did (the ingest does
+    each stage on its own, to name the stage that failed); `policies` (price file, redactor) are
+    loaded from the settings unless given."""
+    policies = policies or load_policies()
+    price = price_run(record, policies.prices) if price is None else price
+    checks = evaluate_run(record) if checks is None else checks
+    redactions = None
+    if policies.redactor.active:
+        redacted = redact_run(policies.redactor, text, record, checks)
+        text, record, checks, redactions = redacted.raw_json, redacted.record, redacted.checks, redacted.redaction.as_json()
     return RunToStore(
         filepath=filepath,
         content_hash=digest,
         raw_json=text,
         record=record,
-        price=price_run(record) if price is None else price,
-        checks=evaluate_run(record) if checks is None else checks,
+        price=price,
+        checks=checks,
         parser_version=PARSER_VERSION,
         evaluator_version=EVALUATOR_VERSION,
         origin=origin,
         created_at=created_at,
+        redactions=redactions,
     )
 
 
@@ -133,17 +149,18 @@ class EncodedRuns:
     failures: list[RunFailure] = field(default_factory=list)
 
 
-def encode_runs(runs: Iterable[ParsedRun], filepath: str, encode: RunEncoder) -> EncodedRuns:
-    """Price, evaluate and encode each run on its own: whatever one raises fails that run alone."""
+def encode_runs(runs: Iterable[ParsedRun], filepath: str, encode: RunEncoder, policies: Policies) -> EncodedRuns:
+    """Price, evaluate, redact and encode each run on its own: whatever one raises fails that run alone."""
     result = EncodedRuns()
     for run in runs:
         stage = "pricing"
         try:
-            price = price_run(run.record)
+            price = price_run(run.record, policies.prices)
             stage = "evaluating"
             checks = evaluate_run(run.record)
-            stage = "encoding"
-            result.runs.append(encode(build_run(filepath, run.key, run.text, run.record, origin=run.origin, price=price, checks=checks)))
+            stage = "redacting and encoding"
+            stored = build_run(filepath, run.key, run.text, run.record, origin=run.origin, price=price, checks=checks, policies=policies)
+            result.runs.append(encode(stored))
         except Exception as error:
             result.failures.append(RunFailure(run.key, run.where, describe_failure(stage, error)))
     return result

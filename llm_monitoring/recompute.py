@@ -11,7 +11,7 @@ import json
 import logging
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -24,6 +24,8 @@ from llm_monitoring.core.formats import parse_stored_run
 from llm_monitoring.core.pricing import PRICE_DATA_VERSION, forget_price_data, price_run
 from llm_monitoring.core.records import CheckResult, LogRecord, ParseError, PriceResult
 from llm_monitoring.core.windows import day_range, day_start, stretches
+from llm_monitoring.policies import custom_prices
+from llm_monitoring.retention import first_rebuildable_day
 from llm_monitoring.storage.daily import (
     EVAL_COLUMNS,
     FEEDBACK_COLUMNS,
@@ -70,6 +72,8 @@ class RepriceReport:
     cost_after: Decimal = Decimal(0)
     price_data_version: str = PRICE_DATA_VERSION
     price_refresh: str = "not requested"
+    prices_file: str = "none"  # the price file applied (PRICES_FILE) and its version, or "none"
+    priced_from_file: int = 0  # runs whose price came from the price file
     by_model: dict[str, ModelCostChange] = field(default_factory=dict)
 
     @property
@@ -81,6 +85,11 @@ class RepriceReport:
             f"{self.runs} runs: {self.rows_updated} rows updated, {self.cost_changed} with a new cost or status "
             f"({self.newly_priced} newly priced, {self.newly_unpriced} newly unpriced); "
             f"cost ${self.cost_before:.6f} -> ${self.cost_after:.6f} ({self.cost_delta:+.6f}) with {self.price_data_version}"
+            + (
+                f" and the price file {self.prices_file} ({self.priced_from_file} runs priced from it)"
+                if self.prices_file != "none"
+                else ""
+            )
         )
 
 
@@ -97,7 +106,7 @@ def record_for_pricing(row: PricingRow) -> LogRecord:
         output_tokens=row.output_tokens,
         cache_read_tokens=row.cache_read_tokens,
         cache_write_tokens=row.cache_write_tokens,
-        requests=0,
+        requests=row.requests,
         tool_calls=(),
         finish_reasons=(),
         run_started_at=row.run_started_at,
@@ -153,13 +162,22 @@ def reprice(
     refresh_prices: bool = False,
     update_url: str | None = None,
 ) -> RepriceReport:
-    """Re-price every run started in [start, end) and store what changed, in one transaction."""
+    """Re-price every run started in [start, end) and store what changed, in one transaction.
+
+    The price file (PRICES_FILE) in force now applies, as in the ingest: editing it and re-pricing
+    a window moves the runs it matches to its new prices (their price_data_version names its new
+    content) and runs it no longer matches back to genai-prices."""
     report = RepriceReport()
+    custom = custom_prices()
+    if custom is not None:
+        report.prices_file = f"{custom.version} ({custom.source}, {len(custom.entries)} entries)"
     with price_data(refresh_prices, update_url) as (version, note):
         report.price_data_version, report.price_refresh = version, note
 
         def reprice_row(row: PricingRow) -> PriceResult:
-            price = replace(price_run(record_for_pricing(row)), price_data_version=version)
+            price = price_run(record_for_pricing(row), custom, genai_version=version)
+            if custom is not None and price.priced and price.price_data_version == custom.version:
+                report.priced_from_file += 1
             _tally_price(report, row, price)
             return price
 
@@ -259,6 +277,12 @@ class DailyRebuild:
 
 def _rebuild(database: Database, table: str, start: datetime, end: datetime, compute: Callable[[], list[dict[str, Any]]]) -> DailyRebuild:
     first_day, end_day = day_range(start, end)
+    # Days whose runs retention deleted keep their rows: rebuilt from what is left, they would be lost.
+    kept_from = first_rebuildable_day(database)
+    if kept_from is not None and first_day < kept_from:
+        first_day = min(kept_from, end_day)
+    if first_day >= end_day:
+        return DailyRebuild(table, first_day, end_day, [], 0)
 
     def build() -> list[dict[str, Any]]:
         now = datetime.now(UTC)

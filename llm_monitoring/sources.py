@@ -92,6 +92,8 @@ class LogSource(Protocol):
 
     def relative(self, path: str) -> str: ...
 
+    def holds(self, relative: str) -> bool: ...
+
     def name_for(self, text: str) -> str: ...
 
     def read(self, name: str) -> ReadLog: ...
@@ -204,6 +206,10 @@ class LocalDirectorySource:
     def relative(self, path: str) -> str:
         inside = path.removeprefix(self._root + "/")
         return name_text(inside if inside != path else os.path.relpath(path, self._root))
+
+    def holds(self, relative: str) -> bool:
+        """Whether an entry is still at `relative` (a path as `relative` wrote it), links not followed."""
+        return os.path.lexists(os.path.join(self._root, name_from_text(relative)))
 
     def path_of(self, name: str) -> str:
         return self._path(name)

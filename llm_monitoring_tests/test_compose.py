@@ -37,7 +37,8 @@ from llm_monitoring_tests.processes import free_port, graphql, signal_group
 
 ROOT = Path(__file__).resolve().parents[1]
 VENV_BIN = Path(sys.executable).parent
-PYTHON_SERVICES = {"dagster-code", "dagster-webserver", "dagster-daemon", "app", "faker"}
+PYTHON_SERVICES = {"dagster-code", "dagster-webserver", "dagster-webserver-readonly", "dagster-daemon", "app", "faker"}
+PROFILED = {"faker": "tools", "dagster-webserver-readonly": "readonly"}  # services `docker compose up -d` leaves out
 STARTUP_SECONDS = 75
 
 
@@ -124,16 +125,82 @@ def dockerfile_env() -> dict[str, str]:
 
 
 def test_compose_has_every_service_of_the_stack():
-    assert set(services()) == {"postgres", "dagster-code", "dagster-webserver", "dagster-daemon", "app", "grafana", "faker"}
+    assert set(services()) == {
+        "postgres",
+        "dagster-code",
+        "dagster-webserver",
+        "dagster-webserver-readonly",
+        "dagster-daemon",
+        "app",
+        "grafana",
+        "faker",
+    }
 
 
-def test_published_ports_are_dagster_3000_app_8501_grafana_3001_postgres_5432():
-    published = {name: service.get("ports", []) for name, service in services().items()}
-    assert published["postgres"] == ["5432:5432"]
-    assert published["dagster-webserver"] == ["3000:3000"]
-    assert published["app"] == ["8501:8501"]
-    assert published["grafana"] == ["3001:3000"]
-    assert not published["dagster-code"] and not published["dagster-daemon"] and not published["faker"]
+BIND_VARIABLES = {
+    "postgres": "POSTGRES_BIND_ADDRESS",
+    "dagster-webserver": "DAGSTER_BIND_ADDRESS",
+    "dagster-webserver-readonly": "DAGSTER_READONLY_BIND_ADDRESS",
+    "app": "APP_BIND_ADDRESS",
+    "grafana": "GRAFANA_BIND_ADDRESS",
+}
+
+
+def published_ports(compose: dict[str, Any]) -> dict[str, list[tuple[str, str, str]]]:
+    """Each service's published ports as (host address, host port, container port); an empty host
+    address means every interface, as Docker publishes "8501:8501" or a long-syntax port without host_ip."""
+    published: dict[str, list[tuple[str, str, str]]] = {}
+    for name, service in compose["services"].items():
+        for port in service.get("ports", []):
+            if isinstance(port, dict):
+                address, host_port, target = str(port.get("host_ip", "")), str(port.get("published", "")), str(port["target"])
+            else:
+                *head, target = str(port).split(":")
+                host_port = head.pop() if head else ""  # "8501": a random host port
+                address = ":".join(head)  # "[::1]" keeps its colons
+            published.setdefault(name, []).append((address, host_port, target))
+    return published
+
+
+def test_published_ports_are_dagster_3000_app_8501_grafana_3001_postgres_5432_readonly_ui_3002():
+    ports = {name: [(port, target) for _, port, target in entries] for name, entries in published_ports(load_compose()).items()}
+    assert ports == {
+        "postgres": [("5432", "5432")],
+        "dagster-webserver": [("3000", "3000")],
+        "dagster-webserver-readonly": [("3002", "3000")],
+        "app": [("8501", "8501")],
+        "grafana": [("3001", "3000")],
+    }
+
+
+@pytest.mark.parametrize("env", ["the .env.example", "no variables but the passwords"])
+def test_no_port_is_published_on_all_interfaces_by_default(env: str):
+    values = (
+        example_env() if env == "the .env.example" else {key: example_env()[key] for key in ("POSTGRES_PASSWORD", "GRAFANA_ADMIN_PASSWORD")}
+    )
+    published = published_ports(load_compose(values))
+    assert published, "the stack publishes no port at all"
+    for name, entries in published.items():
+        for address, port, target in entries:
+            assert address == "127.0.0.1", f"{name} publishes {port}:{target} on {address or 'every interface'}"
+
+
+def test_a_variable_publishes_one_service_on_another_address():
+    published = published_ports(load_compose({**example_env(), "APP_BIND_ADDRESS": "0.0.0.0"}))
+    assert published["app"] == [("0.0.0.0", "8501", "8501")]
+    assert {address for name, entries in published.items() if name != "app" for address, _, _ in entries} == {"127.0.0.1"}
+    assert set(BIND_VARIABLES.values()) <= set(example_env())
+    text = (ROOT / "docker-compose.yml").read_text()
+    for name, variable in BIND_VARIABLES.items():
+        assert f"${{{variable}:-127.0.0.1}}:" in text, f"{name} must bind to {variable}, default 127.0.0.1"
+
+
+def test_the_read_only_dagster_ui_runs_the_webserver_read_only_on_the_same_workspace():
+    all_services = services()
+    readonly, webserver = all_services["dagster-webserver-readonly"], all_services["dagster-webserver"]
+    assert "--read-only" in readonly["command"] and "--read-only" not in webserver["command"]
+    assert [part for part in readonly["command"] if part != "--read-only"] == webserver["command"]
+    assert readonly["profiles"] == ["readonly"]
 
 
 def test_passwords_come_from_env_and_are_required():
@@ -169,7 +236,9 @@ def test_python_services_share_one_image_and_install_nothing_at_start():
         command = " ".join(all_services[name]["command"])
         assert not re.search(r"\b(pip|uv)\b", command), f"{name} installs at start: {command}"
     assert "profiles" in all_services["faker"], "`docker compose up -d` must not run the one-off faker"
-    assert all(not service.get("profiles") for name, service in all_services.items() if name != "faker")
+    assert {name: service["profiles"] for name, service in all_services.items() if service.get("profiles")} == {
+        name: [profile] for name, profile in PROFILED.items()
+    }
 
 
 def test_python_services_point_at_the_compose_postgres_and_dagster_home():
@@ -247,7 +316,7 @@ def test_webserver_and_daemon_load_the_code_server_by_its_service_name_and_port(
     code_command = all_services["dagster-code"]["command"]
     assert code_command[:3] == ["dagster", "api", "grpc"]
     assert option(code_command, "-m") == "llm_monitoring.definitions"
-    for name in ("dagster-webserver", "dagster-daemon"):
+    for name in ("dagster-webserver", "dagster-webserver-readonly", "dagster-daemon"):
         workspace = yaml.safe_load((ROOT / option(all_services[name]["command"], "-w")).read_text())
         (entry,) = workspace["load_from"]
         assert entry["grpc_server"]["host"] == "dagster-code"

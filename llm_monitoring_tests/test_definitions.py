@@ -34,8 +34,10 @@ def test_autoloaded_definitions_hold_exactly_the_named_objects():
         keys.REEVALUATE_JOB,
         keys.AGGREGATES_JOB,
         keys.GATES_JOB,
+        keys.RETENTION_JOB,
     }
     assert {sensor.name for sensor in repository.sensor_defs} == {keys.NEW_LOG_FILES_SENSOR, keys.AGGREGATES_SENSOR, keys.ALERTS_SENSOR}
+    assert {schedule.name for schedule in repository.schedule_defs} == {keys.RETENTION_SCHEDULE}
     assert set(repository.get_top_level_resources()) == {"log_source", "database"}
     # The ingest step carries the op name the run config addresses.
     assert keys.INGEST_OP in defs.resolve_job_def(keys.INGEST_JOB).graph.node_dict

@@ -1,4 +1,5 @@
-"""LogRecord -> PriceResult with genai-prices: cache-aware, at the price in force when the run happened."""
+"""LogRecord -> PriceResult: your own dated prices (PRICES_FILE) first, then genai-prices; cache-aware,
+at the price in force when the run happened."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import genai_prices
 from genai_prices import Usage, calc_price, data_snapshot
 from genai_prices.types import ModelPrice, TieredPrices, TimeOfDateConstraint
 
+from llm_monitoring.core.custom_prices import CustomPrices, PriceEntry, entry_cost
 from llm_monitoring.core.limits import MAX_COUNT, USAGE_FIELDS, cost_problem
 from llm_monitoring.core.records import LogRecord, PriceResult
 
@@ -35,17 +37,18 @@ class _Resolution:
     note: str
 
 
-def price_run(record: LogRecord) -> PriceResult:
+def price_run(record: LogRecord, custom: CustomPrices | None = None, *, genai_version: str = PRICE_DATA_VERSION) -> PriceResult:
+    """The run's cost: a matching entry of `custom` (a price file) wins over genai-prices.
+
+    `genai_version` is recorded on prices genai-prices gave (a re-pricing with refreshed data names
+    the refresh); a price from the file records the file's version (prices:<hash>)."""
     invalid = usage_problems(record)
     if invalid:
-        return _unpriced(f"{INVALID_USAGE}: {'; '.join(invalid)}")
+        return _unpriced(f"{INVALID_USAGE}: {'; '.join(invalid)}", genai_version)
     if record.input_tokens is None and record.output_tokens is None:
-        return _unpriced(STATUS_NO_USAGE)
+        return _unpriced(STATUS_NO_USAGE, genai_version)
     if not record.model:
-        return _unpriced(STATUS_NO_MODEL)
-    resolution = resolve_model(record.provider, record.model)
-    if isinstance(resolution, str):
-        return _unpriced(resolution)
+        return _unpriced(STATUS_NO_MODEL, genai_version)
     counts = (
         record.input_tokens or 0,
         record.output_tokens or 0,
@@ -53,6 +56,15 @@ def price_run(record: LogRecord) -> PriceResult:
         record.cache_write_tokens or 0,
     )
     when = record.run_started_at or datetime.now(UTC)
+    if custom is not None:
+        entry = custom.find(record.provider, record.model, when.astimezone(UTC).date())
+        if entry is not None:
+            return _custom_price(custom, entry, counts, record.requests)
+    resolution = resolve_model(record.provider, record.model)
+    if isinstance(resolution, str):
+        if custom is not None:
+            resolution += f"; no entry of the price file {custom.source} matches"
+        return _unpriced(resolution, genai_version)
     rates = _daily_rates(resolution, when.astimezone(UTC).date())
     if rates is not None:
         input_cost = sum((count * rate for count, rate in zip(counts, rates.input, strict=True)), Decimal(0))
@@ -63,14 +75,32 @@ def price_run(record: LogRecord) -> PriceResult:
         input_cost, output_cost, total_cost = Decimal(price.input_price), Decimal(price.output_price), Decimal(price.total_price)
     problem = next(filter(None, map(cost_problem, (input_cost, output_cost, total_cost))), None)
     if problem:
-        return _unpriced(f"{INVALID_USAGE}: the cost of these token counts cannot be stored: {problem}")
+        return _unpriced(f"{INVALID_USAGE}: the cost of these token counts cannot be stored: {problem}", genai_version)
     status = STATUS_PRICED if not resolution.note else f"{STATUS_PRICED} ({resolution.note})"
     return PriceResult(
         input_cost=input_cost,
         output_cost=output_cost,
         total_cost=total_cost,
         status=status,
-        price_data_version=PRICE_DATA_VERSION,
+        price_data_version=genai_version,
+    )
+
+
+def _custom_price(custom: CustomPrices, entry: PriceEntry, counts: tuple[int, int, int, int], requests: int | None) -> PriceResult:
+    input_tokens, output_tokens, cache_read, cache_write = counts
+    try:
+        cost = entry_cost(entry, input_tokens, output_tokens, cache_read, cache_write, max(requests or 0, 1))
+    except ValueError as error:
+        return _unpriced(f"{INVALID_USAGE}: {error}", custom.version)
+    problem = next(filter(None, map(cost_problem, (cost.input_cost, cost.output_cost, cost.total_cost))), None)
+    if problem:
+        return _unpriced(f"{INVALID_USAGE}: the cost of these token counts cannot be stored: {problem}", custom.version)
+    return PriceResult(
+        input_cost=cost.input_cost,
+        output_cost=cost.output_cost,
+        total_cost=cost.total_cost,
+        status=f"{STATUS_PRICED} (price file {entry.label})",
+        price_data_version=custom.version,
     )
 
 
@@ -142,8 +172,8 @@ def forget_price_data() -> None:
     _daily_rates.cache_clear()
 
 
-def _unpriced(status: str) -> PriceResult:
-    return PriceResult(None, None, None, status, PRICE_DATA_VERSION)
+def _unpriced(status: str, version: str = PRICE_DATA_VERSION) -> PriceResult:
+    return PriceResult(None, None, None, status, version)
 
 
 @lru_cache(maxsize=4096)

@@ -48,20 +48,24 @@ REPRICE_JOB = "reprice_logs"
 REEVALUATE_JOB = "reevaluate_logs"
 AGGREGATES_JOB = "daily_aggregates_job"
 GATES_JOB = "quality_gates_job"
+RETENTION_JOB = "retention_job"
+RETENTION_OP = "apply_retention"  # the retention job's one op (its run config: retention_run_config)
 
 NEW_LOG_FILES_SENSOR = "new_log_files_sensor"
 AGGREGATES_SENSOR = "daily_aggregates_sensor"
 ALERTS_SENSOR = "quality_alerts_sensor"
+RETENTION_SCHEDULE = "daily_retention_schedule"
 
 # ---------------------------------------------------------------------------- run tags
 
-KIND_TAG = "llm_monitoring/kind"  # ingest, history, aggregates, gates: set on each job
+KIND_TAG = "llm_monitoring/kind"  # ingest, history, aggregates, gates, retention: set on each job
 TRIGGER_TAG = "llm_monitoring/trigger"  # who asked for a run: "runner" or a sensor's name
 FILES_TAG = "llm_monitoring/files"  # number of files an ingest run was given
 FIRST_FILE_TAG = "llm_monitoring/first_file"
 JUDGED_DAYS_TAG = "llm_monitoring/judged_days"
 # Dagster's own tags, read or written by this project.
 SENSOR_NAME_TAG = "dagster/sensor_name"
+SCHEDULE_NAME_TAG = "dagster/schedule_name"
 RANGE_START_TAG = "dagster/asset_partition_range_start"
 RANGE_END_TAG = "dagster/asset_partition_range_end"
 
@@ -91,3 +95,8 @@ def ingest_run_files(run_config: Mapping[str, Any] | None) -> list[str]:
     """The file names (text form) an ingest run config asks for; [] for a run over every pending file."""
     config = ((run_config or {}).get("ops") or {}).get(INGEST_OP) or {}
     return list((config.get("config") or {}).get("files") or [])
+
+
+def retention_run_config(*, dry_run: bool) -> dict[str, Any]:
+    """Run config of the retention job (read by defs/retention/jobs.py's RetentionConfig)."""
+    return {"ops": {RETENTION_OP: {"config": {"dry_run": dry_run}}}}

@@ -36,6 +36,7 @@ class RunToStore:
     evaluator_version: str
     origin: str = "file"
     created_at: datetime | None = None
+    redactions: str | None = None  # JSON object: matches redacted per detector; None: nothing was
 
     def log_row(self) -> dict[str, Any]:
         record, price = self.record, self.price
@@ -68,6 +69,7 @@ class RunToStore:
             "duration_seconds": record.duration_seconds,
             "parser_version": self.parser_version,
             "value_notes": json.dumps(list(record.value_notes)) if record.value_notes else None,
+            "redactions": self.redactions,
             "origin": self.origin,
             "created_at": self.created_at or datetime.now(UTC),
         }

@@ -28,7 +28,7 @@ class Database:
             except (sa.exc.ArgumentError, ImportError, ValueError, TypeError) as error:
                 problem = url_error_reason(error)
         if problem is not None:
-            raise InvalidDatabaseUrl(f"database URL {mask_whole_url(given)} is not usable: {problem}")
+            raise InvalidDatabaseUrl(f"database URL {mask_whole_url(given)} is not usable: {problem}", problem)
 
     def __repr__(self) -> str:
         return f"Database({self.display_url!r})"

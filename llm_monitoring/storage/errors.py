@@ -17,7 +17,13 @@ class DatabaseUnavailable(RuntimeError):
 
 
 class InvalidDatabaseUrl(DatabaseUnavailable):
-    """The database URL cannot be used at all (malformed, unknown driver); the message says why."""
+    """The database URL cannot be used at all (malformed, unknown driver); the message says why.
+
+    `reason` is the why alone, without the URL, for pages whose viewers must not see it."""
+
+    def __init__(self, message: str, reason: str = "") -> None:
+        super().__init__(message)
+        self.reason = reason or message
 
 
 # SQLSTATE classes of errors caused by the values written: data exception, integrity constraint

@@ -36,6 +36,7 @@ class PricingRow:
     output_tokens: int | None
     cache_read_tokens: int | None
     cache_write_tokens: int | None
+    requests: int | None
     run_started_at: datetime | None
     input_cost: Decimal | None
     output_cost: Decimal | None
@@ -62,6 +63,7 @@ _PRICING_COLUMNS = (
     llm_logs.c.total_output_tokens,
     llm_logs.c.cache_read_tokens,
     llm_logs.c.cache_write_tokens,
+    llm_logs.c.requests,
     llm_logs.c.run_started_at,
     llm_logs.c.input_cost,
     llm_logs.c.output_cost,

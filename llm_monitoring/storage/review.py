@@ -302,10 +302,14 @@ def filter_options(database: Database) -> FilterOptions:
 
 
 def run_detail(database: Database, log_id: int) -> dict[str, Any] | None:
-    """A run's row without raw_json (see stored_raw_json; Database.get_log has both)."""
+    """A run's row without raw_json (see stored_raw_json; Database.get_log has both), with
+    `has_raw_log`: False once retention dropped it."""
     with database.connect() as connection:
         row = connection.execute(
-            sa.select(*(column for column in llm_logs.c if column is not llm_logs.c.raw_json)).where(llm_logs.c.id == log_id)
+            sa.select(
+                *(column for column in llm_logs.c if column is not llm_logs.c.raw_json),
+                llm_logs.c.raw_json.is_not(None).label("has_raw_log"),
+            ).where(llm_logs.c.id == log_id)
         ).first()
         return dict(row._mapping) if row else None
 

@@ -105,6 +105,9 @@ llm_logs = sa.Table(
     sa.Column("parser_version", sa.String(16)),
     # JSON array: values of the log that could not be stored as logged (stored NULL), each with why.
     sa.Column("value_notes", SafeText),
+    # JSON object: how many matches each redaction detector replaced in the run's log before it was
+    # stored (REDACT); NULL when nothing was.
+    sa.Column("redactions", SafeText),
     # "file" for ingested logs, "fake" for generated demo data (deletable as a set).
     sa.Column("origin", sa.String(16), nullable=False, server_default="file"),
     sa.Column("created_at", UTCDateTime, nullable=False, server_default=sa.func.now()),
@@ -339,6 +342,24 @@ daily_feedback = sa.Table(
     sa.Column("good_pct", sa.Float),
     sa.Column("computed_at", UTCDateTime, nullable=False),
     sa.UniqueConstraint("day", name="uq_daily_feedback_day"),
+)
+
+# The audit trail of retention (llm_monitoring/retention.py): one row per run that deleted anything or
+# found nothing to delete (a dry run writes none), with its cutoffs and the rows deleted per table.
+retention_log = sa.Table(
+    "retention_log",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("started_at", UTCDateTime, nullable=False),
+    sa.Column("finished_at", UTCDateTime, nullable=False),
+    sa.Column("retention_days", sa.Integer),  # RETENTION_DAYS in force; NULL: runs were kept
+    sa.Column("run_cutoff", UTCDateTime),  # runs started before it were deleted
+    sa.Column("retention_raw_days", sa.Integer),  # RETENTION_RAW_DAYS in force; NULL: raw logs were kept
+    sa.Column("raw_cutoff", UTCDateTime),  # raw logs of runs started before it were dropped
+    sa.Column("rows_deleted", SafeText, nullable=False),  # JSON object: table -> rows deleted
+    sa.Column("raw_logs_dropped", sa.BigInteger, nullable=False),
+    sa.Column("triggered_by", SafeText),  # "command line", "schedule", a Dagster run id
+    sa.Index("ix_retention_log_started_at", "started_at"),
 )
 
 DAILY_TABLES = {table.name: table for table in (daily_usage, daily_eval_summary, daily_feedback)}

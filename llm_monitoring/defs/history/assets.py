@@ -9,6 +9,7 @@ transaction, and the same job rebuilds the matching daily aggregate for that win
 import dagster as dg
 from pydantic import Field
 
+from llm_monitoring.config import InvalidSetting
 from llm_monitoring.core.windows import window_label
 from llm_monitoring.defs import keys
 from llm_monitoring.defs.metadata import markdown_table
@@ -36,13 +37,17 @@ class RepriceConfig(dg.Config):
     kinds={database_kind(), "table"},
     description=(
         "Costs of the runs of each day (input_cost, output_cost, total_cost, pricing_status, price_data_version "
-        "in llm_logs), recomputed with the installed genai-prices. Materialize a range to re-price history."
+        "in llm_logs), recomputed with the price file (PRICES_FILE) and the installed genai-prices. Materialize a range "
+        "to re-price history, for example after editing the price file."
     ),
 )
 def log_costs(context: dg.AssetExecutionContext, config: RepriceConfig, database: DatabaseResource) -> dg.MaterializeResult:
     window = context.partition_time_window
     with database.open_for_step() as db:
-        report = reprice(db, window.start, window.end, refresh_prices=config.refresh_prices, update_url=config.price_update_url)
+        try:
+            report = reprice(db, window.start, window.end, refresh_prices=config.refresh_prices, update_url=config.price_update_url)
+        except InvalidSetting as error:  # a price file that cannot be used: one line, no retry
+            raise dg.Failure(description=str(error), allow_retries=False) from None
     context.log.info(f"{window_label(window.start, window.end)}: {report.line()}")
     by_model = [
         {
@@ -68,6 +73,8 @@ def log_costs(context: dg.AssetExecutionContext, config: RepriceConfig, database
             "cost_delta_usd": float(report.cost_delta),
             "price_data_version": report.price_data_version,
             "price_refresh": report.price_refresh,
+            "prices_file": report.prices_file,
+            "runs_priced_from_file": report.priced_from_file,
             "by_model": dg.MetadataValue.md(markdown_table(by_model, ("model", "runs", "changed", "cost_before", "cost_after", "delta"))),
         }
     )

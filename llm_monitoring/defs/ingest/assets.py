@@ -8,6 +8,7 @@ from llm_monitoring.defs import keys
 from llm_monitoring.defs.aggregates.refresh import refresh_days_of_new_runs
 from llm_monitoring.defs.resources import DatabaseResource, LogSourceResource, database_kind
 from llm_monitoring.ingest import IngestReport, ingest_files
+from llm_monitoring.policies import load_policies
 
 INGEST_GROUP = "ingest"
 
@@ -62,7 +63,8 @@ def ingest_logs(
     try:
         source = log_source.get_source()
         names = [source.name_for(text) for text in config.files]
-    except ValueError as error:  # LOGS_DIR unusable, a name outside the folder, a folder setting outside it: nothing touched
+        load_policies()  # a price file or REDACT setting that cannot be used fails the run before any file is read
+    except ValueError as error:  # LOGS_DIR unusable, a name outside the folder, a folder setting outside it, a bad setting: nothing touched
         raise dg.Failure(description=str(error), allow_retries=False) from None
     # An outage fails the step with one clear line; the files stay in place for the retry.
     with database.open_for_step() as db:
