@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from streamlit.testing.v1 import AppTest
 
 from llm_monitoring.config import InvalidSetting
-from llm_monitoring.core.parsing import parse_run_text
+from llm_monitoring.core.formats import parse_stored_run
 from llm_monitoring.core.redaction import DETECTOR_NAMES, InvalidRedaction, Redactor, detector_names
 from llm_monitoring.ingest import run_from_bytes
 from llm_monitoring.policies import current_redactor
@@ -229,7 +229,7 @@ def test_with_redact_all_no_planted_value_is_in_any_column_of_any_table_and_the_
     assert json.loads(row.redactions) == {"secret": 6, "email": 4, "card": 2, "phone": 2}
     assert row.content_hash == hashlib.sha256(raw).hexdigest()  # the file's bytes, as before
     assert "[REDACTED:email]" in row.user_prompt and "[REDACTED:secret]" in row.assistant_answer
-    record = parse_run_text(row.raw_json)  # still a run log the parser reads
+    record = parse_stored_run(row.raw_json)  # still a run log the parser reads
     assert record.model == "gpt-4o-mini" and record.input_tokens == row.total_input_tokens
     outcome = reevaluate(database, started - timedelta(days=1), started + timedelta(days=1)).outcome
     assert (outcome.evaluated, outcome.skipped) == (1, 0)
