@@ -35,7 +35,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import Enum
-from functools import partial
 
 from llm_monitoring.config import Settings, get_settings
 from llm_monitoring.core.evaluation import EVALUATOR_VERSION, evaluate_run
@@ -44,12 +43,12 @@ from llm_monitoring.core.pricing import price_run
 from llm_monitoring.core.records import CheckResult, LogRecord, ParseError, PriceResult
 from llm_monitoring.core.wording import plural
 from llm_monitoring.database_url import mask_url
-from llm_monitoring.file_names import name_text, plain_name_problem
-from llm_monitoring.sources import FileChanged, FileVersion, LogSource, NotALogFile, OutsideLogFolder
+from llm_monitoring.file_names import name_text
+from llm_monitoring.sources import FileChanged, Finished, LogSource, NotALogFile, OutsideLogFolder, SourceUnavailable, SourceVersion
 from llm_monitoring.storage.bulk import BatchResult, EncodedRun, RunEncoder, RunToStore, run_encoder, store_encoded
 from llm_monitoring.storage.engine import Database
 from llm_monitoring.storage.errors import is_data_error
-from llm_monitoring.storage.ledger import known_processed, note_quarantined, record_ingest_error, record_processed
+from llm_monitoring.storage.ledger import note_quarantined, record_ingest_error
 
 logger = logging.getLogger("llm_monitoring.ingest")
 
@@ -92,7 +91,7 @@ class _Rejected:
     name: str
     key: str  # content hash, or entry_key for an entry that could not be read
     reason: str
-    version: FileVersion | None
+    version: SourceVersion | None
 
 
 @dataclass(frozen=True)
@@ -175,16 +174,16 @@ def ingest_files(
     parse (the sensor and the watcher: a writer may rewrite a complete file several times).
     """
     settings = settings or get_settings()
-    if names is None:
-        names = [log_file.name for log_file in source.list_pending(partial(known_processed, database))]
-    refused = [name for name in names if plain_name_problem(name)]
+    refused = [name for name in names or () if source.name_problem(name)]
     if refused:
         raise OutsideLogFolder(
             f"refusing {len(refused)} names that are not names of files in the log folder, "
-            f"e.g. {name_text(refused[0])!r} ({plain_name_problem(refused[0])}); nothing was read or moved"
+            f"e.g. {name_text(refused[0])!r} ({source.name_problem(refused[0])}); nothing was read or moved"
         )
-    batches = list(_chunks(list(names), settings.batch_files))
-    total = IngestReport()
+    # Pending files, or the named ones the ledger does not hold (an object store's, known without a read).
+    names, recorded = source.select_pending(database, names)
+    batches = list(_chunks(names, settings.batch_files))
+    total = IngestReport(files_seen=recorded, already_stored=recorded)
     with _cycle_collector_paused():
         for stored in _stored_batches(source, database, batches, settings, settled_only):
             report = _finish_batch(source, database, stored)
@@ -252,7 +251,7 @@ class _StoredBatch:
     """A committed batch: what this process needs to move its files and quarantine its rejects."""
 
     report: IngestReport
-    files_by_hash: dict[str, list[tuple[str, FileVersion]]] = field(default_factory=dict)
+    files_by_hash: dict[str, list[tuple[str, SourceVersion]]] = field(default_factory=dict)
     new_hashes: set[str] = field(default_factory=set)  # stored by this batch (the rest were stored before)
     rejected: list[_Rejected] = field(default_factory=list)
 
@@ -304,7 +303,7 @@ def _store_batch_in_worker(source: LogSource, url: str, names: list[str], settin
 @dataclass(frozen=True)
 class _Read:
     name: str
-    version: FileVersion
+    version: SourceVersion
     raw: bytes
     mtime: float
 
@@ -316,6 +315,7 @@ def _store_batch(source: LogSource, database: Database, names: list[str], settin
     encode = run_encoder(database)
     runs: dict[str, EncodedRun] = {}
     now = time.time()
+    source.prefetch(names)  # a source that can read ahead (a bucket) starts its transfers now
     for name in names:
         outcome = _read(source, name, settings, now, settled_only)
         if isinstance(outcome, _Read):
@@ -376,6 +376,8 @@ def _read(source: LogSource, name: str, settings: Settings, now: float, settled_
         return _Skip.UNSETTLED  # written to while it was read: look again once it settles
     except NotALogFile as error:
         return _Rejected(name, _key_of_unread(source, name), str(error), log_file.version if log_file else None)
+    except SourceUnavailable:
+        raise  # not about this file: the pass fails and every file stays pending
     except Exception as error:
         return _Rejected(name, _key_of_unread(source, name), describe_failure(stage, error), log_file.version if log_file else None)
 
@@ -445,7 +447,7 @@ def _store_isolated(database: Database, runs: list[EncodedRun]) -> tuple[BatchRe
 def _finish_batch(source: LogSource, database: Database, batch: _StoredBatch) -> IngestReport:
     """Move a committed batch's files out of the pending set, then quarantine its rejects."""
     report = batch.report
-    moves: list[tuple[str, str, str]] = []
+    finished: list[Finished] = []
     try:
         for digest, files in batch.files_by_hash.items():
             for name, version in files:
@@ -461,11 +463,11 @@ def _finish_batch(source: LogSource, database: Database, batch: _StoredBatch) ->
                     logger.error("%s: %s", name_text(name), why)
                     continue
                 if moved_to:
-                    moves.append((name_text(name), source.relative(moved_to), digest))
+                    finished.append(Finished(name, version, digest, moved_to))
     finally:
         # Recorded even when a move failed: a moved file the ledger does not know would be taken
         # for a new one. A crash before this line is covered by mark_processed's keep_name.
-        record_processed(database, moves)
+        source.record_finished(database, finished)
     for item in batch.rejected:
         try:
             _quarantine(source, database, item)
@@ -490,4 +492,5 @@ def _quarantine(source: LogSource, database: Database, item: _Rejected) -> None:
     moved_to = source.quarantine(item.name, item.version)
     if moved_to:
         note_quarantined(database, item.key, name_text(moved_to))
+    source.record_finished(database, [Finished(item.name, item.version, item.key, moved_to, quarantined=True)])
     logger.warning("quarantined %s: %s", name_text(item.name), item.reason)
