@@ -15,17 +15,18 @@ import sys
 from collections.abc import Sequence
 
 from llm_monitoring import fake_data
-from llm_monitoring.config import InvalidSetting, LogsDirUnusable, check_logs_dir, get_settings
+from llm_monitoring.config import InvalidSetting, LogsDirUnusable, get_settings, is_bucket_url
 from llm_monitoring.core.wording import plural
 from llm_monitoring.file_names import name_text
 from llm_monitoring.grafana import build_dashboards
 from llm_monitoring.ingest_runs import IngestFailed, run_ingest, watch
 from llm_monitoring.retention_runs import RetentionFailed
 from llm_monitoring.samples import write_sample_logs
-from llm_monitoring.sources import LocalDirectorySource, entry_key
+from llm_monitoring.sources import LocalDirectorySource, S3Source, SourceUnavailable, entry_key, open_source
 from llm_monitoring.storage.engine import Database, open_database
 from llm_monitoring.storage.errors import DatabaseUnavailable
 from llm_monitoring.storage.ledger import resolve_ingest_errors
+from llm_monitoring.storage.objects import forget_quarantined, quarantined_objects
 from llm_monitoring.storage.runs import has_runs_table, run_summary
 
 DEMO_RUNS = 24
@@ -51,6 +52,8 @@ def format_summary(database: Database) -> str:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     settings = get_settings()
+    if is_bucket_url(settings.logs_dir):
+        raise LogsDirUnusable("LOGS_DIR is a bucket; the demo writes its sample logs into a local folder: unset LOGS_DIR to run it")
     paths = write_sample_logs(settings.logs_dir, args.count, seed=args.seed, sizes_kb=(5, 30, 90))
     print(f"Wrote {len(paths)} sample run logs into {settings.logs_dir}/")
     outcome = run_ingest()
@@ -68,8 +71,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 def cmd_ingest(args: argparse.Namespace) -> int:
     try:
-        source = LocalDirectorySource.from_settings()
-        names = [source.name_of_path(argument) for argument in args.files]
+        source = open_source() if args.files else None
+        names = [source.name_of_path(argument) for argument in args.files] if source else []
     except ValueError as error:  # a path outside LOGS_DIR, or a bad folder setting: nothing is touched
         print(f"error: {error}", file=sys.stderr)
         return 2
@@ -107,8 +110,10 @@ def cmd_summary(args: argparse.Namespace) -> int:
 
 def cmd_retry_quarantined(args: argparse.Namespace) -> int:
     """Put quarantined files back into the log folder so the next ingest tries them again."""
-    check_logs_dir(get_settings().logs_dir)
-    source = LocalDirectorySource.from_settings()
+    source = open_source()
+    if isinstance(source, S3Source):
+        return retry_quarantined_objects(source, args)
+    assert isinstance(source, LocalDirectorySource)
     names = source.list_quarantined()
     if args.names:
         unknown = sorted(set(args.names) - set(names))
@@ -129,6 +134,25 @@ def cmd_retry_quarantined(args: argparse.Namespace) -> int:
         resolve_ingest_errors(database, hashes)
     print(f"{len(names)} quarantined files put back; the next ingest or sensor tick retries them")
     if names and args.ingest:
+        print(run_ingest().line())
+    return 0
+
+
+def retry_quarantined_objects(source: S3Source, args: argparse.Namespace) -> int:
+    """A bucket's quarantined objects stay where they are: forgetting them in the ledger retries them."""
+    with open_database() as database:
+        records = quarantined_objects(database, source.bucket, source.prefix)
+        if args.names:
+            wanted = set(args.names)
+            unknown = sorted(wanted - {source.name_of(record.key) for record in records})
+            if unknown:
+                print(f"not quarantined, left alone: {', '.join(unknown)}", file=sys.stderr)
+            records = [record for record in records if source.name_of(record.key) in wanted]
+        forget_quarantined(database, source.bucket, records)
+    for record in records:
+        print(f"retrying s3://{source.bucket}/{record.key}")
+    print(f"{plural(len(records), 'quarantined object')} put back; the next ingest or sensor tick retries them")
+    if records and args.ingest:
         print(run_ingest().line())
     return 0
 
@@ -313,7 +337,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except RetentionFailed as error:
         print(f"retention failed: {error}", file=sys.stderr)
         return 1
-    except (DatabaseUnavailable, LogsDirUnusable, InvalidSetting) as error:
+    except (DatabaseUnavailable, LogsDirUnusable, InvalidSetting, SourceUnavailable) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
 

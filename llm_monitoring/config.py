@@ -11,7 +11,7 @@ from decimal import Decimal
 from pathlib import Path
 
 from llm_monitoring.core.quality import QualityThresholds
-from llm_monitoring.database_url import mask_url
+from llm_monitoring.database_url import mask_whole_url
 
 _TRUE = {"1", "true", "yes", "on"}
 
@@ -85,23 +85,65 @@ def get_settings() -> Settings:
 
 # A scheme of two letters or more, so that a Windows drive (C:/logs) stays a path.
 _URL_LIKE = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]+):/+")
+# S3's rules for new buckets, with the underscore of older ones and S3-compatible servers.
+_BUCKET_NAME = re.compile(r"[a-z0-9][a-z0-9._-]{1,61}[a-z0-9]")
 
 
 class LogsDirUnusable(ValueError):
-    """LOGS_DIR names no folder this version can read; the message says why in one line."""
+    """LOGS_DIR names no folder or bucket this version can read; the message says why in one line."""
+
+
+@dataclass(frozen=True)
+class BucketLocation:
+    """LOGS_DIR as `s3://bucket/prefix`: the objects under the prefix are the log files."""
+
+    bucket: str
+    prefix: str  # "" or ending with "/"
+
+    @property
+    def url(self) -> str:
+        return f"s3://{self.bucket}/{self.prefix}"
+
+
+def is_bucket_url(logs_dir: str | os.PathLike[str]) -> bool:
+    return _URL_LIKE.match(os.fspath(logs_dir)) is not None
+
+
+def check_logs_location(logs_dir: str | os.PathLike[str]) -> Path | BucketLocation:
+    """The local folder or the bucket LOGS_DIR names, or LogsDirUnusable. A bucket is checked when it
+    is listed (its credentials and existence are the server's to say)."""
+    text = os.fspath(logs_dir)
+    url = _URL_LIKE.match(text)  # Path("s3://bucket") is "s3:/bucket": match either form
+    if not url:
+        return check_logs_dir(text)
+    scheme = url.group("scheme").lower()
+    rest = text[url.end() :]
+    shown = mask_whole_url(f"{scheme}://{rest}")
+    if scheme not in ("s3", "s3a"):
+        raise LogsDirUnusable(
+            f"LOGS_DIR {shown} is a {scheme}:// URL; logs are read from a local folder or an S3-compatible bucket "
+            "(s3://bucket/prefix, with AWS_ENDPOINT_URL for servers other than AWS)"
+        )
+    bucket, _, prefix = rest.partition("/")
+    if "@" in bucket:
+        raise LogsDirUnusable(
+            f"LOGS_DIR {shown} holds credentials; give them in AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY "
+            "(or AWS_PROFILE), never in the URL"
+        )
+    if not _BUCKET_NAME.fullmatch(bucket):
+        raise LogsDirUnusable(f"LOGS_DIR {shown} names no valid bucket ({bucket!r}); write s3://bucket/prefix")
+    prefix = prefix.strip("/")
+    return BucketLocation(bucket, f"{prefix}/" if prefix else "")
 
 
 def check_logs_dir(logs_dir: str | os.PathLike[str]) -> Path:
-    """The log folder, or LogsDirUnusable. A folder that is not there is said, never taken for an
-    empty one: a typo in LOGS_DIR would otherwise look like a quiet day."""
+    """The local log folder, or LogsDirUnusable. A folder that is not there is said, never taken for
+    an empty one: a typo in LOGS_DIR would otherwise look like a quiet day."""
     text = os.fspath(logs_dir)
-    url = _URL_LIKE.match(text)  # Path("s3://bucket") is "s3:/bucket": match either form
+    url = _URL_LIKE.match(text)
     if url:
-        shown = mask_url(f"{url.group('scheme')}://{text[url.end() :]}")
-        raise LogsDirUnusable(
-            f"LOGS_DIR {shown} is a {url.group('scheme')}:// URL; this version reads logs from a local folder only "
-            "(object storage is not supported yet)"
-        )
+        shown = mask_whole_url(f"{url.group('scheme')}://{text[url.end() :]}")
+        raise LogsDirUnusable(f"LOGS_DIR {shown} is a bucket; this command works on a local log folder only")
     path = Path(text)
     try:
         if not path.is_dir():
@@ -112,6 +154,30 @@ def check_logs_dir(logs_dir: str | os.PathLike[str]) -> Path:
     except OSError as error:  # a name too long, a loop of links
         raise LogsDirUnusable(f"LOGS_DIR {path} cannot be read: {error.strerror or error}") from None
     return path
+
+
+@dataclass(frozen=True)
+class BucketSettings:
+    """How a bucket source (LOGS_DIR=s3://...) reads, marks and lists. Credentials and the endpoint are
+    never settings of this project: the AWS SDK reads them (AWS_ACCESS_KEY_ID, AWS_PROFILE, AWS_ENDPOINT_URL ...)."""
+
+    processed_prefix: str  # S3_PROCESSED_PREFIX: stored objects are moved under it (copy, then delete); empty: never moved
+    quarantine_prefix: str  # S3_QUARANTINE_PREFIX: a copy of each rejected object is put under it; empty: no copy
+    concurrency: int  # S3_CONCURRENCY: GETs in flight per process
+    timeout_seconds: float  # S3_TIMEOUT_SECONDS: to connect, and for each read from the server
+    tick_seconds: float  # S3_TICK_SECONDS: listing time one sensor tick may spend
+    reconcile_seconds: float  # S3_RECONCILE_SECONDS: a full listing of the prefix starts at most this often
+
+
+def bucket_settings(environ: Mapping[str, str] = os.environ) -> BucketSettings:
+    return BucketSettings(
+        processed_prefix=environ.get("S3_PROCESSED_PREFIX", "").strip().lstrip("/"),
+        quarantine_prefix=environ.get("S3_QUARANTINE_PREFIX", "").strip().lstrip("/"),
+        concurrency=max(1, int(_number("S3_CONCURRENCY", 16, environ))),
+        timeout_seconds=max(0.5, _number("S3_TIMEOUT_SECONDS", 10.0, environ)),
+        tick_seconds=max(1.0, _number("S3_TICK_SECONDS", 10.0, environ)),
+        reconcile_seconds=max(0.0, _number("S3_RECONCILE_SECONDS", 300.0, environ)),
+    )
 
 
 def quality_thresholds(environ: Mapping[str, str] = os.environ) -> QualityThresholds:

@@ -35,7 +35,7 @@ from functools import partial
 from llm_monitoring.config import Settings, get_settings
 from llm_monitoring.core.records import ParseError, RunFailure
 from llm_monitoring.core.wording import plural
-from llm_monitoring.file_names import name_text, plain_name_problem
+from llm_monitoring.file_names import name_text
 from llm_monitoring.ingest_pool import cycle_collector_paused, in_order
 from llm_monitoring.log_reading import (
     build_run,
@@ -50,12 +50,22 @@ from llm_monitoring.log_reading import (
     run_from_bytes,
 )
 from llm_monitoring.policies import Policies, load_policies
-from llm_monitoring.sources import FileChanged, FileVersion, LogFile, LogSource, NotALogFile, OutsideLogFolder
+from llm_monitoring.sources import (
+    FileChanged,
+    Finished,
+    LogFile,
+    LogSource,
+    NotALogFile,
+    OutsideLogFolder,
+    SourceUnavailable,
+    SourceVersion,
+)
+from llm_monitoring.sources.base import FileVersion
 from llm_monitoring.storage.bulk import BatchResult, EncodedRun, RunEncoder, run_encoder, store_encoded
 from llm_monitoring.storage.cursors import FileOffset, quiet_traces, read_offsets, record_offsets
 from llm_monitoring.storage.engine import Database
 from llm_monitoring.storage.errors import is_data_error
-from llm_monitoring.storage.ledger import known_processed, note_quarantined, record_ingest_error, record_processed
+from llm_monitoring.storage.ledger import known_processed, note_quarantined, record_ingest_error
 from llm_monitoring.traces import Assembly, assemble, keep_waiting, quiet_assembly
 
 __all__ = ["IngestReport", "build_run", "content_hash", "describe_failure", "ingest_files", "pending_work", "run_from_bytes"]
@@ -101,7 +111,7 @@ class _Rejected:
     name: str
     key: str  # content hash, or entry_key for an entry that could not be read
     reason: str
-    version: FileVersion | None
+    version: SourceVersion | None
 
 
 @dataclass(frozen=True)
@@ -120,7 +130,7 @@ class _Skip(Enum):
 @dataclass(frozen=True)
 class _Read:
     name: str
-    version: FileVersion
+    version: SourceVersion
     raw: bytes
     mtime: float
 
@@ -130,7 +140,7 @@ class _FileDone:
     """A file whose runs are in the batch: moved once the batch commits, or, read in place, its offset recorded."""
 
     name: str
-    version: FileVersion
+    version: SourceVersion
     digest: str  # content hash of the file's bytes (its ingest_errors key if none of its runs can be stored)
     keys: list[str]  # its runs' content hashes
     failures: list[RunFailure]
@@ -208,17 +218,19 @@ def ingest_files(
     read in place (JSON Lines) are read anyway: a complete line is final.
     """
     settings = settings or get_settings()
-    if names is None:
-        names = [log_file.name for log_file in pending_work(source, database, settings).files]
-    refused = [name for name in names if plain_name_problem(name)]
+    refused = [name for name in names or () if source.name_problem(name)]
     if refused:
         raise OutsideLogFolder(
             f"refusing {len(refused)} names that are not names of files in the log folder, "
-            f"e.g. {name_text(refused[0])!r} ({plain_name_problem(refused[0])}); nothing was read or moved"
+            f"e.g. {name_text(refused[0])!r} ({source.name_problem(refused[0])}); nothing was read or moved"
         )
+    if names is None and source.reads_in_place:
+        names = [log_file.name for log_file in pending_work(source, database, settings).files]
+    # Pending files, or the named ones the ledger does not hold (an object store's, known without a read).
+    names, recorded = source.select_pending(database, names)
     batches = list(_chunks(list(names), settings.batch_files))
     work = partial(_store_batch, source, settings=settings, settled_only=settled_only)
-    total = IngestReport()
+    total = IngestReport(files_seen=recorded, already_stored=recorded)
     with cycle_collector_paused():
         for stored in in_order(work, database, batches, settings.workers):
             report = _finish_batch(source, database, stored)
@@ -243,8 +255,9 @@ def _store_batch(source: LogSource, database: Database, names: list[str], *, set
     policies = load_policies()
     runs: dict[str, EncodedRun] = {}
     spans: list[tuple[dict, str]] = []
-    offsets = read_offsets(database, [name_text(name) for name in names])
+    offsets = read_offsets(database, [name_text(name) for name in names]) if source.reads_in_place else {}
     now = time.time()
+    source.prefetch(names)  # a source that can read ahead (a bucket) starts its transfers now
     for name in names:
         offset = offsets.get(name_text(name))
         outcome = _read(source, name, settings, now, settled_only and offset is None and not is_json_lines_name(name))
@@ -288,7 +301,8 @@ def _file_runs(
 ) -> _FileDone | _Rejected | _Skip:
     """Detect, parse, price, evaluate and encode one file's runs (added to `runs`), or why it cannot be stored."""
     digest = read.version.content_hash or content_hash(read.raw)
-    settled = now - read.mtime >= settings.settle_seconds
+    # An object in a bucket is complete once listed; a file is when it has not changed for a while.
+    settled = now - read.mtime >= settings.settle_seconds or not source.reads_in_place
     resume = resume_point(read.raw, read.version.device, read.version.inode, offset)
     try:
         file_read = read_file_runs(read.raw, read.name, resume, final=settled, fallback_time=fallback_time(read.mtime))
@@ -304,9 +318,10 @@ def _file_runs(
         runs[run.content_hash] = run
     failed = {failure.key for failure in encoded.failures}
     spans += [(span, filepath) for span in file_read.spans]
-    in_place = file_read.appendable or offset is not None
     version = read.version
-    position = offset_after(name_text(read.name), read.raw, version.device, version.inode, version.mtime_ns, resume, file_read.consumed)
+    position = None
+    if isinstance(version, FileVersion) and (file_read.appendable or offset is not None):
+        position = offset_after(name_text(read.name), read.raw, version.device, version.inode, version.mtime_ns, resume, file_read.consumed)
     return _FileDone(
         name=read.name,
         version=version,
@@ -314,7 +329,7 @@ def _file_runs(
         keys=[run.key for run in file_read.runs if run.key not in failed],
         failures=[*file_read.failures, *encoded.failures],
         spans=len(file_read.spans),
-        offset=position if in_place else None,
+        offset=position,
     )
 
 
@@ -384,6 +399,8 @@ def _read(source: LogSource, name: str, settings: Settings, now: float, settled_
         return _Skip.UNSETTLED  # written to while it was read: look again once it settles
     except NotALogFile as error:
         return _Rejected(name, _key_of_unread(source, name), str(error), log_file.version if log_file else None)
+    except SourceUnavailable:
+        raise  # not about this file: the pass fails and every file stays pending
     except Exception as error:
         return _Rejected(name, _key_of_unread(source, name), describe_failure(stage, error), log_file.version if log_file else None)
 
@@ -426,7 +443,7 @@ def _finish_batch(source: LogSource, database: Database, batch: _StoredBatch) ->
     """Move a committed batch's files out of the pending set (or record how far they were read), record
     its failed runs, then quarantine its rejects."""
     report = batch.report
-    moves: list[tuple[str, str, str]] = []
+    finished: list[Finished] = []
     offsets: list[FileOffset] = []
     try:
         for done in batch.files:
@@ -445,11 +462,11 @@ def _finish_batch(source: LogSource, database: Database, batch: _StoredBatch) ->
                 logger.error("%s: %s", name_text(done.name), why)
                 continue
             if moved_to:
-                moves.append((name_text(done.name), source.relative(moved_to), done.digest))
+                finished.append(Finished(done.name, done.version, done.digest, moved_to))
     finally:
         # Recorded even when a move failed: a moved file the ledger does not know would be taken
         # for a new one. A crash before this line is covered by mark_processed's keep_name.
-        record_processed(database, moves)
+        source.record_finished(database, finished)
         record_offsets(database, offsets)
     failures = [(source.display(done.name), failure) for done in batch.files for failure in done.failures]
     failures += [(filepath, failure) for failure, filepath in batch.trace_failures]
@@ -510,4 +527,5 @@ def _quarantine(source: LogSource, database: Database, item: _Rejected) -> None:
     moved_to = source.quarantine(item.name, item.version)
     if moved_to:
         note_quarantined(database, item.key, name_text(moved_to))
+    source.record_finished(database, [Finished(item.name, item.version, item.key, moved_to, quarantined=True)])
     logger.warning("quarantined %s: %s", name_text(item.name), item.reason)

@@ -17,13 +17,13 @@ from dataclasses import dataclass
 
 import dagster as dg
 
-from llm_monitoring.config import check_logs_dir, get_settings
+from llm_monitoring.config import Settings, get_settings
 from llm_monitoring.core.wording import plural
 from llm_monitoring.database_url import mask_url
 from llm_monitoring.defs import keys
 from llm_monitoring.defs.loggers import command_line_logger
 from llm_monitoring.ingest import pending_work
-from llm_monitoring.sources import LocalDirectorySource
+from llm_monitoring.sources import LogSource, SourceUnavailable, open_source
 from llm_monitoring.storage.engine import Database
 from llm_monitoring.storage.errors import DatabaseUnavailable
 
@@ -110,11 +110,11 @@ def failure_message(result: dg.ExecuteInProcessResult, what: str = "ingest") -> 
 
 
 def watch(poll_seconds: float | None = None, *, stop_after: float | None = None) -> None:
-    """Poll the log folder and ingest new files until interrupted; back off while the database is down."""
+    """Poll the log folder (or bucket) and ingest new files until interrupted; back off while the
+    database or the bucket is unavailable."""
     settings = get_settings()
     poll = poll_seconds if poll_seconds is not None else settings.poll_seconds
-    check_logs_dir(settings.logs_dir)  # a missing folder is said at once, not watched forever
-    source = LocalDirectorySource.from_settings(settings)
+    source = open_source(settings=settings)  # a missing folder is said at once, not watched forever
     backoff = poll
     deadline = None if stop_after is None else time.monotonic() + stop_after
     logger.info("watching %s every %.1fs (Ctrl-C stops)", source.describe(), poll)
@@ -126,13 +126,12 @@ def watch(poll_seconds: float | None = None, *, stop_after: float | None = None)
                 try:
                     # The same listing as the sensor's (prefix-named new files included), so a pass
                     # starts only when there is work; the run itself lists again.
-                    work = pending_work(source, database, settings)
-                    if work.ready or work.quiet_traces:
+                    if _work_waits(source, database, settings):
                         # Settled files only, like the sensor: a file written to within SETTLE_SECONDS
                         # is left for a later pass even if it parses (a writer rewriting snapshots).
                         logger.info(run_ingest(settled_only=True, instance=instance).line())
                     backoff = poll
-                except (IngestFailed, DatabaseUnavailable) as error:
+                except (IngestFailed, DatabaseUnavailable, SourceUnavailable) as error:
                     interrupts.check()  # a Ctrl-C that failed the run stops the watcher, it is not retried
                     backoff = min(max(backoff * 2, poll), MAX_BACKOFF_SECONDS)
                     logger.error("%s; retrying in %.0fs", error, backoff)
@@ -142,6 +141,17 @@ def watch(poll_seconds: float | None = None, *, stop_after: float | None = None)
     finally:
         database.dispose()
         instance.dispose()
+
+
+def _work_waits(source: LogSource, database: Database, settings: Settings) -> bool:
+    """Whether a pass has something to do: a settled new file, new lines of a file read in place, or
+    traces gone quiet (a folder); a settled new object (a bucket)."""
+    if source.reads_in_place:
+        work = pending_work(source, database, settings)
+        return bool(work.ready or work.quiet_traces)
+    settled_before = time.time() - settings.settle_seconds
+    pending, _ = source.select_pending(database, None)
+    return any(log_file and log_file.mtime <= settled_before for log_file in map(source.stat, pending))
 
 
 class InterruptWatch:

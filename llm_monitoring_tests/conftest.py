@@ -134,7 +134,7 @@ def instance() -> Iterator[dg.DagsterInstance]:
 
 
 # Modules whose tests start real processes (the runner killed mid-pass, two runners at once, commands
-# as a user types them, dagster dev, the compose services' commands, a browser) or run the watcher.
+# as a user types them, dagster dev, the compose services' commands, a browser, an S3 server) or run the watcher.
 E2E_MODULES = {
     "test_app_browser",
     "test_command_errors",
@@ -143,6 +143,7 @@ E2E_MODULES = {
     "test_faults",
     "test_ingest_acceptance",
     "test_ingest_races",
+    "test_s3_source",
 }
 BROWSER_MODULES = {"test_app_browser"}
 

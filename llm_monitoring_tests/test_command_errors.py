@@ -77,7 +77,8 @@ def test_ingest_on_a_database_outage_prints_one_line_and_keeps_the_run_record(
     [
         ("{tmp}/no_such_folder", "does not exist"),
         ("{tmp}/a_file.json", "is not a folder"),
-        ("s3://monitor:Zq7kPWx9mR@bucket/agent-logs", "is a s3:// URL; this version reads logs from a local folder only"),
+        ("s3://monitor:Zq7kPWx9mR@bucket/agent-logs", "holds credentials; give them in AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"),
+        ("gs://bucket/agent-logs", "is a gs:// URL; logs are read from a local folder or an S3-compatible bucket"),
     ],
 )
 def test_an_unusable_logs_dir_fails_the_ingest_in_one_line(
@@ -118,7 +119,7 @@ def test_demo_creates_a_missing_logs_dir(tmp_path: Path, sqlite_url: str, monkey
 
 @pytest.mark.parametrize(
     ("logs_dir_value", "reason"),
-    [("{tmp}/no_such_folder", "does not exist"), ("s3://bucket/agent-logs", "is a s3:// URL")],
+    [("{tmp}/no_such_folder", "does not exist"), ("gs://bucket/agent-logs", "is a gs:// URL")],
 )
 def test_sensor_skips_an_unusable_logs_dir_with_the_reason(tmp_path: Path, logs_dir_value: str, reason: str) -> None:
     resources = {

@@ -8,30 +8,24 @@ from contextlib import AbstractContextManager, contextmanager
 import dagster as dg
 from pydantic import Field
 
-from llm_monitoring.config import check_logs_dir, get_settings
-from llm_monitoring.sources import LocalDirectorySource, LogSource
+from llm_monitoring.config import get_settings
+from llm_monitoring.sources import LogSource, open_source
 from llm_monitoring.storage.engine import Database, database_identity, open_database
 from llm_monitoring.storage.errors import DatabaseUnavailable, InvalidDatabaseUrl
 
 
 class LogSourceResource(dg.ConfigurableResource):
-    """Log files in a local folder. Unset fields fall back to LOGS_DIR, LOG_FILE_GLOB, PROCESSED_PREFIX, PROCESSED_DIR."""
+    """Log files in a local folder or an S3-compatible bucket (s3://bucket/prefix). Unset fields fall back
+    to LOGS_DIR, LOG_FILE_GLOB, PROCESSED_PREFIX, PROCESSED_DIR; a bucket's settings are the S3_* variables."""
 
-    logs_dir: str | None = Field(default=None, description="Folder to watch (default: LOGS_DIR, else ./logs).")
+    logs_dir: str | None = Field(default=None, description="Folder or s3://bucket/prefix to watch (default: LOGS_DIR, else ./logs).")
     glob: str | None = Field(default=None, description="File pattern, matched case-insensitively (default: LOG_FILE_GLOB).")
     processed_prefix: str | None = Field(default=None, description="Prefix for processed files (default: PROCESSED_PREFIX).")
     processed_dir: str | None = Field(default=None, description="Subfolder for processed files (default: PROCESSED_DIR).")
 
     def get_source(self) -> LogSource:
-        """The source; LogsDirUnusable when the folder is missing or not a local folder."""
-        settings = get_settings()
-        return LocalDirectorySource(
-            check_logs_dir(self.logs_dir or settings.logs_dir),
-            glob=self.glob or settings.log_file_glob,
-            processed_prefix=settings.processed_prefix if self.processed_prefix is None else self.processed_prefix,
-            processed_dir=settings.processed_dir if self.processed_dir is None else self.processed_dir,
-            quarantine_dir=settings.quarantine_dir,
-        )
+        """The source; LogsDirUnusable when LOGS_DIR names neither an existing folder nor a bucket."""
+        return open_source(self.logs_dir or None, glob=self.glob, processed_prefix=self.processed_prefix, processed_dir=self.processed_dir)
 
 
 class DatabaseResource(dg.ConfigurableResource):

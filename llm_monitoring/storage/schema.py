@@ -268,6 +268,25 @@ waiting_spans = sa.Table(
     sa.Index("ix_waiting_spans_received_at", "received_at"),
 )
 
+# Every object of a bucket source the ingest is done with, by bucket, key and ETag: objects are never
+# renamed, so this is what takes one out of the pending set. A listing gives key and ETag, so a known
+# object is skipped without being read; a key overwritten with new bytes has a new ETag and is new.
+source_objects = sa.Table(
+    "source_objects",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("bucket", sa.String(255), nullable=False),
+    sa.Column("key", SafeText, nullable=False),  # the whole key in the bucket
+    sa.Column("etag", sa.String(255), nullable=False),
+    sa.Column("version_id", sa.String(1024)),  # where the bucket keeps versions
+    sa.Column("size", sa.BigInteger, nullable=False),
+    sa.Column("content_hash", sa.String(64), nullable=False),  # llm_logs' or ingest_errors' key
+    sa.Column("outcome", sa.String(16), nullable=False),  # "stored" or "quarantined"
+    sa.Column("location", SafeText),  # where it was moved or copied to, if anywhere
+    sa.Column("recorded_at", UTCDateTime, nullable=False, server_default=sa.func.now()),
+    sa.UniqueConstraint("bucket", "key", "etag", name="uq_source_objects_bucket_key_etag"),
+)
+
 # Alerts of failed quality gates, one row per gate and failing day (or quarantined file): written by
 # the gate's evaluation, delivered to ALERT_WEBHOOK_URL by the alerts sensor (llm_monitoring/alerts.py
 # has the queries). The unique key makes a day alerted once, whatever evaluates it again.

@@ -9,12 +9,13 @@ from llm_monitoring.defs.aggregates.refresh import refresh_days_of_new_runs
 from llm_monitoring.defs.resources import DatabaseResource, LogSourceResource, database_kind
 from llm_monitoring.ingest import IngestReport, ingest_files
 from llm_monitoring.policies import load_policies
+from llm_monitoring.sources import SourceUnavailable
 
 INGEST_GROUP = "ingest"
 
 log_files = dg.AssetSpec(
     keys.LOG_FILES,
-    description="Run logs written by agents into LOGS_DIR: per-run JSON, pydantic-ai message histories, JSON arrays, JSON Lines, OTLP JSON traces. Not materialized here.",
+    description="Run logs written by agents into LOGS_DIR, a folder or an S3 prefix: per-run JSON, pydantic-ai message histories, JSON arrays, JSON Lines, OTLP JSON traces. Not materialized here.",
     group_name=INGEST_GROUP,
     kinds={"json", "file"},
 )
@@ -24,7 +25,7 @@ class IngestConfig(dg.Config):
     files: list[str] = Field(
         default_factory=list,
         description="Names of log files directly in the log folder (not paths; bytes that are not UTF-8 "
-        "written as \\xNN). Empty: every pending file.",
+        "written as \\xNN), or keys relative to the prefix of an s3:// LOGS_DIR. Empty: every pending file.",
     )
     settled_only: bool = Field(
         default=False,
@@ -68,13 +69,16 @@ def ingest_logs(
         raise dg.Failure(description=str(error), allow_retries=False) from None
     # An outage fails the step with one clear line; the files stay in place for the retry.
     with database.open_for_step() as db:
-        report = ingest_files(
-            source,
-            db,
-            names or None,
-            settled_only=config.settled_only,
-            on_batch=lambda batch: context.log.info(f"batch: {batch.line()}"),
-        )
+        try:
+            report = ingest_files(
+                source,
+                db,
+                names or None,
+                settled_only=config.settled_only,
+                on_batch=lambda batch: context.log.info(f"batch: {batch.line()}"),
+            )
+        except SourceUnavailable as error:  # a bucket's outage (the step retries), credentials or access: one line
+            raise dg.Failure(description=str(error), allow_retries=error.transient) from None
         aggregates = refresh_days_of_new_runs(context, db, report.stored_ids)
     for name, reason in report.errors:
         context.log.warning(f"not stored, {name}: {reason}")

@@ -1,24 +1,31 @@
-"""The sensor that turns new log files into ingest runs.
+"""The sensor that turns new log files into ingest runs, from a local folder or a bucket.
 
-A tick only lists the folder and does cursor arithmetic (no parsing, no database writes), so it
-stays far below Dagster's 60 s evaluation timeout even on large folders. Files are requested in
-batches (many files per run). Files already handed to a queued or running ingest run are left out,
-so concurrent runs never work on the same file; a file whose run failed is requested again on a
-later tick, and the database's unique content hash guards against any remaining race.
+A tick only lists and does cursor arithmetic (no parsing, no database writes), so it stays far below
+Dagster's 60 s evaluation timeout even on large folders; a bucket is listed incrementally
+(sources/bucket_scan.py). Files are requested in batches (many files per run). Files already handed
+to a queued or running ingest run are left out, so concurrent runs never work on the same file; a
+file whose run failed is requested again on a later tick, and the database's unique content hash
+guards against any remaining race.
 """
 
 import hashlib
 import time
+from collections.abc import Sequence
+from dataclasses import replace
+from datetime import UTC, datetime
 
 import dagster as dg
 
-from llm_monitoring.config import get_settings
+from llm_monitoring.config import Settings, bucket_settings, get_settings
 from llm_monitoring.defs import keys
 from llm_monitoring.defs.ingest import jobs
 from llm_monitoring.defs.resources import DatabaseResource, LogSourceResource
 from llm_monitoring.file_names import name_text
 from llm_monitoring.ingest import pending_work
+from llm_monitoring.sources import S3Source, SourceUnavailable
+from llm_monitoring.sources.bucket_scan import ScanCursor, scan_bucket
 from llm_monitoring.storage.errors import DatabaseUnavailable
+from llm_monitoring.storage.objects import known_objects
 
 MAX_RUNS_PER_TICK = 5
 _IN_FLIGHT = [
@@ -44,6 +51,39 @@ def files_in_flight(instance: dg.DagsterInstance) -> set[str]:
     return names
 
 
+def files_of_failed_runs(instance: dg.DagsterInstance, since: float) -> set[str]:
+    """Names in the sensor's ingest runs that failed (or were canceled) since `since` (unix time)."""
+    records = instance.get_run_records(
+        filters=dg.RunsFilter(
+            job_name=keys.INGEST_JOB,
+            statuses=[dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED],
+            tags={keys.SENSOR_NAME_TAG: keys.NEW_LOG_FILES_SENSOR},
+            updated_after=datetime.fromtimestamp(since, UTC),
+        )
+    )
+    names: set[str] = set()
+    for record in records:
+        names.update(keys.ingest_run_files(record.dagster_run.run_config))
+    return names
+
+
+def run_requests(names: Sequence[str], run_files: int, generation: int) -> list[dg.RunRequest]:
+    """Runs of at most `run_files` names each, at most MAX_RUNS_PER_TICK; run keys unique per tick."""
+    requests = []
+    for start in range(0, min(len(names), run_files * MAX_RUNS_PER_TICK), run_files):
+        run_config = keys.ingest_run_config(names[start : start + run_files], settled_only=True)
+        texts = keys.ingest_run_files(run_config)
+        digest = hashlib.sha1("\n".join(texts).encode()).hexdigest()[:16]
+        requests.append(
+            dg.RunRequest(
+                run_key=f"{generation}-{digest}",
+                run_config=run_config,
+                tags={keys.FILES_TAG: str(len(texts)), keys.FIRST_FILE_TAG: texts[0][:200]},
+            )
+        )
+    return requests
+
+
 @dg.sensor(
     name=keys.NEW_LOG_FILES_SENSOR,
     job=jobs.ingest_job,
@@ -59,6 +99,8 @@ def new_log_files_sensor(context: dg.SensorEvaluationContext, log_source: LogSou
         source = log_source.get_source()
     except ValueError as error:  # LOGS_DIR unusable, or PROCESSED_DIR or QUARANTINE_DIR outside LOGS_DIR
         return dg.SkipReason(f"not listing log files: {error}")
+    if isinstance(source, S3Source):
+        return bucket_tick(context, source, database, settings)
     started = time.monotonic()
     try:
         with database.open(ensure_schema=False) as db:
@@ -70,10 +112,13 @@ def new_log_files_sensor(context: dg.SensorEvaluationContext, log_source: LogSou
     # Run configs hold names in their text form: any name the OS lists, valid UTF-8 or not.
     todo = [log_file.name for log_file in settled if name_text(log_file.name) not in busy]
     listing = f"listed {len(pending)} pending files in {time.monotonic() - started:.2f}s"
+    try:
+        generation = int(context.cursor or 0) + 1
+    except ValueError:  # a bucket's cursor, LOGS_DIR having changed back to a folder
+        generation = 1
     if not todo and work.quiet_traces and not _runs_in_flight(context.instance):
         # No file to read, but traces whose last spans arrived SETTLE_SECONDS ago wait to be stored:
         # any ingest run completes them at its end.
-        generation = int(context.cursor or 0) + 1
         context.log.info(f"{listing}; requesting a run to store {work.quiet_traces} traces that went quiet")
         run_config = keys.ingest_run_config([], settled_only=True)
         return dg.SensorResult(
@@ -85,21 +130,47 @@ def new_log_files_sensor(context: dg.SensorEvaluationContext, log_source: LogSou
             f"no new settled log files in {source.describe()}: {listing}, {waiting} still being written, "
             f"{len(busy)} in queued or running ingest runs"
         )
-    generation = int(context.cursor or 0) + 1
-    requests = []
-    requested = 0
-    for start in range(0, min(len(todo), settings.run_files * MAX_RUNS_PER_TICK), settings.run_files):
-        batch = todo[start : start + settings.run_files]
-        run_config = keys.ingest_run_config(batch, settled_only=True)
-        texts = keys.ingest_run_files(run_config)
-        digest = hashlib.sha1("\n".join(texts).encode()).hexdigest()[:16]
-        requests.append(
-            dg.RunRequest(
-                run_key=f"{generation}-{digest}",
-                run_config=run_config,
-                tags={keys.FILES_TAG: str(len(batch)), keys.FIRST_FILE_TAG: texts[0][:200]},
-            )
-        )
-        requested += len(texts)
+    requests = run_requests(todo, settings.run_files, generation)
+    requested = sum(len(keys.ingest_run_files(request.run_config)) for request in requests)
     context.log.info(f"{listing}; requesting {len(requests)} runs for {requested} files")
     return dg.SensorResult(run_requests=requests, cursor=str(generation))
+
+
+def bucket_tick(context: dg.SensorEvaluationContext, source: S3Source, database: DatabaseResource, settings: Settings):
+    """A tick over a bucket: list from the cursor, hand back the objects of failed runs, request the rest.
+
+    The cursor is saved on every tick that listed (the watermark and the sweep move on even when
+    nothing is requested); a failed listing changes nothing, so the next tick tries again."""
+    options = bucket_settings()
+    checked_at = time.time()
+    cursor = ScanCursor.parse(context.cursor)
+    cursor = cursor.handed_back(source.key_of(name) for name in files_of_failed_runs(context.instance, cursor.checked_at))
+    busy = files_in_flight(context.instance)
+    started = time.monotonic()
+    try:
+        with database.open(ensure_schema=False) as db:
+            scan = scan_bucket(
+                source,
+                cursor,
+                known=lambda versions: known_objects(db, source.bucket, [(version.key, version.etag) for version in versions]),
+                busy=busy,
+                capacity=settings.run_files * MAX_RUNS_PER_TICK,
+                settle_seconds=settings.settle_seconds,
+                tick_seconds=options.tick_seconds,
+                reconcile_seconds=options.reconcile_seconds,
+            )
+    except (SourceUnavailable, DatabaseUnavailable) as error:
+        return dg.SkipReason(f"not listing {source.describe()}: {error}")
+    line = scan.line(time.monotonic() - started)
+    # Runs failed while this tick ran are handed back by the next one: look from a little before.
+    next_cursor = replace(scan.cursor, checked_at=checked_at - 1)
+    if not scan.todo:
+        return dg.SensorResult(
+            skip_reason=dg.SkipReason(f"no new settled log objects in {source.describe()}: {line}"), cursor=next_cursor.text()
+        )
+    generation = cursor.generation + 1
+    names = [source.name_of(version.key) for version in scan.todo]
+    requests = run_requests(names, settings.run_files, generation)
+    context.log.info(f"{line}; requesting {len(requests)} runs")
+    next_cursor = replace(next_cursor, generation=generation)
+    return dg.SensorResult(run_requests=requests, cursor=next_cursor.text())

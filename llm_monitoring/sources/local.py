@@ -1,9 +1,7 @@
-"""Where run logs come from: the LogSource protocol and its local-directory implementation.
+"""The local-folder log source: files moved once the database has committed them.
 
-A source lists pending log files, reads them, and moves each to its final place once the
-database has committed it (processed) or stored why it could not (quarantined). Nothing is
-ever deleted: a processed file keeps its bytes under a new name, a quarantined one in the
-quarantine folder.
+A processed file is renamed with a prefix or moved into a subfolder, a quarantined one into the
+quarantine folder. Nothing is ever deleted: a file keeps its bytes under its new name.
 
 The local source stays inside its folder: names are single path components (never a path), it
 never follows a symbolic link, and it moves files only into real folders below the root. A file is
@@ -15,22 +13,35 @@ from __future__ import annotations
 
 import ctypes
 import errno
-import fnmatch
 import hashlib
 import os
 import stat
 import time
-from collections.abc import Callable, Collection, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from functools import partial
 from itertools import count
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING
 
 from llm_monitoring.config import Settings, get_settings
 from llm_monitoring.file_names import name_from_text, name_text, numbered_name, plain_name_problem
+from llm_monitoring.sources.base import (
+    FileChanged,
+    FileVersion,
+    Finished,
+    KnownProcessed,
+    LogFile,
+    NotALogFile,
+    OutsideLogFolder,
+    ReadLog,
+    SourceVersion,
+    glob_patterns,
+    matches_glob,
+)
+from llm_monitoring.storage import ledger
 
-# Called with the text forms (file_names.name_text) of prefixed names; returns those the ingest gave.
-KnownProcessed = Callable[[Sequence[str]], Collection[str]]
+if TYPE_CHECKING:
+    from llm_monitoring.storage.engine import Database
 
 # A write within the file system's timestamp granularity of a read can leave the mtime as it was:
 # a file modified that recently when it was read is hashed again before it is moved. Nanosecond
@@ -40,79 +51,10 @@ FRESH_SECONDS = 0.05
 FRESH_SECONDS_COARSE = 2.0
 
 
-@dataclass(frozen=True, order=True)
-class LogFile:
-    mtime: float
-    name: str
-    size: int
-    kind: str = "file"  # or what else the entry is ("symbolic link", "FIFO", "folder", ...): never opened
-    version: FileVersion | None = field(default=None, compare=False)
-
-
-@dataclass(frozen=True)
-class FileVersion:
-    """What was at a name when it was read: the same inode, size and mtime mean the same bytes."""
-
-    device: int
-    inode: int
-    size: int
-    mtime_ns: int
-    content_hash: str | None = field(default=None, compare=False)
-    fresh: bool = field(default=False, compare=False)  # modified just before the read (FRESH_SECONDS)
-
-
-@dataclass(frozen=True)
-class ReadLog:
-    raw: bytes
-    version: FileVersion
-
-
-class FileChanged(Exception):
-    """The file at a name is no longer the version that was read: it stays pending for the next pass."""
-
-
-class NotALogFile(Exception):
-    """An entry that is not a regular file (a symbolic link, a FIFO, ...): it is never opened."""
-
-
-class OutsideLogFolder(ValueError):
-    """A name that does not resolve to an entry directly inside the log folder."""
-
-
-class LogSource(Protocol):
-    def describe(self) -> str: ...
-
-    def list_pending(self, known_processed: KnownProcessed | None = None) -> list[LogFile]: ...
-
-    def stat(self, name: str) -> LogFile | None: ...
-
-    def version(self, name: str) -> FileVersion | None: ...
-
-    def display(self, name: str) -> str: ...
-
-    def relative(self, path: str) -> str: ...
-
-    def holds(self, relative: str) -> bool: ...
-
-    def name_for(self, text: str) -> str: ...
-
-    def read(self, name: str) -> ReadLog: ...
-
-    def entry_key(self, name: str) -> str: ...
-
-    def mark_processed(self, name: str, version: FileVersion, *, keep_name: bool = False) -> str | None: ...
-
-    def quarantine(self, name: str, version: FileVersion | None = None) -> str | None: ...
-
-    def list_quarantined(self) -> list[str]: ...
-
-    def quarantined_path(self, name: str) -> str: ...
-
-    def restore_quarantined(self, name: str) -> str: ...
-
-
 class LocalDirectorySource:
     """Polls a local folder. Processed files are renamed with a prefix, or moved into a subfolder."""
+
+    reads_in_place = True  # files an agent appends to (JSON Lines) stay and are read by offset
 
     def __init__(
         self,
@@ -126,7 +68,7 @@ class LocalDirectorySource:
         self.root = Path(root)
         self._root = str(self.root)  # os.path on strings: pathlib costs more than the syscalls here
         self.glob = glob.lower()
-        self._patterns = tuple(pattern.strip() for pattern in self.glob.split(",") if pattern.strip()) or ("*.json",)
+        self._patterns = glob_patterns(glob)
         self.processed_dir = _subfolder(self._root, processed_dir, "PROCESSED_DIR")
         # With no prefix, renaming in place would leave the file pending: move it into a folder instead.
         if not processed_prefix and not self.processed_dir:
@@ -152,8 +94,28 @@ class LocalDirectorySource:
         return f"{name_text(self._root)} ({self.glob}; processed files {marking})"
 
     def matches(self, name: str) -> bool:
-        lowered = name.lower()
-        return any(fnmatch.fnmatchcase(lowered, pattern) for pattern in self._patterns)
+        return matches_glob(name, self._patterns)
+
+    def select_pending(self, database: Database, names: Sequence[str] | None) -> tuple[list[str], int]:
+        """Named files are taken as given (a stored file has been moved away); else every pending one."""
+        if names is not None:
+            return list(names), 0
+        return [log_file.name for log_file in self.list_pending(partial(ledger.known_processed, database))], 0
+
+    def name_problem(self, name: str) -> str | None:
+        return plain_name_problem(name)
+
+    def prefetch(self, names: Sequence[str]) -> None:
+        """Reads are local and cheap: nothing to start ahead."""
+
+    def record_finished(self, database: Database, finished: Sequence[Finished]) -> None:
+        """The names stored files were moved to (quarantined files are in their folder: nothing to record)."""
+        moves = [
+            (name_text(item.name), self.relative(item.location), item.content_hash)
+            for item in finished
+            if item.location and not item.quarantined
+        ]
+        ledger.record_processed(database, moves)
 
     def list_pending(self, known_processed: KnownProcessed | None = None) -> list[LogFile]:
         """Pending entries, oldest first: names and one lstat per pending entry, cheap on large folders.
@@ -263,7 +225,7 @@ class LocalDirectorySource:
         of its kind and name: the key of its row in ingest_errors."""
         return entry_key(self._path(name))
 
-    def mark_processed(self, name: str, version: FileVersion, *, keep_name: bool = False) -> str | None:
+    def mark_processed(self, name: str, version: SourceVersion, *, keep_name: bool = False) -> str | None:
         """Take a stored file out of the pending set; returns its path, None if it is gone already.
 
         With `keep_name` (prefix marking, a prefixed file whose content was stored before) it stays
@@ -281,7 +243,7 @@ class LocalDirectorySource:
             return self._move(name, version, self.processed_dir, name)
         return self._move(name, version, "", self.processed_prefix + name)
 
-    def quarantine(self, name: str, version: FileVersion | None = None) -> str | None:
+    def quarantine(self, name: str, version: SourceVersion | None = None) -> str | None:
         return self._move(name, version, self.quarantine_dir, name)
 
     def list_quarantined(self) -> list[str]:
@@ -302,7 +264,7 @@ class LocalDirectorySource:
             raise OutsideLogFolder(f"refusing {name_text(name)!r}: {plain_name_problem(name)}")
         return f"{self._root}/{name}"  # a name, never a path: no os.path.join needed (a hot path)
 
-    def _move(self, name: str, version: FileVersion | None, folder: str, new_name: str) -> str | None:
+    def _move(self, name: str, version: SourceVersion | None, folder: str, new_name: str) -> str | None:
         path = self._path(name)
         current = self.version(name)
         if current is None:
