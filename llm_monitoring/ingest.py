@@ -38,6 +38,7 @@ from llm_monitoring.core.wording import plural
 from llm_monitoring.file_names import name_text
 from llm_monitoring.ingest_pool import cycle_collector_paused, in_order
 from llm_monitoring.log_reading import (
+    Resume,
     build_run,
     content_hash,
     describe_failure,
@@ -303,7 +304,8 @@ def _file_runs(
     digest = read.version.content_hash or content_hash(read.raw)
     # An object in a bucket is complete once listed; a file is when it has not changed for a while.
     settled = now - read.mtime >= settings.settle_seconds or not source.reads_in_place
-    resume = resume_point(read.raw, read.version.device, read.version.inode, offset)
+    version = read.version
+    resume = resume_point(read.raw, version.device, version.inode, offset) if isinstance(version, FileVersion) else Resume()
     try:
         file_read = read_file_runs(read.raw, read.name, resume, final=settled, fallback_time=fallback_time(read.mtime))
     except Exception as error:
@@ -318,7 +320,6 @@ def _file_runs(
         runs[run.content_hash] = run
     failed = {failure.key for failure in encoded.failures}
     spans += [(span, filepath) for span in file_read.spans]
-    version = read.version
     position = None
     if isinstance(version, FileVersion) and (file_read.appendable or offset is not None):
         position = offset_after(name_text(read.name), read.raw, version.device, version.inode, version.mtime_ns, resume, file_read.consumed)

@@ -17,6 +17,14 @@ from llm_monitoring.core.records import ParseError
 from llm_monitoring.core.timeline import message_timeline
 from llm_monitoring_tests.conftest import FIXTURES, REAL_LOGS, fixture_bytes
 
+# Files of the other formats and of broken writers: apart from the run logs every ingest test copies.
+FORMAT_FIXTURES = FIXTURES / "formats"
+
+
+def format_fixture(name: str) -> bytes:
+    return (FORMAT_FIXTURES / name).read_bytes()
+
+
 WHEN = datetime(2026, 1, 1, tzinfo=UTC)
 
 
@@ -55,7 +63,7 @@ def run_log(prompt: str = "hi", **fields) -> dict:
 
 
 def test_course_log_whose_model_is_a_repr_is_priced_from_the_responses():
-    record = only_run(fixture_bytes("groq_model_repr.json")).record
+    record = only_run(format_fixture("groq_model_repr.json")).record
     assert (record.provider, record.model) == ("groq", "llama-3.1-8b-instant")
     price = price_run(record)
     # Groq's llama-3.1-8b-instant: $0.05 per million input tokens, $0.08 per million output tokens
@@ -74,7 +82,7 @@ def test_course_log_whose_model_is_a_repr_is_priced_from_the_responses():
     ],
 )
 def test_model_that_is_not_a_model_name_falls_back_to_the_responses(model: str, expected: str):
-    document = json.loads(fixture_bytes("groq_model_repr.json"))
+    document = json.loads(format_fixture("groq_model_repr.json"))
     record = only_run(json.dumps({**document, "model": model}).encode()).record
     assert (record.provider, record.model) == ("groq", expected)
 
@@ -86,7 +94,7 @@ def test_model_name_inside_an_old_model_repr_is_used_when_no_response_names_one(
 
 
 def test_model_name_at_top_level_and_a_system_prompt_list_written_with_str():
-    record = only_run(fixture_bytes("model_name_top_level.json")).record
+    record = only_run(format_fixture("model_name_top_level.json")).record
     assert (record.provider, record.model) == ("openai", "gpt-4o-mini")
     assert price_run(record).priced
     assert record.instructions == "You answer questions about Ethereum improvement proposals.\n\nAlways include references."
@@ -100,7 +108,7 @@ def test_system_prompt_with_markup_is_not_taken_for_a_repr():
 def test_messages_written_as_python_reprs_are_refused_with_the_fix():
     for reader in (lambda raw: read_log(raw, name="repr.json", final=True), parse_run_log):
         with pytest.raises(ParseError) as error:
-            reader(fixture_bytes("repr_messages.json"))
+            reader(format_fixture("repr_messages.json"))
         reason = error.value.reason
         assert "4 of 4 messages are strings" in reason and "ModelRequest(parts=" in reason
         assert "ModelMessagesTypeAdapter.dump_json(messages)" in reason and "all_messages_json()" in reason
@@ -109,7 +117,7 @@ def test_messages_written_as_python_reprs_are_refused_with_the_fix():
 def test_a_run_with_some_repr_messages_is_refused_rather_than_evaluated_on_the_others():
     # The tool call sits in the repr: evaluating the readable messages alone would fail tool_call_search.
     with pytest.raises(ParseError) as error:
-        read_log(fixture_bytes("mixed_repr_messages.json"), name="mixed.json", final=True)
+        read_log(format_fixture("mixed_repr_messages.json"), name="mixed.json", final=True)
     assert "message 2 of 3 is a string" in error.value.reason
     assert "ModelMessagesTypeAdapter" in error.value.reason
 
@@ -125,7 +133,7 @@ def test_messages_of_other_types_are_refused_and_null_messages_skipped():
 
 
 def test_raw_message_history_is_one_run_keyed_by_the_file_bytes():
-    raw = fixture_bytes("message_history.json")
+    raw = format_fixture("message_history.json")
     read = read_log(raw, name="history.json", final=True)
     assert read.format == formats.MESSAGE_HISTORY
     assert read.detection == "a JSON array whose elements are messages (kind request/response)"
@@ -147,14 +155,14 @@ def test_raw_message_history_is_one_run_keyed_by_the_file_bytes():
 
 
 def test_history_without_instructions_takes_the_system_prompt_parts():
-    history = json.loads(fixture_bytes("message_history.json"))
+    history = json.loads(format_fixture("message_history.json"))
     for message in history:
         message.pop("instructions", None)
     assert only_run(json.dumps(history).encode()).record.instructions == "You are a documentation assistant."
 
 
 def test_history_of_repr_strings_is_refused_with_the_fix():
-    raw = json.dumps(json.loads(fixture_bytes("repr_messages.json"))["messages"]).encode()
+    raw = json.dumps(json.loads(format_fixture("repr_messages.json"))["messages"]).encode()
     with pytest.raises(ParseError) as error:
         read_log(raw, name="history.json", final=True)
     assert error.value.reason.startswith("pydantic-ai message history, a JSON array of strings that are Python reprs")
@@ -165,7 +173,7 @@ def test_history_of_repr_strings_is_refused_with_the_fix():
 
 
 def test_array_of_runs_gives_one_run_per_element_keyed_by_its_canonical_json():
-    raw = fixture_bytes("runs_array.json")
+    raw = format_fixture("runs_array.json")
     read = read_log(raw, name="runs.json", final=True)
     assert read.format == formats.RUN_ARRAY
     assert read.detection == "a JSON array of runs, 2 elements: 1 run log, 1 message history"
@@ -248,7 +256,7 @@ def test_a_single_run_log_keeps_the_identity_of_its_bytes():
 
 @pytest.mark.parametrize("name", ["runs.jsonl", "RUNS.NDJSON"])
 def test_json_lines_give_one_run_per_line_and_skip_blank_lines(name: str):
-    raw = fixture_bytes("runs.jsonl")
+    raw = format_fixture("runs.jsonl")
     read = read_log(raw, name=name, final=False)
     assert read.format == formats.JSON_LINES and read.appendable
     assert read.detection == "JSON Lines: 3 lines (2 run logs, 1 message history)"
@@ -262,7 +270,7 @@ def test_json_lines_give_one_run_per_line_and_skip_blank_lines(name: str):
 
 
 def test_last_line_without_newline_waits_until_the_file_is_final():
-    raw = fixture_bytes("runs.jsonl")
+    raw = format_fixture("runs.jsonl")
     last = json.dumps(run_log("appended")).encode()
     growing = raw + last
     waiting = read_log(growing, name="runs.jsonl", final=False, fallback_time=WHEN)
@@ -273,7 +281,7 @@ def test_last_line_without_newline_waits_until_the_file_is_final():
 
 
 def test_truncated_last_line_of_a_final_file_is_a_failure_naming_the_line():
-    raw = fixture_bytes("runs.jsonl") + json.dumps(run_log("cut")).encode()[:40]
+    raw = format_fixture("runs.jsonl") + json.dumps(run_log("cut")).encode()[:40]
     read = read_log(raw, name="runs.jsonl", final=True)
     assert len(read.runs) == 3
     [failure] = read.failures
@@ -282,7 +290,7 @@ def test_truncated_last_line_of_a_final_file_is_a_failure_naming_the_line():
 
 
 def test_reading_on_from_an_offset_adds_only_the_new_lines():
-    first = fixture_bytes("runs.jsonl")
+    first = format_fixture("runs.jsonl")
     earlier = read_log(first, name="runs.jsonl", final=False)
     appended = first + json.dumps(run_log("new")).encode() + b"\n"
     later = read_json_lines(appended[earlier.consumed :], first_line=1 + earlier.lines, final=False, fallback_time=WHEN)
@@ -304,21 +312,21 @@ def test_bad_lines_are_failures_and_never_block_the_others():
 
 
 def test_byte_order_mark_and_empty_json_lines_file():
-    raw = b"\xef\xbb\xbf" + fixture_bytes("runs.jsonl")
+    raw = b"\xef\xbb\xbf" + format_fixture("runs.jsonl")
     assert len(read_log(raw, name="runs.jsonl", final=True).runs) == 3
     empty = read_log(b"", name="new.jsonl", final=False)
     assert (empty.runs, empty.failures, empty.consumed, empty.appendable) == ((), (), 0, True)
 
 
 def test_json_file_holding_values_one_per_line_is_read_as_json_lines():
-    raw = fixture_bytes("runs.jsonl")
+    raw = format_fixture("runs.jsonl")
     read = read_log(raw, name="export.json", final=True)
     assert read.format == formats.JSON_LINES and read.appendable and len(read.runs) == 3
     assert read.detection.startswith("a .json file holding several JSON values, one per line")
 
 
 def test_misnamed_jsonl_file_holding_one_document_is_read_as_that_document():
-    raw = fixture_bytes("message_history.json")
+    raw = format_fixture("message_history.json")
     read = read_log(raw, name="history.jsonl", final=True)
     assert read.format == formats.MESSAGE_HISTORY and read.runs[0].key == sha256(raw)
 
@@ -335,7 +343,7 @@ def test_a_line_read_by_the_slow_parser_keeps_its_values_in_the_stored_text():
 
 
 def test_otlp_request_gives_its_spans_to_the_caller():
-    raw = fixture_bytes("otlp_request.json")
+    raw = format_fixture("otlp_request.json")
     read = read_log(raw, name="trace.json", final=True)
     assert read.format == formats.OTLP_TRACES
     assert read.detection == "a JSON object with a 'resourceSpans' list (2 spans)"
@@ -344,7 +352,7 @@ def test_otlp_request_gives_its_spans_to_the_caller():
 
 
 def test_collector_file_of_otlp_lines_is_appendable_json_lines():
-    line = orjson.dumps(json.loads(fixture_bytes("otlp_request.json")))
+    line = orjson.dumps(json.loads(format_fixture("otlp_request.json")))
     one = read_log(line + b"\n", name="traces.json", final=False)
     assert one.format == formats.JSON_LINES and one.appendable and len(one.spans) == 2
     two = read_log(line + b"\n" + line + b"\n", name="traces.json", final=False)
@@ -369,4 +377,4 @@ def test_fixtures_are_small_hand_written_files():
     # Guard for the suite's budget: fixtures of this module stay small.
     names = ["groq_model_repr.json", "model_name_top_level.json", "repr_messages.json", "mixed_repr_messages.json"]
     names += ["message_history.json", "runs_array.json", "runs.jsonl", "otlp_request.json"]
-    assert all((FIXTURES / name).stat().st_size < 8000 for name in names)
+    assert all((FORMAT_FIXTURES / name).stat().st_size < 8000 for name in names)

@@ -141,7 +141,9 @@ def test_the_ingest_job_reads_a_bucket_logs_dir_and_names_keys_relative_to_its_p
     monkeypatch.setenv("LOGS_DIR", f"s3://{bucket}/team/a")
     keys = upload(s3_server, bucket, "team/a/2026/11/", tmp_path, 3, seed=8)  # keys in "folders" under the prefix
     outcome = run_ingest()
-    assert outcome.metadata["runs_stored"] == 3 and outcome.metadata["source"].startswith(f"s3://{bucket}/team/a/ (*.json;")
+    assert outcome.metadata["runs_stored"] == 3 and outcome.metadata["source"].startswith(
+        f"s3://{bucket}/team/a/ (*.json,*.jsonl,*.ndjson;"
+    )
     named = run_ingest([key.removeprefix("team/a/") for key in keys[:2]])
     assert (named.metadata["files_seen"], named.metadata["already_stored"], named.metadata["runs_stored"]) == (2, 2, 0)
     assert rows(sqlite_url, llm_logs) == 3
