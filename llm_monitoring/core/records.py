@@ -53,6 +53,26 @@ class LogRecord:
 
 
 @dataclass(frozen=True)
+class ParsedRun:
+    """One run read from a log file, with the identity it is stored under."""
+
+    key: str  # the run's identity, 64 hex chars; becomes llm_logs.content_hash
+    text: str  # JSON text stored as raw_json; formats.parse_stored_run(text) gives this same record
+    record: LogRecord
+    origin: str  # "file" (per-run object), "history" (raw pydantic-ai history), "otlp" (from a trace)
+    where: str  # "" for a run that is the whole file; else "line 3", "element 2", "trace <hex> span <hex>"
+
+
+@dataclass(frozen=True)
+class RunFailure:
+    """A part of a log file that should have been a run and is not, with a reason a person can act on."""
+
+    key: str  # sha256 hex of the failing element's bytes (its identity in ingest_errors)
+    where: str  # "line 3", "element 2", ...
+    reason: str  # one line a person can act on
+
+
+@dataclass(frozen=True)
 class PriceResult:
     """Cost of one run. Costs are None whenever the price is not known: never a made-up $0."""
 
