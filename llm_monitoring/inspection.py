@@ -58,11 +58,13 @@ def inspect_paths(paths: list[str]) -> list[Inspection]:
         spans += file_read.spans
         owner.update((span["traceId"], inspection) for span in file_read.spans)
     if spans:
-        runs, failures, _ = assemble_runs(spans, flush=True)
+        runs, failures, _, _ = assemble_runs(spans, flush=True)
         for run in runs:
             owner[run.where.split()[1]].runs.append(run)
         for failure in failures:
-            owner[failure.where.split()[1]].failures.append(failure)
+            words = failure.where.split()
+            target = owner.get(words[1]) if len(words) > 1 and words[0] == "trace" else None
+            (target or inspections[0]).failures.append(failure)
     return inspections
 
 

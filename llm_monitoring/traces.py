@@ -35,9 +35,10 @@ def assemble(database: Database, spans: Sequence[tuple[dict[str, Any], str]]) ->
         return assembly
     file_of_trace = {span["traceId"]: filepath for span, filepath in spans}
     earlier = staged_spans(database, file_of_trace)
-    runs, failures, waiting = assemble_runs([*earlier, *(span for span, _ in spans)], flush=False)
-    assembly.runs = [(run, file_of_trace.get(_trace_of(run.where), "")) for run in runs]
-    assembly.failures = [(failure, file_of_trace.get(_trace_of(failure.where), "")) for failure in failures]
+    runs, failures, waiting, _ = assemble_runs([*earlier, *(span for span, _ in spans)], flush=False)
+    first_file = spans[0][1]  # a span that could not be placed names no trace: the batch's first file
+    assembly.runs = [(run, file_of_trace.get(_trace_of(run.where), first_file)) for run in runs]
+    assembly.failures = [(failure, file_of_trace.get(_trace_of(failure.where), first_file)) for failure in failures]
     still_waiting = {span["traceId"] for span in waiting}
     assembly.completed = {trace_id for trace_id in file_of_trace if trace_id not in still_waiting}
     new_ids = {(span["traceId"], span["spanId"]) for span in (span for span, _ in spans)}
@@ -58,7 +59,7 @@ def quiet_assembly(database: Database, quiet_seconds: float, now: datetime | Non
     trace_ids = quiet_traces(database, before)
     if not trace_ids:
         return assembly
-    runs, failures, _ = assemble_runs(staged_spans(database, trace_ids), flush=True)
+    runs, failures, _, _ = assemble_runs(staged_spans(database, trace_ids), flush=True)
     assembly.runs = [(run, f"trace {_trace_of(run.where)}") for run in runs]
     assembly.failures = [(failure, f"trace {_trace_of(failure.where)}") for failure in failures]
     assembly.completed = set(trace_ids)
