@@ -133,3 +133,102 @@ def test_sensor_requests_appended_files_without_waiting_and_skips_unchanged_ones
             assert isinstance(again, dg.SkipReason), "nothing new in the appended file"
         finally:
             database.dispose()
+
+
+# ------------------------------------------------------------------ every format, made by the real writers
+
+
+@pytest.fixture(scope="module")
+def writers():
+    # Imported here: pydantic-ai and the OpenTelemetry SDK take seconds to import, paid only by these tests.
+    from llm_monitoring_tests import real_writers
+
+    return real_writers
+
+
+def test_every_format_ingests_as_exactly_its_runs_once(writers, env, logs_dir: Path, database_url: str):
+    from llm_monitoring.runner import run_ingest
+
+    totals = writers.write_acceptance_folder(logs_dir)
+    outcome = run_ingest()
+    assert (outcome.metadata["runs_stored"], outcome.metadata["quarantined"], outcome.metadata["failed_runs"]) == (10, 0, 0)
+    database = Database(database_url)
+    try:
+        with database.connect() as connection:
+            rows = connection.execute(
+                sa.select(
+                    llm_logs.c.origin,
+                    llm_logs.c.requests,
+                    llm_logs.c.total_input_tokens,
+                    llm_logs.c.cache_read_tokens,
+                    llm_logs.c.total_output_tokens,
+                    llm_logs.c.tool_call_count,
+                    llm_logs.c.total_cost,
+                    llm_logs.c.model,
+                )
+            ).all()
+        assert len(rows) == totals.runs == 10
+        assert sum(row.requests for row in rows) == totals.requests
+        assert sum(row.total_input_tokens for row in rows) == totals.input_tokens
+        assert sum(row.cache_read_tokens for row in rows) == totals.cache_read_tokens
+        assert sum(row.total_output_tokens for row in rows) == totals.output_tokens
+        assert sum(row.tool_call_count for row in rows) == totals.tool_calls
+        assert all(row.total_cost == totals.run_cost for row in rows), [row.total_cost for row in rows]
+        assert sorted(row.origin for row in rows).count("otlp") == 3
+        assert sorted(row.origin for row in rows).count("history") == 2
+        assert {row.model.removesuffix("-2024-07-18") for row in rows} == {"gpt-4o-mini"}
+
+        again = run_ingest()
+        assert (again.metadata["runs_stored"], count_rows(database, llm_logs)) == (0, 10)
+
+        with (logs_dir / "course_runs.jsonl").open("ab") as handle:
+            handle.write(writers.json_lines([writers.course_log(writers.agent_run(10))]))
+        appended = run_ingest()
+        assert (appended.metadata["runs_stored"], appended.metadata["already_stored"], count_rows(database, llm_logs)) == (1, 0, 11)
+    finally:
+        database.dispose()
+
+
+def test_a_trace_split_over_files_is_stored_once_when_its_root_arrives(
+    writers, monkeypatch: pytest.MonkeyPatch, logs_dir: Path, database: Database
+):
+    monkeypatch.setenv("SETTLE_SECONDS", "3600")  # the waiting spans never go quiet here
+    parts = writers.split_requests(writers.agent_run(3), parts=3)  # the root span is in the last part
+    for index, part in enumerate(parts[:2]):
+        (logs_dir / f"spans_{index}.json").write_bytes(orjson.dumps(part))
+    first = ingest(logs_dir, database)
+    assert (first.stored, stored(database)) == (0, 0), "an incomplete trace waits"
+    (logs_dir / "spans_2.json").write_bytes(orjson.dumps(parts[2]))
+    second = ingest(logs_dir, database)
+    assert (second.stored, stored(database)) == (1, 1)
+    with database.connect() as connection:
+        run = connection.execute(sa.select(llm_logs.c.requests, llm_logs.c.tool_call_count, llm_logs.c.origin)).one()
+        waiting = connection.execute(sa.text("SELECT count(*) FROM waiting_spans")).scalar()
+    assert (run.requests, run.tool_call_count, run.origin, waiting) == (3, 2, "otlp", 0)
+    (logs_dir / "again.json").write_bytes(orjson.dumps(writers.run_request(writers.agent_run(3))))
+    assert ingest(logs_dir, database).stored == 0, "the same trace from another file is the same run"
+
+
+def test_a_trace_whose_root_never_comes_is_stored_once_it_goes_quiet(writers, settled_now, logs_dir: Path, database: Database):
+    run = writers.agent_run(4)
+    spans = [span for span in run.spans if span.parent is not None]  # an exporter that lost the root
+    (logs_dir / "orphans.jsonl").write_bytes(writers.json_lines([writers.otlp_request(spans)]))
+    report = ingest(logs_dir, database)  # quiet for SETTLE_SECONDS=0 at the end of the pass
+    assert (report.stored, stored(database)) == (1, 1)
+    assert ingest(logs_dir, database).stored == 0
+
+
+def test_inspect_prints_formats_and_runs_without_writing(writers, tmp_path: Path, capsys: pytest.CaptureFixture[str]):
+    from llm_monitoring.cli import main
+
+    folder = tmp_path / "inspected"
+    writers.write_acceptance_folder(folder)
+    (folder / "repr.json").write_bytes(b'{"messages": ["ModelRequest(parts=[UserPromptPart(content=\'hi\')])"]}')
+    code = main(["inspect", *sorted(str(path) for path in folder.iterdir())])
+    out = capsys.readouterr().out
+    assert code == 1, "a file that would be quarantined makes inspect exit 1"
+    assert "format: OTLP JSON traces" in out or "format: JSON Lines" in out
+    assert "format: pydantic-ai message history" in out and "format: JSON array of runs" in out
+    assert out.count("openai/gpt-4o-mini") == 10
+    assert "ModelMessagesTypeAdapter" in out
+    assert not list(tmp_path.glob("*.db")), "inspect writes nothing"
