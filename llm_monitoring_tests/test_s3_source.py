@@ -173,6 +173,22 @@ def test_an_overwritten_key_is_new_and_the_same_bytes_again_are_not(s3_server: M
     assert len(versions) == 2 and len({etag for _, etag in versions}) == 2
 
 
+def test_every_log_format_is_read_from_a_bucket_object(s3_server: MotoServer, bucket: str, tmp_path: Path, database: Database):
+    from llm_monitoring_tests import real_writers  # pydantic-ai and OpenTelemetry: imported by the tests that use them
+
+    folder = tmp_path / "formats"
+    totals = real_writers.write_acceptance_folder(folder)
+    s3 = client(s3_server)
+    for path in folder.iterdir():
+        s3.put_object(Bucket=bucket, Key=f"formats/{path.name}", Body=path.read_bytes())
+    source = S3Source(BucketLocation(bucket, "formats/"))
+    report = ingest_files(source, database)
+    assert (report.stored, report.quarantined, report.failed_runs) == (totals.runs, 0, 0)
+    # An object never grows: a JSON Lines object is done with like any other, by key and ETag.
+    assert ingest_files(S3Source(BucketLocation(bucket, "formats/")), database).files_seen == 0
+    assert count_rows(database, llm_logs) == totals.runs
+
+
 def test_quarantine_records_the_reason_copies_when_configured_and_never_reads_it_again(
     s3_server: MotoServer, bucket: str, tmp_path: Path, monkeypatch, sqlite_url
 ):

@@ -23,7 +23,7 @@ from itertools import count
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from llm_monitoring.config import Settings, get_settings
+from llm_monitoring.config import DEFAULT_LOG_FILE_GLOB, Settings, get_settings
 from llm_monitoring.file_names import name_from_text, name_text, numbered_name, plain_name_problem
 from llm_monitoring.sources.base import (
     FileChanged,
@@ -60,7 +60,7 @@ class LocalDirectorySource:
         self,
         root: str | os.PathLike[str],
         *,
-        glob: str = "*.json",
+        glob: str = DEFAULT_LOG_FILE_GLOB,
         processed_prefix: str = "_",
         processed_dir: str = "",
         quarantine_dir: str = "_quarantine",

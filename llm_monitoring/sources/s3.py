@@ -29,7 +29,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
-from llm_monitoring.config import BucketLocation, BucketSettings, Settings, bucket_settings, get_settings
+from llm_monitoring.config import DEFAULT_LOG_FILE_GLOB, BucketLocation, BucketSettings, Settings, bucket_settings, get_settings
 from llm_monitoring.sources.base import (
     Finished,
     KnownProcessed,
@@ -65,7 +65,7 @@ class S3Source:
         self,
         location: BucketLocation,
         *,
-        glob: str = "*.json",
+        glob: str = DEFAULT_LOG_FILE_GLOB,
         options: BucketSettings | None = None,
         max_object_bytes: int = 50 * 1024 * 1024,
     ) -> None:
