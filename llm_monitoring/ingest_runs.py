@@ -82,7 +82,7 @@ def run_ingest(files: Sequence[str] | None = None, *, settled_only: bool = False
         if owned:
             instance.dispose()
     if not result.success:
-        raise IngestFailed(_failure_message(result))
+        raise IngestFailed(failure_message(result))
     metadata: dict[str, object] = {}
     for event in result.get_asset_materialization_events():
         materialization = event.event_specific_data.materialization
@@ -91,7 +91,7 @@ def run_ingest(files: Sequence[str] | None = None, *, settled_only: bool = False
     return RunOutcome(result.run_id, metadata)
 
 
-def _failure_message(result: dg.ExecuteInProcessResult) -> str:
+def failure_message(result: dg.ExecuteInProcessResult, what: str = "ingest") -> str:
     """The root error of the run's failed step, as one line with any password masked.
 
     After retries Dagster reports "Exceeded max_retries"; the cause chain holds the real error.
@@ -105,7 +105,7 @@ def _failure_message(result: dg.ExecuteInProcessResult) -> str:
         line = (error.message or "").strip().splitlines()[0] if (error.message or "").strip() else ""
         if line:
             return mask_url(line.removeprefix("dagster._core.definitions.events.Failure: "))
-    return f"ingest run {result.run_id} failed"
+    return f"{what} run {result.run_id} failed"
 
 
 def watch(poll_seconds: float | None = None, *, stop_after: float | None = None) -> None:
