@@ -41,6 +41,8 @@ class FakeJudgeServer:
     prompts: list[str] = field(default_factory=list)
     models: list[str] = field(default_factory=list)
     authorizations: list[str] = field(default_factory=list)
+    first_request_at: float | None = None  # time.monotonic() of the first request and of the last answer
+    last_answer_at: float | None = None
     _in_flight: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _server: ThreadingHTTPServer | None = None
@@ -54,6 +56,8 @@ class FakeJudgeServer:
         with self._lock:
             self.requests += 1
             number = self.requests
+            if self.first_request_at is None:
+                self.first_request_at = time.monotonic()
             self._in_flight += 1
             self.max_in_flight = max(self.max_in_flight, self._in_flight)
         try:
@@ -79,6 +83,7 @@ class FakeJudgeServer:
         finally:
             with self._lock:
                 self._in_flight -= 1
+                self.last_answer_at = time.monotonic()
 
     def completion(self, model: str, tool: str, prompt: str) -> dict[str, Any]:
         prompt_tokens = 150 + len(prompt) // 4
