@@ -24,6 +24,7 @@ from typing import Any  # noqa: E402
 import pandas as pd  # noqa: E402
 import streamlit as st  # noqa: E402
 
+from llm_monitoring.app_judges import show_judgements  # noqa: E402
 from llm_monitoring.config import get_settings  # noqa: E402
 from llm_monitoring.core.timeline import TimelineEntry, message_timeline  # noqa: E402
 from llm_monitoring.feedback import FeedbackError, delete_feedback, save_feedback, update_feedback  # noqa: E402
@@ -555,6 +556,7 @@ def show_run(database: Database, log_id: int) -> None:
     with right:
         show_checks(database, log_id)
         entries = show_feedback_history(database, log_id)
+        show_judgements(database, log_id, entries)  # the judges' verdicts next to the reviewers'
         show_feedback_form(database, log_id)
         show_feedback_editor(database, log_id, entries)
 

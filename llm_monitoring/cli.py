@@ -1,5 +1,5 @@
-"""The `llm-monitoring` command: demo, ingest, inspect, watch, summary, retry-quarantined, feedback, retention, fake-data,
-dashboards.
+"""The `llm-monitoring` command: demo, ingest, inspect, watch, summary, retry-quarantined, feedback, retention, judge,
+fake-data, dashboards.
 
 `python -m llm_monitoring.runner` and `python -m llm_monitoring.fake_data` are aliases of its subcommands.
 """
@@ -13,6 +13,8 @@ import io
 import logging
 import sys
 from collections.abc import Sequence
+from datetime import date
+from decimal import Decimal
 
 from llm_monitoring import fake_data
 from llm_monitoring.config import InvalidSetting, LogsDirUnusable, get_settings, is_bucket_url
@@ -20,6 +22,7 @@ from llm_monitoring.core.wording import plural
 from llm_monitoring.file_names import name_text
 from llm_monitoring.grafana import build_dashboards
 from llm_monitoring.ingest_runs import IngestFailed, run_ingest, watch
+from llm_monitoring.judge_runs import JudgeRunFailed
 from llm_monitoring.retention_runs import RetentionFailed
 from llm_monitoring.samples import write_sample_logs
 from llm_monitoring.sources import LocalDirectorySource, S3Source, SourceUnavailable, entry_key, open_source
@@ -208,6 +211,65 @@ def cmd_retention(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_judge(args: argparse.Namespace) -> int:
+    """`judge estimate|run [--judge NAME] [--from DAY --to DAY]`: LLM judges over stored runs."""
+    from llm_monitoring import judging
+    from llm_monitoring.core.judges import JudgeConfigError, select_judges
+    from llm_monitoring.judge_runs import judge_days, run_judges
+
+    if args.first and args.last and args.last < args.first:
+        args.judge_parser.error(f"--to {args.last} is before --from {args.first}")
+    try:
+        judges = select_judges(judging.load_judges(), args.judge or [])
+    except JudgeConfigError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    if not judges:
+        print("no judges declared: write judges.yaml in this folder or set JUDGES_FILE (see docs/judges.md)", file=sys.stderr)
+        return 1
+    with open_database() as database:
+        days = judge_days(database, args.first, args.last)
+        if days is None:
+            print("no runs to judge: no stored run on a partition day in that range")
+            return 0
+        if days.runs_left_out and not (args.first or args.last):
+            print(
+                f"note: {plural(days.runs_left_out, 'stored run')} outside the daily partitions (undated, or before "
+                "HISTORY_START_DATE) not judged"
+            )
+        if args.action == "estimate":
+            estimates = judging.estimate(database, judges, days.start, days.end)
+    if args.action == "estimate":
+        print(f"Estimate for {days.label()} (nothing sent):")
+        for entry in estimates:
+            print(f"  {entry.line()}")
+        priced = [entry.cost for entry in estimates if entry.cost is not None]
+        unknown = len(estimates) - len(priced)
+        print(f"Total estimated cost: ${sum(priced, Decimal(0)):.4f} USD" + (f" (and {unknown} judges without a price)" if unknown else ""))
+        return 0
+    outcome = run_judges([judge.name for judge in judges], days)
+    m = outcome.metadata
+    print(
+        f"Judged {days.label()} (run {outcome.run_id}): {m.get('runs_judged', 0)} runs judged, {m.get('skipped_cached', 0)} already "
+        f"judged (not sent), {m.get('sampled_out', 0)} sampled out, {m.get('failed_calls', 0)} failed calls, "
+        f"{m.get('budget_skipped', 0)} left by max_cost_usd; {m.get('input_tokens', 0):,} tokens in, {m.get('output_tokens', 0):,} out, "
+        f"${m.get('cost_usd', 0):.6f}"
+    )
+    for judge in judges:
+        kappa = m.get(f"{judge.name}_kappa")
+        pairs = m.get(f"{judge.name}_pairs_with_feedback", 0)
+        shown = f"kappa {kappa:.2f}" if isinstance(kappa, float) else "kappa undefined"
+        print(f"  {judge.name}: agreement with reviewers over {plural(int(pairs or 0), 'rated run')}: {shown}")
+    return 0
+
+
+def _day(text: str) -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a day (YYYY-MM-DD): {text!r}") from None
+
+
 def _log_id(parser: argparse.ArgumentParser, text: str) -> int:
     from llm_monitoring.feedback import InvalidFeedback, parse_id
 
@@ -229,8 +291,9 @@ def configure_logging(debug: bool) -> None:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     if not debug:
-        # Dagster's per-event logging drowns the one line per pass that a watcher wants.
-        for name in ("dagster", "alembic"):
+        # Dagster's per-event logging drowns the one line per pass that a watcher wants, and the HTTP
+        # clients' line per request the one line per judge that `judge run` prints.
+        for name in ("dagster", "alembic", "httpx", "httpx2"):
             logging.getLogger(name).setLevel(logging.WARNING)
 
 
@@ -316,6 +379,18 @@ def build_parser() -> argparse.ArgumentParser:
     fake_data.add_arguments(fake)
     fake.set_defaults(handler=fake_data.run_command)
 
+    judge_cmd = commands.add_parser(
+        "judge",
+        help="LLM judges of judges.yaml over stored runs: estimate the cost, or run them (the job the sensor runs)",
+        description="estimate: runs to judge (after the cache and sampling), tokens and USD, nothing sent. "
+        "run: judge them, one Dagster run over the days. Without dates: every stored run.",
+    )
+    judge_cmd.add_argument("action", choices=("run", "estimate"))
+    judge_cmd.add_argument("--judge", action="append", metavar="NAME", help="only this judge (repeatable; default: all)")
+    judge_cmd.add_argument("--from", dest="first", type=_day, metavar="DAY", help="first run day, YYYY-MM-DD (UTC)")
+    judge_cmd.add_argument("--to", dest="last", type=_day, metavar="DAY", help="last run day, YYYY-MM-DD (UTC), included")
+    judge_cmd.set_defaults(handler=cmd_judge, judge_parser=judge_cmd)
+
     dashboards = commands.add_parser(
         "dashboards", help="write the Grafana dashboards' JSON from llm_monitoring/grafana/build_dashboards.py"
     )
@@ -336,6 +411,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     except RetentionFailed as error:
         print(f"retention failed: {error}", file=sys.stderr)
+        return 1
+    except JudgeRunFailed as error:
+        print(f"judge run failed: {error}", file=sys.stderr)
         return 1
     except (DatabaseUnavailable, LogsDirUnusable, InvalidSetting, SourceUnavailable) as error:
         print(f"error: {error}", file=sys.stderr)

@@ -198,6 +198,8 @@ def quality_thresholds(environ: Mapping[str, str] = os.environ) -> QualityThresh
         baseline_days=max(1, int(number("QUALITY_BASELINE_DAYS", default.baseline_days))),
         min_baseline_days=max(1, int(number("QUALITY_MIN_BASELINE_DAYS", default.min_baseline_days))),
         lookback_days=max(1, int(number("QUALITY_LOOKBACK_DAYS", default.lookback_days))),
+        min_judge_kappa=number("QUALITY_MIN_JUDGE_KAPPA", default.min_judge_kappa),
+        min_agreement_pairs=max(1, int(number("QUALITY_MIN_AGREEMENT_PAIRS", default.min_agreement_pairs))),
     )
 
 
@@ -214,6 +216,16 @@ def alert_settings(environ: Mapping[str, str] = os.environ) -> AlertSettings:
         webserver_url=environ.get("DAGSTER_WEBSERVER_URL", "").strip().rstrip("/"),
         timeout_seconds=max(0.5, _number("ALERT_TIMEOUT_SECONDS", 10.0, environ)),
     )
+
+
+DEFAULT_JUDGES_FILE = "judges.yaml"
+
+
+def judges_file(environ: Mapping[str, str] = os.environ) -> tuple[Path, bool]:
+    """Where the LLM judges are declared, and whether JUDGES_FILE named it (then it must exist);
+    default ./judges.yaml, which may be absent (no judges)."""
+    named = environ.get("JUDGES_FILE", "").strip()
+    return (Path(named), True) if named else (Path(DEFAULT_JUDGES_FILE), False)
 
 
 DEFAULT_HISTORY_START_DATE = "2024-01-01"

@@ -189,7 +189,7 @@ def test_ingest_rebuilds_its_days_and_the_sensor_covers_the_rest(database: Datab
         judge = tick(instance, first.cursor)  # days rebuilt outside an ingest get their gates next
         assert requested(judge) == [(GATES_JOB, "2026-01-05..2026-01-07", [])]
         gates = execute(instance, judge.run_requests[0])
-        assert len(gates.get_asset_check_evaluations()) == 5
+        assert len(gates.get_asset_check_evaluations()) == 6
 
         write_sample_logs(logs_dir, 2, seed=2, start=datetime(2026, 1, 6, 18, tzinfo=UTC), spread=timedelta(hours=1))
         write_sample_logs(logs_dir, 2, seed=3, start=datetime(2026, 1, 20, 8, tzinfo=UTC), spread=timedelta(hours=1))

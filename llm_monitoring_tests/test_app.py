@@ -22,6 +22,7 @@ from llm_monitoring.ingest import run_from_bytes
 from llm_monitoring.samples import PROFILES, make_run_log
 from llm_monitoring.storage.bulk import check_rows, store_runs
 from llm_monitoring.storage.engine import Database
+from llm_monitoring.storage.judgements import Judgement, store_judgements
 from llm_monitoring.storage.review import (
     SEARCH_TEXT_CHARS,
     SEARCH_WORDS,
@@ -336,7 +337,65 @@ def test_a_run_stored_without_a_value_says_which_and_why(app_env: Database) -> N
     assert "output_tokens" in warning and "negative" in warning, warning
 
 
+def judgement(log_id: int, version: str, passed: bool, reason: str, created_at: datetime) -> Judgement:
+    return Judgement(
+        log_id=log_id,
+        check_name="helpfulness",
+        evaluator_version=version,
+        passed=passed,
+        score=1.0 if passed else 0.0,
+        reason=reason,
+        model="openai:gpt-4o-mini",
+        input_tokens=420,
+        output_tokens=35,
+        cache_read_tokens=0,
+        requests=1,
+        cost=Decimal("0.000084"),
+        pricing_status="priced",
+        price_data_version="test",
+        latency_seconds=0.4,
+        created_at=created_at,
+    )
+
+
+def test_judges_verdict_and_reason_show_next_to_the_runs_feedback(app_env: Database) -> None:
+    [log_id] = store_logs(app_env, sample_logs(1))
+    now = datetime.now(UTC)
+    store_judgements(
+        app_env, [judgement(log_id, "judge:helpfulness:aaaaaaaaaaaa", False, "an older rubric said no", now - timedelta(days=1))]
+    )
+    store_judgements(app_env, [judgement(log_id, "judge:helpfulness:000000000000", True, "answers the question with sources", now)])
+    save_feedback(app_env, log_id, True, comments="fine", reviewer="ana")
+    app = started_app()
+    assert "LLM judges" in texts(app)
+    judges = next(frame.value for frame in app.dataframe if "Judge" in frame.value.columns)
+    assert list(judges["Judge"]) == ["helpfulness"]  # the newest version's verdict; the older one in an expander
+    assert list(judges["Verdict"]) == ["✅ pass"] and list(judges["Reason"]) == ["answers the question with sources"]
+    assert list(judges["Reviewers"]) == ["agrees with 1 of 1 rating"]
+    older = [frame.value for frame in app.dataframe if "Judge" in frame.value.columns][1]
+    assert list(older["Reason"]) == ["an older rubric said no"]
+    # The rule checks stay apart: seven of them, whatever the judges said.
+    checks = next(frame.value for frame in app.dataframe if "Check" in frame.value.columns)
+    assert len(checks) == 7
+
+
 # ---------------------------------------------------------------------------- the queries behind the app
+
+
+def test_a_judges_current_verdict_is_its_newest_row_whatever_its_version_hash(database: Database) -> None:
+    [log_id] = store_logs(database, sample_logs(1))
+    now = datetime.now(UTC)
+    # The newer version's hash sorts first: recency, not the text, decides.
+    store_judgements(database, [judgement(log_id, "judge:helpfulness:ffffffffffff", True, "old", now - timedelta(hours=1))])
+    store_judgements(database, [judgement(log_id, "judge:helpfulness:000000000000", False, "new", now)])
+    failed = RunFilters(check_name="helpfulness", check_outcome="failed")
+    assert [row["id"] for row in list_runs(database, failed)] == [log_id]
+    assert list_runs(database, RunFilters(check_name="helpfulness", check_outcome="passed")) == []
+    assert "helpfulness" in filter_options(database).check_names
+    assert all(not row["evaluator_version"].startswith("judge:") for row in run_checks(database, log_id))
+    [listed] = list_runs(database, RunFilters())
+    rules = [row["passed"] for row in current_checks(run_checks(database, log_id))]
+    assert listed["checks_failed"] == rules.count(False) + 1  # the judge's current verdict counts once
 
 
 def test_totals_equal_the_sum_of_the_listed_runs(database: Database) -> None:

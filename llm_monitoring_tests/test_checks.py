@@ -58,6 +58,7 @@ def test_gates_pass_on_steady_days_and_each_fails_on_the_day_that_breaks_it(data
         "pass_rate_drop": True,
         "eval_coverage": True,
         "recent_parse_failures": True,
+        "judge_agreement": True,  # no judges declared: nothing to judge
     }
     assert "on each of the 8 judged days with runs" in check_results(steady)["unpriced_runs_share"].description
 

@@ -23,6 +23,7 @@ import pytest
 import sqlalchemy as sa
 import yaml
 
+from llm_monitoring.core.agreement import agreement_by_version
 from llm_monitoring.core.evaluation import EVALUATOR_VERSION
 from llm_monitoring.fake_data import FakeRunLog, build_dataset, store_dataset, to_run_to_store
 from llm_monitoring.grafana import build_dashboards, panels
@@ -30,7 +31,8 @@ from llm_monitoring.recompute import rebuild_daily_usage
 from llm_monitoring.samples import AgentProfile, make_run_log
 from llm_monitoring.storage.bulk import store_runs
 from llm_monitoring.storage.engine import Database
-from llm_monitoring.storage.schema import eval_checks
+from llm_monitoring.storage.judgements import Judgement, store_judgements, verdict_reviewer_pairs
+from llm_monitoring.storage.schema import eval_checks, llm_logs
 from llm_monitoring_tests.conftest import create_postgres_database, drop_postgres_database
 
 GRAFANA = Path(build_dashboards.__file__).parent
@@ -51,7 +53,14 @@ PROTOTYPE_PANELS = {
 }
 ADDED_PANELS = {
     "LLM Monitoring - Overview": {"Cost by Model Over Time", "Tokens by Type", "Duration p50 / p95", "Unpriced Runs"},
-    "LLM Monitoring - Eval": {"Pass Rate Over Time by Check"},
+    "LLM Monitoring - Eval": {
+        "Pass Rate Over Time by Check",
+        "Judge Verdicts",
+        "Judge Pass Rate",
+        "Judge Cost",
+        "Judge Pass Rate by Version",
+        "Judge Agreement with Reviewers (Cohen's kappa)",
+    },
     "LLM Monitoring - Feedback": {"Feedback Over Time"},
 }
 
@@ -283,7 +292,9 @@ def test_pass_rates_leave_not_applicable_checks_out_and_costs_are_in_usd():
     for panel, target in panel_targets(dashboards["LLM Monitoring - Eval"]):
         if "Pass" in panel["title"]:
             assert "nullif(count(e.passed), 0)" in target["rawSql"], panel["title"]
-        assert "e.evaluator_version = '${evaluator}'" in target["rawSql"], panel["title"]
+        # Rule checks: one evaluator version at a time; LLM judges: their own versions, never mixed in.
+        version = "e.evaluator_version LIKE 'judge:%'" if panel["title"].startswith("Judge") else "e.evaluator_version = '${evaluator}'"
+        assert version in target["rawSql"], panel["title"]
     for title in ("Total Cost", "Cost by Model Over Time", "Avg Cost per Request"):
         (panel,) = [p for p in dashboards["LLM Monitoring - Overview"]["panels"] if p["title"] == title]
         assert panel["fieldConfig"]["defaults"]["unit"] == "currencyUSD"
@@ -334,12 +345,45 @@ def filled(postgres_server: str) -> Iterator[tuple[Database, datetime]]:
                     for log_id, check, passed in rows
                 ],
             )
+        # An LLM judge's verdicts on every other run, with their calls' cost.
+        judged = [log_id for (log_id,) in connection_rows(database, sa.select(llm_logs.c.id).order_by(llm_logs.c.id))][::2]
+        store_judgements(database, [fake_judgement(log_id, now) for log_id in judged])
         # The daily aggregate, as Dagster's sensor keeps it after each ingest.
         rebuild_daily_usage(database, now - timedelta(days=2), now + timedelta(days=1))
         yield database, now
     finally:
         database.dispose()
         drop_postgres_database(postgres_server, name)
+
+
+JUDGE_VERSION = "judge:helpfulness:0123456789ab"
+JUDGE_CALL_COST = Decimal("0.000125")
+
+
+def fake_judgement(log_id: int, now: datetime) -> Judgement:
+    return Judgement(
+        log_id=log_id,
+        check_name="helpfulness",
+        evaluator_version=JUDGE_VERSION,
+        passed=log_id % 3 != 0,
+        score=0.5,
+        reason="fake",
+        model="openai:gpt-4o-mini",
+        input_tokens=500,
+        output_tokens=40,
+        cache_read_tokens=0,
+        requests=1,
+        cost=JUDGE_CALL_COST,
+        pricing_status="priced",
+        price_data_version="test",
+        latency_seconds=0.1,
+        created_at=now,
+    )
+
+
+def connection_rows(database: Database, statement: sa.Select) -> list[tuple[Any, ...]]:
+    with database.connect() as connection:
+        return [tuple(row) for row in connection.execute(statement)]
 
 
 def run_query(database: Database, sql: str) -> tuple[list[str], list[tuple[Any, ...]]]:
@@ -466,6 +510,26 @@ def test_pass_rates_count_one_evaluator_version_and_leave_not_applicable_out(fil
     columns, rows = results["Pass Rate by Check"]
     assert columns[:2] == ["Check", "Pass %"]
     assert {check: pytest.approx(float(rate)) for check, rate, *_ in rows} == {k: pytest.approx(float(v)) for k, v in expected.items()}
+
+
+def test_judge_panels_show_verdicts_cost_and_the_kappa_core_computes(filled):
+    database, now = filled
+    results = run_dashboard(database, load_dashboards()["LLM Monitoring - Eval"], {}, now - timedelta(hours=24), now, "30m")
+    verdicts = connection_rows(
+        database, sa.select(eval_checks.c.log_id, eval_checks.c.passed).where(eval_checks.c.evaluator_version == JUDGE_VERSION)
+    )
+    assert results["Judge Verdicts"][1] == [(len(verdicts),)]
+    assert Decimal(results["Judge Cost"][1][0][0]) == JUDGE_CALL_COST * len(verdicts)
+    (by_version,) = results["Judge Pass Rate by Version"][1]
+    assert by_version[:4] == ("helpfulness", JUDGE_VERSION, "openai:gpt-4o-mini", len(verdicts))
+    assert float(by_version[4]) == pytest.approx(100 * sum(passed for _, passed in verdicts) / len(verdicts))
+    (agreement,) = agreement_by_version(verdict_reviewer_pairs(database, [JUDGE_VERSION]))
+    ((judge, version, pairs, agreement_pct, kappa),) = results["Judge Agreement with Reviewers (Cohen's kappa)"][1]
+    assert (judge, version, pairs) == ("helpfulness", JUDGE_VERSION, agreement.pairs) and pairs > 50
+    assert agreement_pct == pytest.approx(100 * agreement.raw_agreement)
+    assert kappa == pytest.approx(agreement.kappa)
+    # The rule panels count the rule version only: the judge's verdicts are not checks of it.
+    assert results["Eval Checks Logged"][1] == [((FAKE_RUNS + 2) * 7,)]
 
 
 def test_feedback_panels_show_the_generated_shares(filled):

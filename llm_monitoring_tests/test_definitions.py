@@ -15,6 +15,7 @@ import pytest
 from llm_monitoring.defs import keys
 
 PACKAGE = Path(__file__).resolve().parents[1] / "llm_monitoring"
+SENSORS = {keys.NEW_LOG_FILES_SENSOR, keys.AGGREGATES_SENSOR, keys.ALERTS_SENSOR, keys.JUDGE_SENSOR}
 
 
 def _constants(kind: type) -> set:
@@ -35,12 +36,14 @@ def test_autoloaded_definitions_hold_exactly_the_named_objects():
         keys.AGGREGATES_JOB,
         keys.GATES_JOB,
         keys.RETENTION_JOB,
+        keys.JUDGE_JOB,
     }
-    assert {sensor.name for sensor in repository.sensor_defs} == {keys.NEW_LOG_FILES_SENSOR, keys.AGGREGATES_SENSOR, keys.ALERTS_SENSOR}
+    assert {sensor.name for sensor in repository.sensor_defs} == SENSORS
     assert {schedule.name for schedule in repository.schedule_defs} == {keys.RETENTION_SCHEDULE}
     assert set(repository.get_top_level_resources()) == {"log_source", "database"}
-    # The ingest step carries the op name the run config addresses.
+    # The ingest step and the judge step carry the op names their run configs address.
     assert keys.INGEST_OP in defs.resolve_job_def(keys.INGEST_JOB).graph.node_dict
+    assert keys.JUDGE_OP in defs.resolve_job_def(keys.JUDGE_JOB).graph.node_dict
 
 
 @pytest.mark.parametrize(
@@ -64,6 +67,15 @@ def test_ingest_run_config_reads_back_the_names_it_was_built_with(files: list[st
 @pytest.mark.parametrize("run_config", [None, {}, {"ops": {}}, {"ops": {"other_op": {"config": {"files": ["x.json"]}}}}, {"loggers": {}}])
 def test_run_config_of_another_job_asks_for_no_ingest_files(run_config):
     assert keys.ingest_run_files(run_config) == []
+
+
+def test_judge_run_config_reads_back_the_id_ranges_it_was_built_with():
+    run_config = keys.judge_run_config(["helpfulness"], [(3, 9), (12, 12)])
+    config = run_config["ops"][keys.JUDGE_OP]["config"]
+    assert config["judges"] == ["helpfulness"] and keys.parse_id_ranges(config["id_ranges"]) == [(3, 9), (12, 12)]
+    assert keys.judge_run_config() == {}
+    with pytest.raises(ValueError, match="not a range of run ids"):
+        keys.parse_id_ranges(["9-3"])
 
 
 def test_asset_keys_are_written_in_keys_module_only():
@@ -94,4 +106,4 @@ def test_dg_lists_and_checks_the_autoloaded_definitions():
     found = json.loads(listed.stdout)
     assert {asset["asset_key"] for asset in found["assets"]} == {key.to_user_string() for key in _constants(dg.AssetKey)}
     assert len(found["asset_checks"]) == len(keys.GATES)
-    assert {sensor["name"] for sensor in found["sensors"]} == {keys.NEW_LOG_FILES_SENSOR, keys.AGGREGATES_SENSOR, keys.ALERTS_SENSOR}
+    assert {sensor["name"] for sensor in found["sensors"]} == SENSORS

@@ -238,6 +238,36 @@ def test_reevaluate_backfill_replaces_the_current_version_rows_and_keeps_earlier
     assert len(versions["3-test"]) == 12 * 7
 
 
+def test_reevaluation_never_deletes_or_rewrites_llm_judges_rows(
+    database: Database, instance: dg.DagsterInstance, monkeypatch: pytest.MonkeyPatch
+):
+    from pydantic_ai.models.test import TestModel
+
+    from llm_monitoring.core.judges import Judge
+    from llm_monitoring.judging import judge_window
+    from llm_monitoring.storage.schema import judge_calls
+
+    ids = store_days(database, date(2026, 1, 5), 2, 4)
+    helpfulness = Judge(name="helpfulness", model="openai:gpt-4o-mini", rubric="Q: {prompt} A: {answer}")
+    judge_window(
+        database, [helpfulness], datetime(2026, 1, 5, tzinfo=UTC), datetime(2026, 1, 7, tzinfo=UTC), model_factory=lambda judge: TestModel()
+    )
+    judge_rows = sa.select(eval_checks).where(eval_checks.c.evaluator_version == helpfulness.version).order_by(eval_checks.c.id)
+    before = [tuple(row) for row in select(database, judge_rows)]
+    assert len(before) == 8
+    monkeypatch.setattr(evaluation, "EVALUATOR_VERSION", "3-test")
+
+    kept = run_job("reevaluate_logs", instance, first="2026-01-05", last="2026-01-06")
+    assert metadata(materializations(kept)["log_evaluations"][0])["other_version_rows_kept"] == 8 * 7  # the judges' rows are not counted
+    drop_old = {"ops": {"log_evaluations": {"config": {"keep_other_versions": False}}}}
+    dropped = run_job("reevaluate_logs", instance, first="2026-01-05", last="2026-01-06", run_config=drop_old)
+    assert dropped.success
+    versions = check_rows_by_version(database)
+    assert set(versions) == {"3-test", helpfulness.version}  # the old rule version went, the judge's stayed
+    assert [tuple(row) for row in select(database, judge_rows)] == before  # neither deleted nor rewritten
+    assert len(select(database, sa.select(judge_calls))) == len(ids[date(2026, 1, 5)]) * 2
+
+
 def test_eval_coverage_names_the_days_left_to_reevaluate(database: Database, instance: dg.DagsterInstance, monkeypatch: pytest.MonkeyPatch):
     store_days(database, date(2026, 1, 5), 3, 3)
     monkeypatch.setattr(evaluation, "EVALUATOR_VERSION", "3-test")

@@ -27,18 +27,19 @@ def test_definitions_hold_the_history_lineage_jobs_checks_and_sensor():
     assert deps["llm_logs"] == {"log_files"}
     assert deps["eval_checks"] == {"llm_logs"}
     assert deps["daily_usage"] == {"llm_logs", "log_costs"}
-    assert deps["daily_eval_summary"] == {"eval_checks", "log_evaluations"}
+    assert deps["daily_eval_summary"] == {"eval_checks", "log_evaluations", "judge_verdicts"}
+    assert deps["judge_verdicts"] == {"eval_checks", "feedback"}
     assert deps["daily_feedback"] == {"feedback"}
-    for name in ("log_costs", "log_evaluations", "daily_usage", "daily_eval_summary", "daily_feedback"):
+    for name in ("log_costs", "log_evaluations", "judge_verdicts", "daily_usage", "daily_eval_summary", "daily_feedback"):
         node = graph.get(dg.AssetKey(name))
         assert node.backfill_policy == dg.BackfillPolicy.single_run(), name
         assert node.partitions_def.end_offset == 1 and node.partitions_def.timezone == "UTC"
         assert node.description and node.group_name in {"history", "aggregates"}
     checks = {key.name for key in graph.asset_check_keys}
     assert {"unpriced_runs_share", "cost_spike", "pass_rate_drop", "eval_coverage", "recent_parse_failures"} <= checks
-    for job in ("reprice_logs", "reevaluate_logs", "daily_aggregates_job", "ingest_logs_job", "quality_gates_job"):
+    for job in ("reprice_logs", "reevaluate_logs", "daily_aggregates_job", "ingest_logs_job", "quality_gates_job", "judge_runs_job"):
         defs.resolve_job_def(job)
-    for sensor in ("daily_aggregates_sensor", "quality_alerts_sensor"):
+    for sensor in ("daily_aggregates_sensor", "quality_alerts_sensor", "judge_new_runs_sensor"):
         assert defs.resolve_sensor_def(sensor).default_status == dg.DefaultSensorStatus.RUNNING
     gates = {
         "daily_usage_unpriced_runs_share",
@@ -46,15 +47,16 @@ def test_definitions_hold_the_history_lineage_jobs_checks_and_sensor():
         "daily_eval_summary_pass_rate_drop",
         "daily_eval_summary_eval_coverage",
         "log_files_recent_parse_failures",
+        "judge_verdicts_judge_agreement",
     }
     # The ingest run rebuilds its days and judges them: its one asset step, then the gates, in one process.
     ingest = defs.resolve_job_def("ingest_logs_job")
     assert set(ingest.graph.node_dict) == {"ingest_logs", *gates}
     assert set(defs.resolve_job_def("quality_gates_job").graph.node_dict) == gates
     # Runs over ranges of days never carry the gates (Dagster would show a SKIPPED plan per partition).
-    for job in ("reprice_logs", "reevaluate_logs", "daily_aggregates_job"):
+    for job in ("reprice_logs", "reevaluate_logs", "daily_aggregates_job", "judge_runs_job"):
         assert not set(defs.resolve_job_def(job).graph.node_dict) & gates, job
-    for job in ("ingest_logs_job", "quality_gates_job", "daily_aggregates_job"):
+    for job in ("ingest_logs_job", "quality_gates_job", "daily_aggregates_job", "judge_runs_job"):
         assert defs.resolve_job_def(job).executor_def.name == "in_process", job
 
 

@@ -171,6 +171,7 @@ def test_sensor_run_request_executes_the_job(env, logs_dir: Path, database_url: 
             "pass_rate_drop",
             "eval_coverage",
             "recent_parse_failures",
+            "judge_agreement",
         }
     assert counts(database_url)[0] == len(list(FIXTURES.glob("*.json")))
 

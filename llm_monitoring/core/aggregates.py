@@ -13,6 +13,8 @@ from typing import Any
 
 import pandas as pd
 
+from llm_monitoring.core.judges import is_judge_version
+
 GROUP_KEYS = ("provider", "model", "agent_name")
 
 
@@ -85,7 +87,11 @@ def summarize_daily_usage(rows: Sequence[Sequence[Any]], columns: Sequence[str])
 
 
 def summarize_daily_evals(rows: Sequence[Sequence[Any]], columns: Sequence[str]) -> list[dict[str, Any]]:
-    """Pass rate by UTC day x check x evaluator version; "not applicable" (NULL) rows are left out of the rate."""
+    """Pass rate by UTC day x check x evaluator version; "not applicable" (NULL) rows are left out of the rate.
+
+    An LLM judge's rows (versions "judge:...") also sum their calls' tokens and cost: the cost of the
+    priced calls, the unpriced ones counted apart (never added as $0). Rule checks have no calls: NULL.
+    """
     frame = _dated_frame(rows, columns)
     if frame.empty:
         return []
@@ -93,6 +99,15 @@ def summarize_daily_evals(rows: Sequence[Sequence[Any]], columns: Sequence[str])
     for (day, check_name, version), group in frame.groupby(["day", "check_name", "evaluator_version"], sort=True):
         verdicts = group["passed"].dropna().astype(bool)
         applicable, passed = len(verdicts), int(verdicts.sum())
+        costs: dict[str, Any] = dict.fromkeys(("judge_input_tokens", "judge_output_tokens", "judge_cost", "judge_unpriced_calls"))
+        if is_judge_version(version) and "judge_called" in group:
+            called = group[group["judge_called"].fillna(False).astype(bool)]
+            costs = {
+                "judge_input_tokens": _token_sum(called["judge_input_tokens"]),
+                "judge_output_tokens": _token_sum(called["judge_output_tokens"]),
+                "judge_cost": _decimal_sum(called["judge_cost"]),
+                "judge_unpriced_calls": int(called["judge_cost"].map(lambda value: value is None or _is_nan(value)).sum()),
+            }
         result.append(
             {
                 "day": day,
@@ -102,6 +117,7 @@ def summarize_daily_evals(rows: Sequence[Sequence[Any]], columns: Sequence[str])
                 "applicable": applicable,
                 "passed": passed,
                 "pass_rate": round(passed / applicable, 6) if applicable else None,
+                **costs,
             }
         )
     return result

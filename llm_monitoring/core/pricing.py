@@ -104,6 +104,37 @@ def _custom_price(custom: CustomPrices, entry: PriceEntry, counts: tuple[int, in
     )
 
 
+def price_call(
+    provider: str,
+    model: str,
+    input_tokens: int,
+    output_tokens: int,
+    *,
+    cache_read_tokens: int = 0,
+    when: datetime | None = None,
+) -> PriceResult:
+    """The price of one model call (an LLM judge's), priced like a run: at the time it was made."""
+    return price_run(
+        LogRecord(
+            agent_name=None,
+            provider=provider,
+            model=model,
+            user_prompt=None,
+            instructions=None,
+            assistant_answer=None,
+            input_tokens=input_tokens,
+            output_tokens=output_tokens,
+            cache_read_tokens=cache_read_tokens,
+            cache_write_tokens=0,
+            requests=1,
+            tool_calls=(),
+            finish_reasons=(),
+            run_started_at=when or datetime.now(UTC),
+            run_finished_at=None,
+        )
+    )
+
+
 def usage_problems(record: LogRecord) -> list[str]:
     """Why a run's token counts cannot be priced: the parser's notes on them, and for counts that
     did not come through the parser (stored rows of older versions) a negative or oversized count."""

@@ -30,6 +30,8 @@ class QualityThresholds:
     baseline_days: int = 7  # QUALITY_BASELINE_DAYS
     min_baseline_days: int = 3  # QUALITY_MIN_BASELINE_DAYS: days with data the baseline needs
     lookback_days: int = 7  # QUALITY_LOOKBACK_DAYS: every evaluation judges the last N days (today included)
+    min_judge_kappa: float = 0.4  # QUALITY_MIN_JUDGE_KAPPA: an LLM judge's Cohen's kappa against the reviewers
+    min_agreement_pairs: int = 30  # QUALITY_MIN_AGREEMENT_PAIRS: rated runs a judge version needs to be judged
 
 
 @dataclass(frozen=True)

@@ -26,6 +26,7 @@ FEEDBACK = dg.AssetKey("feedback")  # external: written by the review app and th
 DAILY_USAGE = dg.AssetKey("daily_usage")
 DAILY_EVAL_SUMMARY = dg.AssetKey("daily_eval_summary")
 DAILY_FEEDBACK = dg.AssetKey("daily_feedback")
+JUDGE_VERDICTS = dg.AssetKey("judge_verdicts")  # LLM judges' rows of eval_checks and their judge_calls
 
 # The daily aggregates an ingest run rebuilds for the days it stored (daily_feedback follows feedback).
 RUN_AGGREGATES = (DAILY_USAGE, DAILY_EVAL_SUMMARY)
@@ -37,9 +38,10 @@ COST_SPIKE = dg.AssetCheckKey(DAILY_USAGE, "cost_spike")
 PASS_RATE_DROP = dg.AssetCheckKey(DAILY_EVAL_SUMMARY, "pass_rate_drop")
 EVAL_COVERAGE = dg.AssetCheckKey(DAILY_EVAL_SUMMARY, "eval_coverage")
 RECENT_PARSE_FAILURES = dg.AssetCheckKey(LOG_FILES, "recent_parse_failures")
+JUDGE_AGREEMENT = dg.AssetCheckKey(JUDGE_VERDICTS, "judge_agreement")
 
 DAILY_GATES = (UNPRICED_RUNS_SHARE, COST_SPIKE, PASS_RATE_DROP, EVAL_COVERAGE)  # the gates that judge days
-GATES = (*DAILY_GATES, RECENT_PARSE_FAILURES)
+GATES = (*DAILY_GATES, RECENT_PARSE_FAILURES, JUDGE_AGREEMENT)
 
 # ---------------------------------------------------------------------------- jobs and sensors
 
@@ -50,11 +52,13 @@ AGGREGATES_JOB = "daily_aggregates_job"
 GATES_JOB = "quality_gates_job"
 RETENTION_JOB = "retention_job"
 RETENTION_OP = "apply_retention"  # the retention job's one op (its run config: retention_run_config)
+JUDGE_JOB = "judge_runs_job"
 
 NEW_LOG_FILES_SENSOR = "new_log_files_sensor"
 AGGREGATES_SENSOR = "daily_aggregates_sensor"
 ALERTS_SENSOR = "quality_alerts_sensor"
 RETENTION_SCHEDULE = "daily_retention_schedule"
+JUDGE_SENSOR = "judge_new_runs_sensor"
 
 # ---------------------------------------------------------------------------- run tags
 
@@ -100,3 +104,30 @@ def ingest_run_files(run_config: Mapping[str, Any] | None) -> list[str]:
 def retention_run_config(*, dry_run: bool) -> dict[str, Any]:
     """Run config of the retention job (read by defs/retention/jobs.py's RetentionConfig)."""
     return {"ops": {RETENTION_OP: {"config": {"dry_run": dry_run}}}}
+
+
+# ---------------------------------------------------------------------------- the judge job's run config
+
+JUDGE_OP = "judge_verdicts"  # the judge asset's op
+
+
+def judge_run_config(judges: Iterable[str] = (), id_ranges: Iterable[tuple[int, int]] = ()) -> dict[str, Any]:
+    """Run config of the judge job: these judges (default: every judge of JUDGES_FILE), and only the runs
+    with ids in these inclusive ranges (default: every run of the partitions)."""
+    config: dict[str, Any] = {}
+    if judges:
+        config["judges"] = list(judges)
+    if id_ranges:
+        config["id_ranges"] = [f"{first}-{last}" for first, last in id_ranges]
+    return {"ops": {JUDGE_OP: {"config": config}}} if config else {}
+
+
+def parse_id_ranges(texts: Iterable[str]) -> list[tuple[int, int]]:
+    """ "12-40" -> (12, 40), as judge_run_config writes them; a malformed text raises ValueError naming it."""
+    ranges = []
+    for text in texts:
+        first, _, last = text.partition("-")
+        if not (first.isdigit() and last.isdigit()) or int(first) > int(last):
+            raise ValueError(f"not a range of run ids (FIRST-LAST): {text!r}")
+        ranges.append((int(first), int(last)))
+    return ranges

@@ -12,7 +12,8 @@ Conventions every panel follows:
 - the provider, model and agent variables filter every query; "All" is the custom value
   '__all' (Grafana inserts a custom all value unformatted), so "All" also keeps runs whose provider,
   model or agent is unknown (NULL) and never expands into a long or empty IN list;
-- pass rates count only applicable checks (`passed IS NOT NULL`), for one evaluator version;
+- pass rates count only applicable checks (`passed IS NOT NULL`), for one evaluator version (rule
+  checks) or per judge version (LLM judges, whose versions start with "judge:");
 - costs are in USD (`currencyUSD`), and unpriced runs are counted, never added as $0.
 """
 
@@ -27,11 +28,14 @@ from llm_monitoring.grafana.panels import (
     CHECKS,
     DAILY,
     FEEDBACK,
+    JUDGE_ROWS,
+    JUDGES,
     RUNS,
     TIME_BUCKET,
     barchart,
     dashboard,
     evaluator_variable,
+    run_filters,
     run_variables,
     stat,
     table,
@@ -260,14 +264,110 @@ def evaluation() -> dict[str, Any]:
             (0, 21, 24, 10),
             widths={"Run": 70, "Result": 70, "Score": 70},
         ),
+        *judge_panels(31),
     ]
     return dashboard(
         "llm-monitoring-eval",
         "LLM Monitoring - Eval",
-        "Rule-based check results of agent runs, by the time each run started; not-applicable checks are left out of pass rates.",
+        "Rule-based check results and LLM judges' verdicts of agent runs, by the time each run started; not-applicable "
+        "checks are left out of pass rates.",
         panels,
         [*run_variables(), evaluator_variable()],
     )
+
+
+# Cohen's kappa of each judge version against the reviewers, one pair per rating of a judged run:
+# the formula of llm_monitoring/core/agreement.py (a test compares the two on the same rows).
+KAPPA_SQL = f"""WITH pairs AS (
+  SELECT e.check_name, e.evaluator_version, e.passed AS judge, f.is_good AS reviewer
+  FROM eval_checks e
+  JOIN llm_logs l ON l.id = e.log_id
+  JOIN feedback f ON f.log_id = e.log_id
+  WHERE $__timeFilter(l.run_started_at){run_filters("l")}
+    AND {JUDGE_ROWS} AND e.passed IS NOT NULL
+), counts AS (
+  SELECT check_name, evaluator_version, count(*)::float AS n, count(*) FILTER (WHERE judge = reviewer) AS agree,
+    count(*) FILTER (WHERE judge) AS judge_passed, count(*) FILTER (WHERE reviewer) AS reviewer_good
+  FROM pairs GROUP BY 1, 2
+), rates AS (
+  SELECT *, agree / n AS po, (judge_passed / n) * (reviewer_good / n) + (1 - judge_passed / n) * (1 - reviewer_good / n) AS pe
+  FROM counts
+)
+SELECT check_name AS "Judge", evaluator_version AS "Version", n::int AS "Rated runs", 100 * po AS "Agreement %",
+  CASE WHEN pe < 1 THEN (po - pe) / (1 - pe) END AS "Kappa"
+FROM rates
+ORDER BY 1, 2"""
+
+
+def judge_panels(top: int) -> list[dict[str, Any]]:
+    """The LLM judges: their verdicts by version, what they cost, and how well they agree with the reviewers."""
+    return [
+        stat(
+            "Judge Verdicts",
+            "LLM judges' verdicts on the runs of the time range, every judge version.",
+            f'SELECT count(*) AS "Verdicts"\n{JUDGES}',
+            (0, top, 6, 4),
+        ),
+        stat(
+            "Judge Pass Rate",
+            "Passed / verdicts of every LLM judge version (each judge's versions: the table below).",
+            f'SELECT {PASS_RATE} AS "Pass rate"\n{JUDGES}',
+            (6, top, 6, 4),
+            unit="percent",
+            decimals=1,
+            thresholds=[(None, "red"), (60, "orange"), (80, "green")],
+        ),
+        stat(
+            "Judge Cost",
+            "What the judges' calls cost in USD (genai-prices when each call was made); unpriced calls are not included.",
+            f'SELECT coalesce(sum(j.cost), 0) AS "Cost"\n{JUDGES}',
+            (12, top, 6, 4),
+            unit="currencyUSD",
+            decimals=4,
+        ),
+        stat(
+            "Judge Tokens",
+            "Input and output tokens of the judges' calls.",
+            f'SELECT coalesce(sum(j.input_tokens), 0) AS "In", coalesce(sum(j.output_tokens), 0) AS "Out"\n{JUDGES}',
+            (18, top, 6, 4),
+        ),
+        table(
+            "Judge Pass Rate by Version",
+            "Per judge and version (judge:<name>:<hash of model and rubric>): verdicts, pass rate, cost and tokens.",
+            f'SELECT e.check_name AS "Judge", e.evaluator_version AS "Version", max(j.model) AS "Model", count(*) AS "Verdicts",\n'
+            f'  {PASS_RATE} AS "Pass %",\n  sum(j.cost) AS "Cost", sum(j.input_tokens) AS "Tokens in", sum(j.output_tokens) AS "Tokens out"\n'
+            f"{JUDGES}\nGROUP BY 1, 2\nORDER BY 1, 2",
+            (0, top + 4, 12, 8),
+            units={"Pass %": "percent", "Cost": "currencyUSD"},
+            gauges=("Pass %",),
+        ),
+        timeseries(
+            "Judge Pass Rate Over Time",
+            "Pass rate of each judge version per interval.",
+            f"SELECT {TIME_BUCKET},\n  e.check_name || ' ' || right(e.evaluator_version, 12) AS metric,\n  {PASS_RATE} AS \"Pass rate\"\n"
+            f"{JUDGES}\n  AND e.passed IS NOT NULL\nGROUP BY 1, 2\nORDER BY 1",
+            (12, top + 4, 12, 8),
+            unit="percent",
+            max_value=100,
+        ),
+        table(
+            "Judge Agreement with Reviewers (Cohen's kappa)",
+            "Each judge version against the reviewers' ratings of the same runs (one pair per rating): raw agreement and "
+            "Cohen's kappa (1 perfect, 0 chance; empty when judge and reviewers each gave one answer only).",
+            KAPPA_SQL,
+            (0, top + 12, 12, 8),
+            units={"Agreement %": "percent"},
+        ),
+        timeseries(
+            "Judge Cost Over Time",
+            "What the judges' calls cost per interval, by judge (priced calls).",
+            f'SELECT {TIME_BUCKET},\n  e.check_name AS metric,\n  sum(j.cost) AS "Cost"\n{JUDGES}\n  AND j.cost IS NOT NULL\nGROUP BY 1, 2\nORDER BY 1',
+            (12, top + 12, 12, 8),
+            unit="currencyUSD",
+            bars=True,
+            stacked=True,
+        ),
+    ]
 
 
 def feedback() -> dict[str, Any]:

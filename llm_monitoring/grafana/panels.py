@@ -31,6 +31,13 @@ CHECKS = (
     "FROM eval_checks e\nJOIN llm_logs l ON l.id = e.log_id\n"
     "WHERE $__timeFilter(l.run_started_at)" + RUN_FILTERS + "\n  AND e.evaluator_version = '${evaluator}'"
 )
+# LLM judges' verdicts (their versions start with "judge:"), each with its call's tokens and cost.
+JUDGE_ROWS = "e.evaluator_version LIKE 'judge:%'"
+JUDGES = (
+    "FROM eval_checks e\nJOIN llm_logs l ON l.id = e.log_id\n"
+    "LEFT JOIN judge_calls j ON j.log_id = e.log_id AND j.evaluator_version = e.evaluator_version\n"
+    "WHERE $__timeFilter(l.run_started_at)" + RUN_FILTERS + f"\n  AND {JUDGE_ROWS}"
+)
 FEEDBACK = "FROM feedback f\nJOIN llm_logs l ON l.id = f.log_id\nWHERE $__timeFilter(l.run_started_at)" + RUN_FILTERS
 TIME_BUCKET = "$__timeGroupAlias(l.run_started_at, $__interval)"
 # The daily_usage aggregate (one row per day x provider x model x agent) answers long ranges
@@ -212,10 +219,11 @@ def run_variable(name: str, label: str, column: str, extra_filter: str = "") -> 
 
 def evaluator_variable() -> dict[str, Any]:
     # Re-evaluations may keep older evaluator versions' rows next to the current ones; counting both
-    # would count a run twice. The newest version in the range comes first and is the default.
+    # would count a run twice. The newest rule version in the range comes first and is the default;
+    # the LLM judges' versions have panels of their own.
     query = (
         "SELECT v FROM (SELECT DISTINCT e.evaluator_version AS v FROM eval_checks e\n"
-        "JOIN llm_logs l ON l.id = e.log_id WHERE $__timeFilter(l.run_started_at)) versions\n"
+        f"JOIN llm_logs l ON l.id = e.log_id WHERE $__timeFilter(l.run_started_at) AND NOT {JUDGE_ROWS}) versions\n"
         "ORDER BY length(v) DESC, v DESC"
     )
     return {

@@ -9,7 +9,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from llm_monitoring.storage.engine import Database
-from llm_monitoring.storage.schema import DAILY_TABLES, eval_checks, feedback, llm_logs
+from llm_monitoring.storage.schema import DAILY_TABLES, eval_checks, feedback, judge_calls, llm_logs
 from llm_monitoring.storage.windows import in_window, serialize_rewrites
 
 USAGE_COLUMNS = (
@@ -39,17 +39,37 @@ def usage_rows(database: Database, start: datetime, end: datetime) -> list[tuple
         ]
 
 
-EVAL_COLUMNS = ("run_started_at", "check_name", "evaluator_version", "passed")
+EVAL_COLUMNS = (
+    "run_started_at",
+    "check_name",
+    "evaluator_version",
+    "passed",
+    "judge_input_tokens",
+    "judge_output_tokens",
+    "judge_cost",
+    "judge_called",
+)
 
 
 def eval_rows(database: Database, start: datetime, end: datetime) -> list[tuple[Any, ...]]:
-    """Check rows (every evaluator version) of runs started in [start, end), with EVAL_COLUMNS."""
+    """Check rows (every evaluator version) of runs started in [start, end), with EVAL_COLUMNS; an LLM
+    judge's row carries its call's tokens and cost (judge_calls), a rule check's NULLs."""
+    call = sa.and_(judge_calls.c.log_id == eval_checks.c.log_id, judge_calls.c.evaluator_version == eval_checks.c.evaluator_version)
     with database.connect() as connection:
         return [
             tuple(row)
             for row in connection.execute(
-                sa.select(llm_logs.c.run_started_at, eval_checks.c.check_name, eval_checks.c.evaluator_version, eval_checks.c.passed)
-                .select_from(eval_checks.join(llm_logs, eval_checks.c.log_id == llm_logs.c.id))
+                sa.select(
+                    llm_logs.c.run_started_at,
+                    eval_checks.c.check_name,
+                    eval_checks.c.evaluator_version,
+                    eval_checks.c.passed,
+                    judge_calls.c.input_tokens,
+                    judge_calls.c.output_tokens,
+                    judge_calls.c.cost,
+                    judge_calls.c.id.is_not(None),
+                )
+                .select_from(eval_checks.join(llm_logs, eval_checks.c.log_id == llm_logs.c.id).outerjoin(judge_calls, call))
                 .where(in_window(llm_logs.c.run_started_at, start, end))
             )
         ]

@@ -13,6 +13,7 @@ import sqlalchemy as sa
 from llm_monitoring.core.records import CheckResult, PriceResult
 from llm_monitoring.storage.bulk import CHECK_COLUMNS, check_values, insert_rows
 from llm_monitoring.storage.engine import Database
+from llm_monitoring.storage.judgements import is_judge_row
 from llm_monitoring.storage.schema import Money, eval_checks, llm_logs
 from llm_monitoring.storage.windows import in_window, runs_in_window, serialize_rewrites
 
@@ -141,7 +142,7 @@ class ReevaluationOutcome:
     rows_deleted: int = 0
     rows_inserted: int = 0
     verdicts_changed: int = 0  # (run, check) pairs whose verdict differs from this version's previous row
-    other_version_rows: int = 0  # rows of other evaluator versions kept for the window's runs
+    other_version_rows: int = 0  # rows of other rule versions kept for the window's runs (judges' rows are never counted)
 
 
 def replace_checks_in_window(
@@ -157,7 +158,7 @@ def replace_checks_in_window(
     """Re-evaluate every run started in [start, end) and replace its rows of `evaluator_version`.
 
     One transaction: readers see the old rows or the new ones, never a mix, and never both.
-    Rows of other versions stay unless `keep_other_versions` is False.
+    Rows of other rule versions stay unless `keep_other_versions` is False; LLM judges' rows always stay.
     """
     outcome = ReevaluationOutcome()
     now = datetime.now(UTC)
@@ -186,7 +187,8 @@ def replace_checks_in_window(
                     )
                 )
             }
-            delete = sa.delete(eval_checks).where(eval_checks.c.log_id.in_(evaluated_ids))
+            # LLM judges' rows are never the rules' business: whatever is kept or replaced, they stay.
+            delete = sa.delete(eval_checks).where(eval_checks.c.log_id.in_(evaluated_ids), ~is_judge_row(eval_checks.c.evaluator_version))
             if keep_other_versions:
                 delete = delete.where(eval_checks.c.evaluator_version == evaluator_version)
             outcome.rows_deleted += connection.execute(delete).rowcount
@@ -200,7 +202,7 @@ def replace_checks_in_window(
             connection.scalar(
                 sa.select(sa.func.count())
                 .select_from(eval_checks.join(llm_logs, eval_checks.c.log_id == llm_logs.c.id))
-                .where(window, eval_checks.c.evaluator_version != evaluator_version)
+                .where(window, eval_checks.c.evaluator_version != evaluator_version, ~is_judge_row(eval_checks.c.evaluator_version))
             )
             or 0
         )

@@ -26,6 +26,7 @@ def ensure_schema(database: Database) -> None:
         metadata.create_all(connection, checkfirst=True)
         add_missing_columns(connection)
         if connection.dialect.name == "postgresql":
+            widen_string_columns(connection)
             tune_postgres(connection)
         connection.execute(sa.delete(schema_state))
         connection.execute(sa.insert(schema_state).values(version=schema_version()))
@@ -57,6 +58,25 @@ def add_missing_columns(connection: Connection) -> None:
         for index in table.indexes:
             if index.name not in existing_indexes:
                 index.create(connection, checkfirst=True)
+
+
+def widen_string_columns(connection: Connection) -> None:
+    """A VARCHAR made longer in a later version (eval_checks.evaluator_version: 16 -> 100) is widened in place.
+
+    Postgres only: SQLite does not enforce VARCHAR lengths. Widening a VARCHAR rewrites no rows on
+    Postgres (the types are binary compatible), only the catalog and the indexes that cover it.
+    """
+    inspector = sa.inspect(connection)
+    preparer = connection.dialect.identifier_preparer
+    for table in metadata.sorted_tables:
+        found = {column["name"]: column["type"] for column in inspector.get_columns(table.name)}
+        for column in table.columns:
+            wanted = column.type.length if type(column.type) is sa.String else None
+            stored = getattr(found.get(column.name), "length", None)
+            if wanted is not None and stored is not None and stored < wanted:
+                connection.exec_driver_sql(
+                    f"ALTER TABLE {preparer.quote(table.name)} ALTER COLUMN {preparer.quote(column.name)} TYPE VARCHAR({wanted})"
+                )
 
 
 def tune_postgres(connection: Connection) -> None:

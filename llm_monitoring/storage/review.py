@@ -16,9 +16,11 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from llm_monitoring.core.judges import is_judge_version
 from llm_monitoring.storage.engine import Database
 from llm_monitoring.storage.feedback import list_feedback_rows
-from llm_monitoring.storage.schema import RUN_SEARCH_DOCUMENT, eval_checks, feedback, llm_logs
+from llm_monitoring.storage.judgements import is_judge_row
+from llm_monitoring.storage.schema import RUN_SEARCH_DOCUMENT, eval_checks, feedback, judge_calls, llm_logs
 
 CHECK_OUTCOMES = ("passed", "failed", "not applicable")
 
@@ -57,32 +59,49 @@ class FilterOptions:
     check_names: list[str]
 
 
-def _version_is_newer(newer: sa.ColumnElement[Any], older: sa.ColumnElement[Any]) -> sa.ColumnElement[bool]:
-    # Versions are numbers kept as text: "10" is newer than "9", so compare the length first.
-    return sa.or_(
+def _is_newer(later: sa.FromClause, check: sa.FromClause) -> sa.ColumnElement[bool]:
+    """`later` is a newer row than `check` of the same run and check name.
+
+    Rule versions are numbers kept as text: "10" is newer than "9", so the length is compared first.
+    An LLM judge's versions are hashes: its newest row is the one written last.
+    """
+    newer, older = later.c.evaluator_version, check.c.evaluator_version
+    by_number = sa.or_(
         sa.func.length(newer) > sa.func.length(older),
         sa.and_(sa.func.length(newer) == sa.func.length(older), newer > older),
     )
+    by_time = sa.or_(
+        later.c.created_at > check.c.created_at,
+        sa.and_(later.c.created_at == check.c.created_at, newer > older),
+    )
+    judge = is_judge_row(older)
+    return sa.or_(sa.and_(judge, by_time), sa.and_(~judge, by_number))
 
 
 def version_sort_key(version: str) -> tuple[int, str]:
-    """Python twin of _version_is_newer: sorts evaluator versions oldest first."""
+    """Python twin of _is_newer for rule versions: sorts evaluator versions oldest first."""
     return len(version), version
 
 
+def _recency(row: Mapping[str, Any]) -> tuple[Any, str]:
+    """Python twin of _is_newer: rows of one check sort oldest first (a check is either a rule's or a judge's)."""
+    version = row["evaluator_version"]
+    return (row["created_at"], version) if is_judge_version(version) else version_sort_key(version)
+
+
 def current_checks(rows: Iterable[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
-    """A run's current verdicts: per check, the row of the newest evaluator version (the rule
-    _check_condition applies in SQL), so a check an evaluator dropped keeps its last verdict."""
+    """A run's current verdicts: per check, its newest row (the rule _check_condition applies in SQL), so
+    a check an evaluator dropped keeps its last verdict."""
     newest: dict[str, Mapping[str, Any]] = {}
     for row in rows:
         held = newest.get(row["check_name"])
-        if held is None or version_sort_key(row["evaluator_version"]) > version_sort_key(held["evaluator_version"]):
+        if held is None or _recency(row) > _recency(held):
             newest[row["check_name"]] = row
     return list(newest.values())
 
 
 def _check_condition(check_name: str, outcome: str) -> sa.ColumnElement[bool]:
-    """The run's newest-version row of this check says `outcome`."""
+    """The run's newest row of this check says `outcome`."""
     check, later = eval_checks.alias("check_row"), eval_checks.alias("later_row")
     if outcome == "passed":
         matches = check.c.passed.is_(True)
@@ -93,9 +112,7 @@ def _check_condition(check_name: str, outcome: str) -> sa.ColumnElement[bool]:
     else:
         raise ValueError(f"check outcome must be one of {', '.join(CHECK_OUTCOMES)}, got {outcome!r}")
     superseded = (
-        sa.exists()
-        .where(later.c.log_id == check.c.log_id, later.c.check_name == check.c.check_name)
-        .where(_version_is_newer(later.c.evaluator_version, check.c.evaluator_version))
+        sa.exists().where(later.c.log_id == check.c.log_id, later.c.check_name == check.c.check_name).where(_is_newer(later, check))
     )
     return sa.exists().where(check.c.log_id == llm_logs.c.id, check.c.check_name == check_name, matches).where(~superseded)
 
@@ -210,9 +227,13 @@ def list_runs(database: Database, filters: RunFilters, *, limit: int = 100, offs
             return rows
         checks: dict[int, list[dict[str, Any]]] = {}
         for row in connection.execute(
-            sa.select(eval_checks.c.log_id, eval_checks.c.check_name, eval_checks.c.evaluator_version, eval_checks.c.passed).where(
-                eval_checks.c.log_id.in_(ids)
-            )
+            sa.select(
+                eval_checks.c.log_id,
+                eval_checks.c.check_name,
+                eval_checks.c.evaluator_version,
+                eval_checks.c.passed,
+                eval_checks.c.created_at,
+            ).where(eval_checks.c.log_id.in_(ids))
         ).mappings():
             checks.setdefault(row["log_id"], []).append(row)
         votes: dict[tuple[int, bool], int] = {
@@ -320,9 +341,14 @@ def stored_raw_json(database: Database, log_id: int) -> str | None:
 
 
 def run_checks(database: Database, log_id: int) -> list[dict[str, Any]]:
-    """Every check row of a run, newest evaluator version first, then by check name."""
+    """Every rule check row of a run, newest evaluator version first, then by check name (judges: run_judgements)."""
     with database.connect() as connection:
-        rows = [dict(row._mapping) for row in connection.execute(sa.select(eval_checks).where(eval_checks.c.log_id == log_id))]
+        rows = [
+            dict(row._mapping)
+            for row in connection.execute(
+                sa.select(eval_checks).where(eval_checks.c.log_id == log_id, ~is_judge_row(eval_checks.c.evaluator_version))
+            )
+        ]
     rows.sort(key=lambda row: row["check_name"])
     rows.sort(key=lambda row: version_sort_key(row["evaluator_version"]), reverse=True)
     return rows
@@ -331,3 +357,31 @@ def run_checks(database: Database, log_id: int) -> list[dict[str, Any]]:
 def run_feedback(database: Database, log_id: int) -> list[dict[str, Any]]:
     """The feedback history of a run, newest first."""
     return list_feedback_rows(database, log_id=log_id, limit=None)
+
+
+def run_judgements(database: Database, log_id: int) -> list[dict[str, Any]]:
+    """A run's judge verdicts with their calls' model, tokens and cost, newest first."""
+    query = (
+        sa.select(
+            eval_checks.c.check_name,
+            eval_checks.c.evaluator_version,
+            eval_checks.c.passed,
+            eval_checks.c.score,
+            eval_checks.c.details,
+            eval_checks.c.created_at,
+            judge_calls.c.model,
+            judge_calls.c.input_tokens,
+            judge_calls.c.output_tokens,
+            judge_calls.c.cost,
+        )
+        .select_from(
+            eval_checks.outerjoin(
+                judge_calls,
+                sa.and_(judge_calls.c.log_id == eval_checks.c.log_id, judge_calls.c.evaluator_version == eval_checks.c.evaluator_version),
+            )
+        )
+        .where(eval_checks.c.log_id == log_id, is_judge_row(eval_checks.c.evaluator_version))
+        .order_by(eval_checks.c.created_at.desc(), eval_checks.c.check_name)
+    )
+    with database.connect() as connection:
+        return [dict(row._mapping) for row in connection.execute(query)]

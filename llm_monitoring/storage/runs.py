@@ -10,7 +10,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from llm_monitoring.storage.engine import Database
-from llm_monitoring.storage.schema import eval_checks, feedback, llm_logs
+from llm_monitoring.storage.schema import eval_checks, feedback, judge_calls, llm_logs
 from llm_monitoring.storage.windows import in_window
 
 
@@ -90,6 +90,19 @@ def run_day_span(database: Database) -> tuple[date, date] | None:
     return first.date(), last.date()
 
 
+def runs_outside_window(database: Database, start: datetime, end: datetime) -> int:
+    """Stored runs not started in [start, end): undated ones included."""
+    with database.connect() as connection:
+        return (
+            connection.scalar(
+                sa.select(sa.func.count()).where(
+                    sa.or_(llm_logs.c.run_started_at.is_(None), ~in_window(llm_logs.c.run_started_at, start, end))
+                )
+            )
+            or 0
+        )
+
+
 def runs_missing_checks(
     database: Database, evaluator_version: str, check_names: Sequence[str], start: datetime | None = None, end: datetime | None = None
 ) -> list[tuple[int, datetime | None]]:
@@ -123,6 +136,7 @@ def purge_origin(database: Database, origin: str) -> dict[str, int]:
     with database.transaction() as connection:
         # Children first and explicitly: a SQLite file created without the foreign-key pragma has no cascade.
         deleted_feedback = connection.execute(sa.delete(feedback).where(feedback.c.log_id.in_(runs))).rowcount
+        connection.execute(sa.delete(judge_calls).where(judge_calls.c.log_id.in_(runs)))
         deleted_checks = connection.execute(sa.delete(eval_checks).where(eval_checks.c.log_id.in_(runs))).rowcount
         deleted_runs = connection.execute(sa.delete(llm_logs).where(llm_logs.c.origin == origin)).rowcount
     return {"llm_logs": deleted_runs, "eval_checks": deleted_checks, "feedback": deleted_feedback}

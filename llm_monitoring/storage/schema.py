@@ -66,6 +66,9 @@ class SafeText(sa.TypeDecorator[str]):
 
 
 BigId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+# Rule versions are short numbers ("2"); an LLM judge's is "judge:<name>:<hash>" with a name of up to
+# 64 characters (core/judges.py), so the column holds both.
+EVALUATOR_VERSION_CHARS = 100
 MAX_ID = 2**63 - 1  # the largest value a BigId holds: BIGINT on Postgres, a 64-bit INTEGER on SQLite
 
 # ---------------------------------------------------------------------------- tables
@@ -160,7 +163,7 @@ eval_checks = sa.Table(
     sa.Column("passed", sa.Boolean),  # NULL: not applicable
     sa.Column("score", sa.Float),
     sa.Column("details", SafeText),
-    sa.Column("evaluator_version", sa.String(16), nullable=False),
+    sa.Column("evaluator_version", sa.String(EVALUATOR_VERSION_CHARS), nullable=False),
     sa.Column("created_at", UTCDateTime, nullable=False, server_default=sa.func.now()),
     sa.UniqueConstraint("log_id", "check_name", "evaluator_version", name="uq_eval_checks_log_check_version"),
     # The review app's "check passed/failed" filter reads only this index.
@@ -174,6 +177,30 @@ sa.event.listen(
     sa.DDL("CREATE STATISTICS IF NOT EXISTS st_eval_checks_name_passed (mcv) ON check_name, passed FROM eval_checks").execute_if(
         dialect="postgresql"
     ),
+)
+
+# One row per LLM judge call that gave a verdict (its verdict is the eval_checks row of the same run,
+# check and version): tokens and cost priced with genai-prices when the call was made, so the daily
+# summary and the dashboards sum what judging cost. Written with the verdict, in one transaction.
+judge_calls = sa.Table(
+    "judge_calls",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("log_id", BigId, sa.ForeignKey("llm_logs.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("check_name", sa.String(64), nullable=False),  # the judge's name
+    sa.Column("evaluator_version", sa.String(EVALUATOR_VERSION_CHARS), nullable=False),
+    sa.Column("model", SafeText, nullable=False),  # the judge's model string, "openai:gpt-4o-mini"
+    sa.Column("input_tokens", sa.BigInteger),
+    sa.Column("output_tokens", sa.BigInteger),
+    sa.Column("cache_read_tokens", sa.BigInteger),
+    sa.Column("requests", sa.Integer, nullable=False),  # HTTP attempts, retries included
+    sa.Column("cost", Money),  # NULL: genai-prices has no price for the model (never a made-up $0)
+    sa.Column("pricing_status", SafeText),
+    sa.Column("price_data_version", sa.String(64)),
+    sa.Column("latency_seconds", sa.Float),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.UniqueConstraint("log_id", "evaluator_version", name="uq_judge_calls_log_version"),
+    sa.Index("ix_judge_calls_version", "evaluator_version"),
 )
 
 feedback = sa.Table(
@@ -341,11 +368,16 @@ daily_eval_summary = sa.Table(
     sa.Column("id", BigId, primary_key=True, autoincrement=True),
     sa.Column("day", sa.Date, nullable=False),
     sa.Column("check_name", sa.String(64), nullable=False),
-    sa.Column("evaluator_version", sa.String(16), nullable=False),
+    sa.Column("evaluator_version", sa.String(EVALUATOR_VERSION_CHARS), nullable=False),
     sa.Column("runs", sa.Integer, nullable=False),  # runs with a row for this check and version
     sa.Column("applicable", sa.Integer, nullable=False),  # of which passed is not NULL
     sa.Column("passed", sa.Integer, nullable=False),
     sa.Column("pass_rate", sa.Float),  # passed / applicable; NULL when nothing applied
+    # LLM judges only (NULL for rule checks): what their calls of the day cost (judge_calls).
+    sa.Column("judge_input_tokens", sa.BigInteger),
+    sa.Column("judge_output_tokens", sa.BigInteger),
+    sa.Column("judge_cost", Money),  # the priced calls' sum
+    sa.Column("judge_unpriced_calls", sa.Integer),
     sa.Column("computed_at", UTCDateTime, nullable=False),
     sa.UniqueConstraint("day", "check_name", "evaluator_version", name="uq_daily_eval_summary_day_check_version"),
 )

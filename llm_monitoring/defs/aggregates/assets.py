@@ -72,14 +72,15 @@ def daily_usage(context: dg.AssetExecutionContext, database: DatabaseResource) -
 
 @dg.asset(
     key=keys.DAILY_EVAL_SUMMARY,
-    deps=[keys.EVAL_CHECKS, keys.LOG_EVALUATIONS],
+    deps=[keys.EVAL_CHECKS, keys.LOG_EVALUATIONS, keys.JUDGE_VERDICTS],
     partitions_def=daily_partitions,
     backfill_policy=single_run,
     group_name=AGGREGATES_GROUP,
     kinds={database_kind(), "table"},
     description=(
-        "Pass rate by UTC day x check x evaluator version (table daily_eval_summary); 'not applicable' verdicts are "
-        "left out of the rate. Versions side by side compare old and new rules. " + PARTITIONS_NOTE
+        "Pass rate by UTC day x check x evaluator version (table daily_eval_summary), rule checks and LLM judges "
+        "(versions judge:<name>:<hash>, with their calls' tokens and cost); 'not applicable' verdicts are left out of the "
+        "rate. Versions side by side compare old and new rules or rubrics. " + PARTITIONS_NOTE
     ),
 )
 def daily_eval_summary(context: dg.AssetExecutionContext, database: DatabaseResource) -> dg.MaterializeResult:

@@ -83,7 +83,10 @@ def log_costs(context: dg.AssetExecutionContext, config: RepriceConfig, database
 class ReevaluateConfig(dg.Config):
     keep_other_versions: bool = Field(
         default=True,
-        description="Keep the rows other evaluator versions wrote for these runs (to compare versions); False deletes them.",
+        description=(
+            "Keep the rows other rule versions wrote for these runs (to compare versions); False deletes them. "
+            "LLM judges' rows (judge_verdicts) are kept either way."
+        ),
     )
 
 

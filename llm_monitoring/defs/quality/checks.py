@@ -119,7 +119,7 @@ def _judged_rows(monitoring_db: Database, judged: Judged, table: str, baseline_d
     return rows, {row["day"] for row in rows} & set(judged.days)
 
 
-def _raise_alert(
+def raise_alert(
     context: dg.AssetCheckExecutionContext,
     monitoring_db: Database,
     asset: dg.AssetKey,
@@ -193,7 +193,7 @@ def _gate_result(
             "threshold": threshold,
             "failing_days": ", ".join(str(day) for day in failing_days(findings)) or "none",
             "findings": _findings_md(findings),
-            "alert": _raise_alert(context, monitoring_db, asset, severity, threshold, _day_failures(findings)),
+            "alert": raise_alert(context, monitoring_db, asset, severity, threshold, _day_failures(findings)),
         },
     )
 
@@ -380,7 +380,7 @@ def recent_parse_failures(context: dg.AssetCheckExecutionContext, database: Data
                 "failures_last_24h": len(errors),
                 "allowed": limits.max_parse_failures,
                 "latest": dg.MetadataValue.md(sample or "_none_"),
-                "alert": _raise_alert(
+                "alert": raise_alert(
                     context, monitoring_db, keys.LOG_FILES, dg.AssetCheckSeverity.WARN, limits.max_parse_failures, failures
                 ),
             },
