@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from llm_monitoring.config import judges_file
+from llm_monitoring.core.formats import parse_stored_run
 from llm_monitoring.core.judges import (
     JUDGE_INSTRUCTIONS,
     VERDICT_OUTPUT_TOKENS,
@@ -36,7 +37,6 @@ from llm_monitoring.core.judges import (
     render_rubric,
     sampled,
 )
-from llm_monitoring.core.parsing import parse_run_text
 from llm_monitoring.core.pricing import price_call
 from llm_monitoring.core.records import ParseError, PriceResult
 from llm_monitoring.core.wording import plural
@@ -231,7 +231,7 @@ def run_fields(run: RunForJudging, judge: Judge) -> RunFields:
     tool_calls = ()
     if judge.uses_tool_calls and run.raw_json:
         try:
-            tool_calls = parse_run_text(run.raw_json, fallback_time=run.run_started_at).tool_calls
+            tool_calls = parse_stored_run(run.raw_json, fallback_time=run.run_started_at).tool_calls
         except ParseError:
             tool_calls = ()  # stored logs parsed once; one that no longer does shows no tool calls
     return RunFields(run.user_prompt, run.instructions, run.assistant_answer, run.reference_answer, tool_calls)
