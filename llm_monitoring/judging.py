@@ -11,27 +11,23 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
-import random
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import yaml
 
 from llm_monitoring.config import judges_file
 from llm_monitoring.core.formats import parse_stored_run
 from llm_monitoring.core.judges import (
-    JUDGE_INSTRUCTIONS,
     VERDICT_OUTPUT_TOKENS,
     Judge,
     JudgeConfigError,
     RunFields,
-    Verdict,
     estimate_input_tokens,
     parse_judges,
     render_rubric,
@@ -40,13 +36,20 @@ from llm_monitoring.core.judges import (
 from llm_monitoring.core.pricing import price_call
 from llm_monitoring.core.records import ParseError, PriceResult
 from llm_monitoring.core.wording import plural
-from llm_monitoring.database_url import mask_url
+from llm_monitoring.judge_models import (
+    InvalidVerdict,
+    JudgeSetupError,
+    ModelFactory,
+    RetryPolicy,
+    VerdictRequests,
+    build_model,
+    describe,
+    fatal,
+    retry_after,
+    retryable,
+)
 from llm_monitoring.storage.engine import Database
 from llm_monitoring.storage.judgements import IdRange, Judgement, RunForJudging, count_runs, runs_to_judge, store_judgements
-
-if TYPE_CHECKING:
-    from pydantic_ai import Agent
-    from pydantic_ai.models import Model
 
 logger = logging.getLogger("llm_monitoring.judging")
 
@@ -54,10 +57,7 @@ BATCH_SIZE = 25  # verdicts per transaction: a killed run re-sends at most this 
 FLUSH_SECONDS = 5.0  # ...or those of the last few seconds, whichever comes first
 FAILURE_STREAK_LIMIT = 20  # consecutive failed calls that stop a judge (the server is down, not one run odd)
 MAX_REASON_CHARS = 2000
-
-
-class JudgeSetupError(RuntimeError):
-    """A judge cannot call its model (no key, unknown model); the message names the judge, never a key."""
+INVALID_VERDICT_ATTEMPTS = 2  # answers without a valid verdict before a call counts as failed
 
 
 # ---------------------------------------------------------------------------- judges.yaml
@@ -79,99 +79,6 @@ def load_judges(path: Path | None = None) -> tuple[Judge, ...]:
     except yaml.YAMLError as error:
         raise JudgeConfigError(f"{path}: not valid YAML: {' '.join(str(error).split())}") from None
     return parse_judges(document, str(path))
-
-
-# ---------------------------------------------------------------------------- models
-
-
-def build_model(judge: Judge) -> Model:
-    """The pydantic-ai model a judge calls. A judge with base_url talks to that OpenAI-compatible server
-    (chat completions) with the key in its api_key_env, or a placeholder: the OpenAI key is never sent
-    to another server."""
-    # Imported here: pydantic-ai takes seconds to import, and only a judge run needs it.
-    from pydantic_ai.exceptions import UserError
-    from pydantic_ai.models import infer_model
-
-    try:
-        if judge.base_url:
-            from pydantic_ai.models.openai import OpenAIChatModel
-            from pydantic_ai.providers.openai import OpenAIProvider
-
-            key = os.environ.get(judge.api_key_env, "") if judge.api_key_env else "not-needed"
-            if not key:
-                raise JudgeSetupError(f"judge {judge.name!r}: {judge.api_key_env} (its api_key_env) is not set")
-            return OpenAIChatModel(judge.model_name, provider=OpenAIProvider(base_url=judge.base_url, api_key=key))
-        return infer_model(judge.model)
-    except UserError as error:
-        raise JudgeSetupError(f"judge {judge.name!r} ({judge.model}): {' '.join(str(error).split())}") from None
-
-
-def build_agent(model: Model) -> Agent[None, Verdict]:
-    from pydantic_ai import Agent
-
-    # The SDKs' own retries are off: judge_window retries, honouring Retry-After, and counts them.
-    return Agent(model, output_type=Verdict, instructions=JUDGE_INSTRUCTIONS, model_settings={"max_retries": 0}, retries=1)
-
-
-ModelFactory = Callable[[Judge], "Model"]
-
-
-@dataclass(frozen=True)
-class RetryPolicy:
-    """Retries of a call refused with 429 or 5xx, or cut off: the server's Retry-After, else exponential backoff."""
-
-    max_attempts: int = 6
-    first_delay: float = 1.0
-    max_delay: float = 60.0
-
-    def delay(self, attempt: int, retry_after: float | None) -> float:
-        if retry_after is not None:
-            return min(max(retry_after, 0.0), self.max_delay)
-        # Jitter spreads the retries of calls refused together, so they do not all come back at once.
-        return min(self.first_delay * 2 ** (attempt - 1), self.max_delay) * random.uniform(0.5, 1.0)
-
-
-def _retryable(error: Exception) -> bool:
-    from pydantic_ai.exceptions import (
-        ModelConnectionError,
-        ModelHTTPError,
-        ModelRateLimitError,
-        ModelServerError,
-        ModelUnavailableError,
-    )
-
-    if isinstance(error, ModelRateLimitError | ModelUnavailableError | ModelServerError | ModelConnectionError):
-        return True
-    return isinstance(error, ModelHTTPError) and (error.status_code == 429 or error.status_code >= 500)
-
-
-def _retry_after(error: Exception) -> float | None:
-    """The wait the server asked for: pydantic-ai reads retry-after-ms and whole-second Retry-After; a
-    fractional Retry-After (some proxies send "0.5") is read here."""
-    asked = getattr(error, "retry_after", None)
-    if asked is not None:
-        return asked
-    text = (getattr(error, "headers", None) or {}).get("retry-after", "")
-    try:
-        return max(float(text), 0.0)
-    except ValueError:
-        return None
-
-
-def _fatal(error: Exception) -> bool:
-    """Errors every later call would get too: the judge stops rather than send them all."""
-    from pydantic_ai.exceptions import ModelAuthenticationError, ModelHTTPError, ModelNotFoundError, ModelQuotaExceededError, UserError
-
-    if isinstance(error, ModelAuthenticationError | ModelNotFoundError | ModelQuotaExceededError | UserError):
-        return True
-    # A key refused, no credit, no such model or route: whatever adapter raised it uncategorized.
-    return isinstance(error, ModelHTTPError) and error.status_code in (401, 402, 403, 404)
-
-
-def _describe(error: Exception) -> str:
-    status = getattr(error, "status_code", None)
-    text = " ".join(str(getattr(error, "message", None) or error).split())[:300]
-    return mask_url(f"{type(error).__name__}{f' (HTTP {status})' if status else ''}: {text}")
 
 
 # ---------------------------------------------------------------------------- reports
@@ -242,35 +149,35 @@ def judge_prompt(judge: Judge, run: RunForJudging) -> str:
 
 
 async def judge_run(
-    agent: Agent[None, Verdict], judge: Judge, run: RunForJudging, retry: RetryPolicy, report: JudgeReport
+    requests: VerdictRequests, judge: Judge, run: RunForJudging, retry: RetryPolicy, report: JudgeReport
 ) -> Judgement | CallFailure:
     """Ask the judge about one run, retrying what a wait may fix; a call that still fails gives no verdict."""
-    from pydantic_ai.exceptions import AgentRunError, ModelAPIError
+    from pydantic_ai.exceptions import ModelAPIError
 
     prompt = judge_prompt(judge, run)
     started = time.monotonic()
-    attempt = 0
+    attempt = invalid = 0
     while True:
         attempt += 1
+        report.requests += 1
         try:
-            result = await agent.run(prompt)
+            verdict, usage = await requests.ask(prompt)
             break
         except ModelAPIError as error:
-            report.requests += 1
-            if _retryable(error) and attempt < retry.max_attempts:
-                delay = retry.delay(attempt, _retry_after(error))
+            if retryable(error) and attempt < retry.max_attempts:
+                delay = retry.delay(attempt, retry_after(error))
                 report.retries += 1
                 report.retry_wait_seconds += delay
                 await asyncio.sleep(delay)
                 continue
             tries = f" after {plural(attempt, 'attempt')}" if attempt > 1 else ""
-            return CallFailure(f"{_describe(error)}{tries}", fatal=_fatal(error))
-        except AgentRunError as error:  # the model answered, but never with a valid verdict
-            report.requests += 1
-            return CallFailure(f"no valid verdict: {_describe(error)}")
-    usage = result.usage
-    report.requests += usage.requests
-    verdict = result.output
+            return CallFailure(f"{describe(error)}{tries}", fatal=fatal(error))
+        except InvalidVerdict as error:
+            invalid += 1
+            if invalid < INVALID_VERDICT_ATTEMPTS:  # a model's slip: asking again usually gets a verdict
+                report.retries += 1
+                continue
+            return CallFailure(f"no valid verdict after {plural(invalid, 'answer')}: {error}")
     now = datetime.now(UTC)
     price = price_call(
         judge.price_provider, judge.model_name, usage.input_tokens, usage.output_tokens, cache_read_tokens=usage.cache_read_tokens, when=now
@@ -286,7 +193,7 @@ async def judge_run(
         input_tokens=usage.input_tokens,
         output_tokens=usage.output_tokens,
         cache_read_tokens=usage.cache_read_tokens,
-        requests=attempt - 1 + usage.requests,
+        requests=attempt,
         cost=price.total_cost,
         pricing_status=price.status,
         price_data_version=price.price_data_version,
@@ -372,11 +279,12 @@ async def _judge_one(
         report.stopped = f"max_cost_usd is set but genai-prices has no price for {judge.model}, so the budget cannot be kept"
         return report
     try:
-        agent = build_agent(model_factory(judge))
+        model = model_factory(judge)
     except JudgeSetupError as error:
         report.stopped = str(error)
         return report
 
+    requests = VerdictRequests(model)
     budget = _Budget(judge.max_cost_usd)
     queue: asyncio.Queue[RunForJudging | None] = asyncio.Queue(maxsize=judge.concurrency * 2)
     stop = asyncio.Event()
@@ -416,7 +324,7 @@ async def _judge_one(
                 continue
             budget.in_flight += estimate
             try:
-                outcome = await judge_run(agent, judge, run, retry, report)
+                outcome = await judge_run(requests, judge, run, retry, report)
             finally:
                 budget.in_flight -= estimate
             if isinstance(outcome, CallFailure):
@@ -434,7 +342,7 @@ async def _judge_one(
                 log(f"{judge.name}: {report.judged} verdicts stored, {len(report.failed_calls)} failed calls so far")
 
     try:
-        async with agent:
+        async with model:  # closes the HTTP client it opened
             await asyncio.gather(produce(), *(work() for _ in range(judge.concurrency)))
     finally:
         # Whatever ends the run (an error, an interrupt), the verdicts already paid for are kept.

@@ -39,6 +39,7 @@ class FakeJudgeServer:
     refused: int = 0
     max_in_flight: int = 0
     prompts: list[str] = field(default_factory=list)
+    instructions: list[str] = field(default_factory=list)  # the system messages, one entry per request
     models: list[str] = field(default_factory=list)
     authorizations: list[str] = field(default_factory=list)
     first_request_at: float | None = None  # time.monotonic() of the first request and of the last answer
@@ -75,8 +76,12 @@ class FakeJudgeServer:
                     self.refused += 1
                 return 503, {}, {"error": {"message": "overloaded, try again", "type": "server_error", "code": None}}
             prompt = "\n".join(str(message.get("content") or "") for message in body["messages"] if message["role"] == "user")
+            system = "\n".join(
+                str(message.get("content") or "") for message in body["messages"] if message["role"] in ("system", "developer")
+            )
             with self._lock:
                 self.prompts.append(prompt)
+                self.instructions.append(system)
                 self.models.append(body["model"])
             tool = body["tools"][0]["function"]["name"]
             return 200, {}, self.completion(body["model"], tool, prompt)
@@ -112,12 +117,31 @@ class FakeJudgeServer:
             },
         }
 
+    def stats(self) -> dict[str, Any]:
+        with self._lock:
+            return {
+                "requests": self.requests,
+                "refused": self.refused,
+                "max_in_flight": self.max_in_flight,
+                "first_request_at": self.first_request_at,
+                "last_answer_at": self.last_answer_at,
+            }
+
     @contextmanager
     def running(self) -> Iterator[FakeJudgeServer]:
         fake = self
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"  # keep-alive, as the OpenAI client expects
+
+            def do_GET(self) -> None:
+                # GET /stats: the counters, for a server run in its own process (see main).
+                data = json.dumps(fake.stats()).encode()
+                self.send_response(200 if self.path == "/stats" else 404)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
 
             def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
@@ -140,8 +164,11 @@ class FakeJudgeServer:
             def log_message(self, format: str, *args: Any) -> None:
                 pass  # quiet: the counters say what happened
 
-        server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        server.daemon_threads = True
+        class Server(ThreadingHTTPServer):
+            daemon_threads = True
+            request_queue_size = 256  # the default backlog of 5 drops connections a burst of clients opens at once
+
+        server = Server(("127.0.0.1", 0), Handler)
         self._server = server
         thread = threading.Thread(target=server.serve_forever, name="fake-judge-server", daemon=True)
         thread.start()
@@ -168,3 +195,22 @@ def judges_yaml(base_url: str, *, name: str = "helpfulness", concurrency: int = 
     ]
     lines += [f"    {key}: {value}" for key, value in extra.items()]
     return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    """`python -m llm_monitoring_tests.judge_server --latency 0.2`: the server in its own process (a benchmark
+    measures the client without the server's threads in its interpreter). Prints its base URL, serves
+    until stdin closes; counters at GET /stats, times on this machine's monotonic clock."""
+    import argparse
+    import sys
+
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("--latency", type=float, default=0.0)
+    args = parser.parse_args()
+    with FakeJudgeServer(latency=args.latency).running() as server:
+        print(server.base_url, flush=True)
+        sys.stdin.read()
+
+
+if __name__ == "__main__":
+    main()

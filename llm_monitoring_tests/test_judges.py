@@ -12,13 +12,14 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 from pydantic_ai.exceptions import ModelHTTPError, ModelRateLimitError
-from pydantic_ai.messages import ModelMessage, ModelResponse, ToolCallPart, UserPromptPart
+from pydantic_ai.messages import ModelMessage, ModelResponse, TextPart, ToolCallPart, UserPromptPart
 from pydantic_ai.models.function import AgentInfo, FunctionModel
 from pydantic_ai.models.test import TestModel
 from pydantic_ai.usage import RequestUsage
 
 from llm_monitoring.core.agreement import Agreement, agreement_by_version, cohen_kappa, judge_agreement
 from llm_monitoring.core.judges import (
+    JUDGE_INSTRUCTIONS,
     Judge,
     JudgeConfigError,
     RunFields,
@@ -46,7 +47,9 @@ def judge(**fields: object) -> Judge:
 def verdict_model(decide: Callable[[str], bool] = lambda prompt: True, *, calls: list[str] | None = None) -> FunctionModel:
     """A model that answers every prompt with a verdict, and notes the prompts it was sent."""
 
-    def answer(messages: list[ModelMessage], info: AgentInfo) -> ModelResponse:
+    # Async, so pydantic-ai awaits it on the loop: a sync function runs in one of anyio's worker
+    # threads, which a test that interrupts the loop could leave behind at exit.
+    async def answer(messages: list[ModelMessage], info: AgentInfo) -> ModelResponse:
         prompt = "".join(part.content for part in messages[-1].parts if isinstance(part, UserPromptPart))
         if calls is not None:
             calls.append(prompt)
@@ -121,6 +124,12 @@ def test_judges_file_is_read_with_defaults_and_legacy_provider_names(tmp_path: P
     assert [judge.name for judge in select_judges((helpfulness, grounded), ["grounded"])] == ["grounded"]
     with pytest.raises(JudgeConfigError, match="no judge named 'nope' \\(declared: helpfulness, grounded\\)"):
         select_judges((helpfulness, grounded), ["nope"])
+
+
+def test_the_example_judges_file_is_valid():
+    example = Path(__file__).resolve().parents[1] / "judges.example.yaml"
+    names = [judge.name for judge in load_judges(example)]
+    assert names == ["helpfulness", "grounded", "reference_match"]
 
 
 def test_a_missing_named_file_and_bad_yaml_are_one_line_errors(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
@@ -212,10 +221,10 @@ def test_a_killed_run_keeps_its_committed_batches_and_resumes_without_asking_aga
     store_day(sqlite_database, DAY, 10)
     sent: list[str] = []
 
-    def dies_after_seven(messages: list[ModelMessage], info: AgentInfo) -> ModelResponse:
+    async def dies_after_seven(messages: list[ModelMessage], info: AgentInfo) -> ModelResponse:
         if len(sent) == 7:
             raise KeyboardInterrupt  # the process is stopped mid-run
-        return verdict_model(calls=sent).function(messages, info)
+        return await verdict_model(calls=sent).function(messages, info)
 
     with pytest.raises(KeyboardInterrupt):
         judge_window(
@@ -232,12 +241,12 @@ def test_a_call_that_keeps_failing_gives_no_verdict_and_is_listed(sqlite_databas
     ids = store_day(sqlite_database, DAY, 6)
     bad_prompt: list[str] = []
 
-    def refuses_one(messages: list[ModelMessage], info: AgentInfo) -> ModelResponse:
+    async def refuses_one(messages: list[ModelMessage], info: AgentInfo) -> ModelResponse:
         prompt = "".join(part.content for part in messages[-1].parts if isinstance(part, UserPromptPart))
         if not bad_prompt or bad_prompt[0] == prompt:
             bad_prompt[:1] = [prompt]
             raise ModelHTTPError(503, "gpt-4o-mini", {"error": "overloaded"})
-        return verdict_model().function(messages, info)
+        return await verdict_model().function(messages, info)
 
     (report,) = judge_window(
         sqlite_database, [judge(concurrency=1)], START, END, model_factory=lambda j: FunctionModel(refuses_one), retry=FAST
@@ -253,12 +262,12 @@ def test_rate_limits_are_retried_after_the_wait_the_server_asks_for(sqlite_datab
     store_day(sqlite_database, DAY, 3)
     refusals = [2]
 
-    def rate_limited(messages: list[ModelMessage], info: AgentInfo) -> ModelResponse:
+    async def rate_limited(messages: list[ModelMessage], info: AgentInfo) -> ModelResponse:
         if refusals[0]:
             refusals[0] -= 1
             wait = {"retry-after": "0.02"} if refusals[0] else {"Retry-After": "0"}  # fractional (a proxy's), and whole seconds
             raise ModelHTTPError.for_category(ModelRateLimitError, status_code=429, model_name="m", headers=wait)
-        return verdict_model().function(messages, info)
+        return await verdict_model().function(messages, info)
 
     (report,) = judge_window(
         sqlite_database,
@@ -273,11 +282,31 @@ def test_rate_limits_are_retried_after_the_wait_the_server_asks_for(sqlite_datab
     assert report.requests == 5
 
 
+def test_an_answer_without_a_valid_verdict_is_asked_again_then_counts_as_failed(sqlite_database: Database):
+    store_day(sqlite_database, DAY, 2)
+    answers = []
+
+    async def rambles(messages: list[ModelMessage], info: AgentInfo) -> ModelResponse:
+        answers.append(1)
+        if len(answers) == 1:  # one slip, then a verdict
+            return ModelResponse(parts=[ToolCallPart(info.output_tools[0].name, {"passed": True, "score": 7, "reason": "x"})])
+        if len(answers) > 2:  # never a verdict again
+            return ModelResponse(parts=[TextPart("I think it is fine.")])
+        return await verdict_model().function(messages, info)
+
+    (report,) = judge_window(
+        sqlite_database, [judge(concurrency=1)], START, END, model_factory=lambda j: FunctionModel(rambles), retry=FAST
+    )
+    assert report.judged == 1 and len(report.failed_calls) == 1
+    assert "no valid verdict after 2 answers: the model answered without calling the verdict tool" in report.failed_calls[0][1]
+    assert len(answers) == 4
+
+
 def test_a_rejected_key_stops_the_judge_after_one_call(sqlite_database: Database):
     store_day(sqlite_database, DAY, 5)
     sent = []
 
-    def unauthorized(messages: list[ModelMessage], info: AgentInfo) -> ModelResponse:
+    async def unauthorized(messages: list[ModelMessage], info: AgentInfo) -> ModelResponse:
         sent.append(1)
         raise ModelHTTPError(401, "gpt-4o-mini", {"error": "invalid api key"})
 
@@ -344,6 +373,7 @@ def test_a_judge_with_base_url_never_sends_the_openai_key_elsewhere(sqlite_datab
     assert keyless.judged == keyed.judged == 2
     assert server.authorizations == ["Bearer not-needed"] * 2 + ["Bearer local-key"] * 2
     assert server.models == ["gpt-4o-mini"] * 4
+    assert server.instructions == [JUDGE_INSTRUCTIONS] * 4 and all("Question:" in prompt for prompt in server.prompts)
     assert missing.stopped == "judge 'helpfulness': LOCAL_LLM_KEY (its api_key_env) is not set" and server.requests == 4
 
 
