@@ -16,7 +16,6 @@ if _PROJECT_ROOT not in sys.path:
 
 import json  # noqa: E402
 import logging  # noqa: E402
-import math  # noqa: E402
 from datetime import UTC, date, datetime, time, timedelta  # noqa: E402
 from decimal import Decimal  # noqa: E402
 from typing import Any  # noqa: E402
@@ -25,6 +24,7 @@ import pandas as pd  # noqa: E402
 import streamlit as st  # noqa: E402
 
 from llm_monitoring.app_judges import show_judgements  # noqa: E402
+from llm_monitoring.app_runs import filters_signature, show_run_list, show_totals  # noqa: E402
 from llm_monitoring.config import get_settings  # noqa: E402
 from llm_monitoring.core.timeline import TimelineEntry, message_timeline  # noqa: E402
 from llm_monitoring.feedback import FeedbackError, delete_feedback, save_feedback, update_feedback  # noqa: E402
@@ -35,16 +35,13 @@ from llm_monitoring.storage.review import (  # noqa: E402
     FilterOptions,
     InvalidSearch,
     RunFilters,
-    current_checks,
     filter_options,
-    list_runs,
     run_checks,
     run_detail,
     run_feedback,
-    run_totals,
     stored_raw_json,
-    version_sort_key,
 )
+from llm_monitoring.storage.rollups import current_checks, version_sort_key  # noqa: E402
 from llm_monitoring.storage.runs import has_runs_table  # noqa: E402
 
 logger = logging.getLogger("llm_monitoring.app")
@@ -93,11 +90,6 @@ def fmt_duration(seconds: float | None) -> str:
         return f"{seconds:.1f} s"
     minutes, rest = divmod(round(seconds), 60)
     return f"{minutes} min {rest} s"
-
-
-def run_label(row: dict[str, Any]) -> str:
-    started = row["run_started_at"].strftime("%Y-%m-%d %H:%M") if row.get("run_started_at") else "no time"
-    return f"#{row['id']} • {row.get('model') or '?'} • {row.get('provider') or '?'} • {started}"
 
 
 def outcome_label(passed: bool | None) -> str:
@@ -154,105 +146,6 @@ def database_kind(database: Database) -> str:
 
 def _day_start(day: Any) -> datetime | None:
     return datetime.combine(day, time.min, tzinfo=UTC) if isinstance(day, date) else None
-
-
-# ---------------------------------------------------------------------------- run list
-
-
-def show_totals(database: Database, filters: RunFilters) -> int:
-    totals = run_totals(database, filters)
-    runs, tokens_in, tokens_out, cache, cost = st.columns(5)
-    runs.metric("Runs", f"{totals.runs:,}")
-    tokens_in.metric("Tokens in", f"{totals.input_tokens:,}")
-    tokens_out.metric("Tokens out", f"{totals.output_tokens:,}")
-    cache.metric("Cache read tokens", f"{totals.cache_read_tokens:,}")
-    unpriced = f"{totals.unpriced_runs:,} runs without a price are not included" if totals.unpriced_runs else None
-    cost.metric("Cost (USD)", f"${totals.total_cost:,.6f}", help=unpriced)
-    return totals.runs
-
-
-def runs_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
-    return pd.DataFrame(
-        {
-            "Run": [row["id"] for row in rows],
-            "Time (UTC)": [row["run_started_at"].strftime("%Y-%m-%d %H:%M:%S") if row["run_started_at"] else None for row in rows],
-            "Provider": [row["provider"] for row in rows],
-            "Model": [row["model"] for row in rows],
-            "Agent": [row["agent_name"] for row in rows],
-            "Tokens in": [row["total_input_tokens"] for row in rows],
-            "Tokens out": [row["total_output_tokens"] for row in rows],
-            "Cost (USD)": [float(row["total_cost"]) if row["total_cost"] is not None else None for row in rows],
-            "Duration (s)": [row["duration_seconds"] for row in rows],
-            "Tools": [row["tool_call_count"] for row in rows],
-            "Checks": [f"✅{row['checks_passed']} ❌{row['checks_failed']} ➖{row['checks_not_applicable']}" for row in rows],
-            "Feedback": [
-                " ".join(
-                    part
-                    for part in (
-                        f"👍{row['feedback_good']}" * bool(row["feedback_good"]),
-                        f"👎{row['feedback_bad']}" * bool(row["feedback_bad"]),
-                    )
-                    if part
-                )
-                for row in rows
-            ],
-            "Prompt": [(row["prompt_preview"] or "").replace("\n", " ") for row in rows],
-        }
-    )
-
-
-RUN_COLUMNS = {
-    "Run": st.column_config.NumberColumn(format="#%d", width="small"),
-    "Tokens in": st.column_config.NumberColumn(format="localized"),
-    "Tokens out": st.column_config.NumberColumn(format="localized"),
-    "Cost (USD)": st.column_config.NumberColumn(format="$%.6f"),
-    "Duration (s)": st.column_config.NumberColumn(format="%.1f"),
-    "Prompt": st.column_config.TextColumn(width="large"),
-}
-
-
-def show_run_list(database: Database, filters: RunFilters, page_size: int, total_runs: int) -> int | None:
-    """The page of runs as a table and a picker; returns the selected run id (newest on first load)."""
-    # Widgets keyed by the filters start afresh when the filters change: back to page 1, and the
-    # table's selection (a row position) never points into a different list.
-    signature = f"{abs(hash((filters, page_size))) % 10**12}"
-    pages = max(1, math.ceil(total_runs / page_size))
-
-    table_area = st.container()
-    pager, position = st.columns([3, 2], vertical_alignment="center")
-    with pager:
-        page = min(st.pagination(pages, key=f"page_{signature}", max_visible_pages=9), pages)
-    offset = (page - 1) * page_size
-    rows = list_runs(database, filters, limit=page_size, offset=offset)
-    first = offset + 1 if rows else 0
-    position.caption(f"Page {page:,} of {pages:,} · runs {first:,}–{offset + len(rows):,} of {total_runs:,}, newest first")
-    if not rows:
-        table_area.info("No runs match these filters." if total_runs == 0 else "This page is empty.")
-        return None
-
-    ids = [row["id"] for row in rows]
-    labels = {row["id"]: run_label(row) for row in rows}
-    table_key = f"runs_table_{signature}_{page}"
-    with table_area:
-        event = st.dataframe(
-            runs_frame(rows),
-            key=table_key,
-            on_select="rerun",
-            selection_mode="single-row",
-            hide_index=True,
-            column_config=RUN_COLUMNS,
-            placeholder="-",  # a missing value reads as in the run's detail, not "None"
-            height=min(38 + 35 * len(rows), 420),
-        )
-    picked_rows = list(event.selection.rows) if event is not None else []
-    picked = ids[picked_rows[0]] if picked_rows and picked_rows[0] < len(ids) else None
-    # A click in the table selects that run; otherwise the picker keeps its own choice.
-    if picked is not None and st.session_state.get("last_table_pick") != (table_key, picked):
-        st.session_state["selected_run"] = picked
-    st.session_state["last_table_pick"] = (table_key, picked)
-    if st.session_state.get("selected_run") not in ids:
-        st.session_state["selected_run"] = ids[0]
-    return st.selectbox("Run", ids, format_func=labels.__getitem__, key="selected_run", help="or click a row in the table")
 
 
 # ---------------------------------------------------------------------------- run detail
@@ -584,8 +477,8 @@ def main() -> None:
         st.session_state["schema_ready"] = True
         options = cached_filter_options(url, database)
         filters, page_size = sidebar_filters(database, options)
-        total_runs = show_totals(database, filters)
-        log_id = show_run_list(database, filters, page_size, total_runs)
+        totals = show_totals(database, filters, filters_signature(filters, page_size))
+        log_id = show_run_list(database, filters, page_size, totals)
         if log_id is not None:
             st.divider()
             show_run(database, log_id)

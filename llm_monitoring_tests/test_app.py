@@ -20,22 +20,24 @@ from llm_monitoring.core.timeline import message_timeline
 from llm_monitoring.feedback import list_feedback, save_feedback
 from llm_monitoring.ingest import run_from_bytes
 from llm_monitoring.samples import PROFILES, make_run_log
-from llm_monitoring.storage.bulk import check_rows, store_runs
+from llm_monitoring.storage.bulk import store_runs
 from llm_monitoring.storage.engine import Database
+from llm_monitoring.storage.history import replace_checks_in_window
 from llm_monitoring.storage.judgements import Judgement, store_judgements
 from llm_monitoring.storage.review import (
     SEARCH_TEXT_CHARS,
     SEARCH_WORDS,
     InvalidSearch,
     RunFilters,
-    current_checks,
     filter_options,
     list_runs,
+    page_key,
     run_checks,
     run_totals,
 )
+from llm_monitoring.storage.rollups import current_checks
 from llm_monitoring.storage.runs import get_log, run_summary
-from llm_monitoring.storage.schema import eval_checks, llm_logs
+from llm_monitoring.storage.schema import llm_logs
 
 APP = Path(__file__).resolve().parents[1] / "llm_monitoring" / "app.py"
 REAL_LOGS = Path(__file__).resolve().parents[2] / "shared" / "reallogs" / "valid"
@@ -141,12 +143,49 @@ def test_check_filter_keeps_runs_whose_check_failed(app_env: Database) -> None:
     assert sorted(failed) == sorted(expected)
 
 
-def test_pagination_pages_through_the_filtered_runs(app_env: Database) -> None:
-    ids = store_logs(app_env, sample_logs(25))
+def test_pager_walks_older_and_newer_pages_and_back_to_the_newest(app_env: Database) -> None:
+    ids = sorted(store_logs(app_env, sample_logs(25)), reverse=True)
     app = started_app()
     app.number_input(key="page_size").set_value(10).run()
-    assert run_ids(app) == sorted(ids, reverse=True)[:10]
-    assert "Page 1 of 3" in texts(app)
+    assert run_ids(app) == ids[:10]
+    assert "Page 1 · runs 1–10 of 25, newest first" in texts(app)
+    assert app.button(key="page_newer").disabled and app.button(key="page_newest").disabled
+
+    app.button(key="page_older").click().run()
+    app.button(key="page_older").click().run()
+    assert run_ids(app) == ids[20:]
+    assert "Page 3 · runs 21–25 of 25, newest first" in texts(app)
+    assert app.button(key="page_older").disabled
+    assert app.selectbox(key="selected_run").value == ids[20]
+
+    app.button(key="page_newer").click().run()
+    assert run_ids(app) == ids[10:20]
+    assert "Page 2 · runs 11–20 of 25" in texts(app)
+    app.button(key="page_newest").click().run()
+    assert run_ids(app) == ids[:10]
+
+    # Another filter starts again at the newest page.
+    app.button(key="page_older").click().run()
+    app.selectbox(key="provider").select("openai").run()
+    openai = [log_id for log_id in ids if get_log(app_env, log_id)["provider"] == "openai"]
+    assert run_ids(app) == openai[:10]
+    assert "Page 1 · " in texts(app)
+
+
+def test_totals_of_a_filter_without_running_totals_stop_at_the_cap_until_asked(
+    app_env: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ids = store_logs(app_env, sample_logs(12))
+    monkeypatch.setattr("llm_monitoring.app_runs.TOTALS_CAP", 5)
+    app = started_app()
+    app.selectbox(key="feedback_filter").select("Without feedback").run()
+    assert metric(app, "Runs") == "5+"
+    assert metric(app, "Tokens in") == "-"
+    assert "of 5+, newest first" in texts(app)
+    app.button(key="count_all_button").click().run()
+    assert metric(app, "Runs") == "12"
+    assert metric(app, "Tokens in") == f"{run_summary(app_env)['input_tokens']:,}"
+    assert run_ids(app) == sorted(ids, reverse=True)
 
 
 def test_feedback_form_stores_a_row_and_the_confirmation_stays_visible(app_env: Database) -> None:
@@ -412,7 +451,7 @@ def test_totals_equal_the_sum_of_the_listed_runs(database: Database) -> None:
 def test_list_is_newest_first_pages_without_overlap_and_never_reads_raw_json(database: Database) -> None:
     ids = store_logs(database, sample_logs(7))
     first = list_runs(database, RunFilters(), limit=4)
-    second = list_runs(database, RunFilters(), limit=4, offset=4)
+    second = list_runs(database, RunFilters(), limit=4, after=page_key(first[-1]))
     assert [row["id"] for row in first + second] == sorted(ids, reverse=True)
     assert "raw_json" not in first[0]
     assert {"checks_passed", "checks_failed", "checks_not_applicable", "feedback_good", "feedback_bad"} <= set(first[0])
@@ -420,10 +459,9 @@ def test_list_is_newest_first_pages_without_overlap_and_never_reads_raw_json(dat
 
 def test_check_filter_follows_the_newest_evaluator_version(database: Database) -> None:
     [log_id] = store_logs(database, sample_logs(1))
-    now = datetime.now(UTC)
     newer = [CheckResult("answer_clear", False, 0.0, "a newer rule says no")]
-    with database.transaction() as connection:
-        connection.execute(sa.insert(eval_checks), check_rows(log_id, newer, "10", now))
+    # Version 10 of the rules re-evaluates the run and keeps version 9's rows beside its own.
+    replace_checks_in_window(database, START - timedelta(days=1), START + timedelta(days=1), lambda run: newer, "10")
     failed = RunFilters(check_name="answer_clear", check_outcome="failed")
     passed = RunFilters(check_name="answer_clear", check_outcome="passed")
     assert [row["id"] for row in list_runs(database, failed)] == [log_id]

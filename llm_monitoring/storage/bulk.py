@@ -17,7 +17,8 @@ from sqlalchemy.engine import Connection
 
 from llm_monitoring.core.records import CheckResult, LogRecord, PriceResult
 from llm_monitoring.storage.engine import Database
-from llm_monitoring.storage.schema import SafeText, eval_checks, llm_logs
+from llm_monitoring.storage.rollups import AMOUNT_COLUMNS, RunAmounts, add_to_day_totals
+from llm_monitoring.storage.schema import SafeText, check_verdicts, eval_checks, llm_logs
 
 # ---------------------------------------------------------------------------- records to rows
 
@@ -108,6 +109,12 @@ class EncodedRun:
     content_hash: str
     log_values: tuple[Any, ...]  # LOG_COLUMNS without "id"
     checks: tuple[tuple[Any, ...], ...]  # CHECK_COLUMNS without "log_id"
+    amounts: RunAmounts  # what run_day_totals adds up, as Python values
+
+
+_AMOUNTS = operator.itemgetter(*AMOUNT_COLUMNS)
+_STARTED_AT = LOG_COLUMNS.index("run_started_at") - 1  # its place in EncodedRun.log_values
+VERDICT_COLUMNS = ("log_id", "check_name", "passed", "evaluator_version", "run_started_at")
 
 
 _LOG_VALUES = operator.itemgetter(*LOG_COLUMNS[1:])  # a log_row dict -> its values in column order
@@ -124,7 +131,8 @@ class RunEncoder:
 
     def __call__(self, run: RunToStore) -> EncodedRun:
         checks = tuple((*self._encode_check(_check_fields(check, run.evaluator_version)), self._created_at) for check in run.checks)
-        return EncodedRun(run.content_hash, self._encode_log(_LOG_VALUES(run.log_row())), checks)
+        row = run.log_row()
+        return EncodedRun(run.content_hash, self._encode_log(_LOG_VALUES(row)), checks, RunAmounts(*_AMOUNTS(row)))
 
 
 def _encode_runs(runs: Sequence[RunToStore], dialect_name: str) -> list[EncodedRun]:
@@ -181,8 +189,12 @@ def store_encoded(database: Database, runs: Sequence[EncodedRun]) -> BatchResult
             inserted = _copy_logs(connection, new_runs)
         else:
             inserted = _insert_logs_sqlite(connection, new_runs)
-        rows = [(inserted[run.content_hash], *check) for run in new_runs if run.content_hash in inserted for check in run.checks]
-        write_rows(connection, eval_checks, CHECK_COLUMNS, rows)
+        stored = [(inserted[run.content_hash], run) for run in new_runs if run.content_hash in inserted]
+        write_rows(connection, eval_checks, CHECK_COLUMNS, [(log_id, *check) for log_id, run in stored for check in run.checks])
+        # A new run's checks are its only rows, so they are its current verdicts.
+        verdicts = [(log_id, check[0], check[1], check[4], run.log_values[_STARTED_AT]) for log_id, run in stored for check in run.checks]
+        write_rows(connection, check_verdicts, VERDICT_COLUMNS, verdicts)
+        add_to_day_totals(connection, [run.amounts for _, run in stored])
     return BatchResult(inserted, {run.content_hash for run in unique} - inserted.keys())
 
 

@@ -14,6 +14,7 @@ from llm_monitoring.core.records import CheckResult, PriceResult
 from llm_monitoring.storage.bulk import CHECK_COLUMNS, check_values, insert_rows
 from llm_monitoring.storage.engine import Database
 from llm_monitoring.storage.judgements import is_judge_row
+from llm_monitoring.storage.rollups import refresh_verdicts, totals_rewritten
 from llm_monitoring.storage.schema import Money, eval_checks, llm_logs
 from llm_monitoring.storage.windows import in_window, runs_in_window, serialize_rewrites
 
@@ -120,7 +121,8 @@ def reprice_window(
                         }
                     )
             if changes:
-                connection.execute(update, changes)
+                with totals_rewritten(connection, [change["b_id"] for change in changes]):
+                    connection.execute(update, changes)
                 updated += len(changes)
     return seen, updated
 
@@ -193,6 +195,7 @@ def replace_checks_in_window(
                 delete = delete.where(eval_checks.c.evaluator_version == evaluator_version)
             outcome.rows_deleted += connection.execute(delete).rowcount
             insert_rows(connection, eval_checks, CHECK_COLUMNS, new_rows)
+            refresh_verdicts(connection, evaluated_ids)
             outcome.rows_inserted += len(new_rows)
             outcome.evaluated += len(evaluated_ids)
             outcome.verdicts_changed += sum(

@@ -15,6 +15,7 @@ from sqlalchemy.engine import Connection
 
 from llm_monitoring.core.judges import JUDGE_VERSION_PREFIX
 from llm_monitoring.storage.engine import Database
+from llm_monitoring.storage.rollups import refresh_verdicts
 from llm_monitoring.storage.schema import eval_checks, feedback, judge_calls, llm_logs
 from llm_monitoring.storage.windows import in_window
 
@@ -198,6 +199,7 @@ def store_judgements(database: Database, judgements: Sequence[Judgement]) -> int
         before = _count_verdicts(connection, ids, versions)
         connection.execute(_insert_ignoring_duplicates(connection, eval_checks), checks)
         connection.execute(_insert_ignoring_duplicates(connection, judge_calls), calls)
+        refresh_verdicts(connection, {row["log_id"] for row in checks})
         return _count_verdicts(connection, ids, versions) - before
 
 

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from llm_monitoring.storage.rollups import backfill_summaries
 from llm_monitoring.storage.schema import metadata, schema_state, schema_version
 
 if TYPE_CHECKING:
@@ -23,8 +24,11 @@ def ensure_schema(database: Database) -> None:
         if stored_schema_version(connection) == schema_version():
             return
     with database.transaction() as connection:
+        existing = set(sa.inspect(connection).get_table_names())
         metadata.create_all(connection, checkfirst=True)
         add_missing_columns(connection)
+        # Summaries added by an upgrade start with what the database already holds.
+        backfill_summaries(connection, set(metadata.tables) - existing)
         if connection.dialect.name == "postgresql":
             widen_string_columns(connection)
             tune_postgres(connection)

@@ -16,6 +16,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from llm_monitoring.storage.engine import Database
+from llm_monitoring.storage.rollups import forget_runs, totals_rewritten
 from llm_monitoring.storage.schema import eval_checks, feedback, feedback_deletions, ingest_errors, llm_logs, processed_files, retention_log
 from llm_monitoring.storage.windows import serialize_rewrites
 
@@ -68,9 +69,11 @@ def delete_runs_before(database: Database, cutoff: datetime, *, batch_size: int 
             ids = list(connection.scalars(sa.select(llm_logs.c.id).where(_expired(cutoff)).order_by(llm_logs.c.id).limit(batch_size)))
             if not ids:
                 return deleted
+            forget_runs(connection, ids)
             for name, table in (("feedback", feedback), ("feedback_deletions", feedback_deletions), ("eval_checks", eval_checks)):
                 deleted[name] += connection.execute(sa.delete(table).where(table.c.log_id.in_(ids))).rowcount
-            deleted["llm_logs"] += connection.execute(sa.delete(llm_logs).where(llm_logs.c.id.in_(ids))).rowcount
+            with totals_rewritten(connection, ids):
+                deleted["llm_logs"] += connection.execute(sa.delete(llm_logs).where(llm_logs.c.id.in_(ids))).rowcount
 
 
 def drop_raw_logs_before(database: Database, cutoff: datetime, *, batch_size: int = BATCH_RUNS) -> int:

@@ -1,26 +1,38 @@
 """The review app's reads (llm_monitoring/app.py): filters, a page of runs, totals, options, one run.
 
-The list queries never select raw_json and filter, count and sum with the same WHERE clause, so the
-app's page and its totals always describe the same set of runs.
+Their cost follows what a page shows, not the length of the history: pages are index range scans from
+a PageKey (never OFFSET), a check filter reads the check's current verdicts in the list's order
+(check_verdicts), and totals add up run_day_totals, or count at most TOTALS_CAP runs where only a
+scan could total them. The list queries never select raw_json.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, time, timedelta
 from decimal import Decimal
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from llm_monitoring.core.judges import is_judge_version
 from llm_monitoring.storage.engine import Database
 from llm_monitoring.storage.feedback import list_feedback_rows
 from llm_monitoring.storage.judgements import is_judge_row
-from llm_monitoring.storage.schema import RUN_SEARCH_DOCUMENT, eval_checks, feedback, judge_calls, llm_logs
+from llm_monitoring.storage.rollups import version_sort_key
+from llm_monitoring.storage.schema import (
+    RUN_SEARCH_DOCUMENT,
+    BigId,
+    UTCDateTime,
+    check_verdicts,
+    eval_checks,
+    feedback,
+    judge_calls,
+    llm_logs,
+    run_day_totals,
+)
 
 CHECK_OUTCOMES = ("passed", "failed", "not applicable")
 
@@ -41,14 +53,24 @@ class RunFilters:
     text: str | None = None  # substring of the prompt or the answer, case-insensitive
 
 
+TOTALS_CAP = 10_000  # runs counted before a filter the day totals cannot answer says "10,000+"
+
+
 @dataclass(frozen=True)
 class RunTotals:
+    """Runs, tokens and cost of the runs a filter selects.
+
+    `exact` is False when more than `runs` runs match a filter that only a scan could total (a check,
+    feedback or text filter): the count stopped there and the sums (None) were not computed.
+    """
+
     runs: int
-    input_tokens: int
-    output_tokens: int
-    cache_read_tokens: int
-    total_cost: Decimal
-    unpriced_runs: int
+    input_tokens: int | None
+    output_tokens: int | None
+    cache_read_tokens: int | None
+    total_cost: Decimal | None
+    unpriced_runs: int | None
+    exact: bool = True
 
 
 @dataclass(frozen=True)
@@ -59,69 +81,55 @@ class FilterOptions:
     check_names: list[str]
 
 
-def _is_newer(later: sa.FromClause, check: sa.FromClause) -> sa.ColumnElement[bool]:
-    """`later` is a newer row than `check` of the same run and check name.
+@dataclass(frozen=True)
+class PageKey:
+    """A run's place in the list's order (newest first by start time, undated runs last, then by id):
+    a page starts after or ends before one, so a deep page costs what the first one does."""
 
-    Rule versions are numbers kept as text: "10" is newer than "9", so the length is compared first.
-    An LLM judge's versions are hashes: its newest row is the one written last.
-    """
-    newer, older = later.c.evaluator_version, check.c.evaluator_version
-    by_number = sa.or_(
-        sa.func.length(newer) > sa.func.length(older),
-        sa.and_(sa.func.length(newer) == sa.func.length(older), newer > older),
-    )
-    by_time = sa.or_(
-        later.c.created_at > check.c.created_at,
-        sa.and_(later.c.created_at == check.c.created_at, newer > older),
-    )
-    judge = is_judge_row(older)
-    return sa.or_(sa.and_(judge, by_time), sa.and_(~judge, by_number))
+    started_at: datetime | None
+    id: int
 
 
-def version_sort_key(version: str) -> tuple[int, str]:
-    """Python twin of _is_newer for rule versions: sorts evaluator versions oldest first."""
-    return len(version), version
+def page_key(row: Mapping[str, Any]) -> PageKey:
+    return PageKey(row["run_started_at"], row["id"])
 
 
-def _recency(row: Mapping[str, Any]) -> tuple[Any, str]:
-    """Python twin of _is_newer: rows of one check sort oldest first (a check is either a rule's or a judge's)."""
-    version = row["evaluator_version"]
-    return (row["created_at"], version) if is_judge_version(version) else version_sort_key(version)
-
-
-def current_checks(rows: Iterable[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
-    """A run's current verdicts: per check, its newest row (the rule _check_condition applies in SQL), so
-    a check an evaluator dropped keeps its last verdict."""
-    newest: dict[str, Mapping[str, Any]] = {}
-    for row in rows:
-        held = newest.get(row["check_name"])
-        if held is None or _recency(row) > _recency(held):
-            newest[row["check_name"]] = row
-    return list(newest.values())
-
-
-def _check_condition(check_name: str, outcome: str) -> sa.ColumnElement[bool]:
-    """The run's newest row of this check says `outcome`."""
-    check, later = eval_checks.alias("check_row"), eval_checks.alias("later_row")
+def _outcome_condition(column: sa.ColumnElement[Any], outcome: str) -> sa.ColumnElement[bool]:
     if outcome == "passed":
-        matches = check.c.passed.is_(True)
-    elif outcome == "failed":
-        matches = check.c.passed.is_(False)
-    elif outcome == "not applicable":
-        matches = check.c.passed.is_(None)
-    else:
-        raise ValueError(f"check outcome must be one of {', '.join(CHECK_OUTCOMES)}, got {outcome!r}")
-    superseded = (
-        sa.exists().where(later.c.log_id == check.c.log_id, later.c.check_name == check.c.check_name).where(_is_newer(later, check))
-    )
-    return sa.exists().where(check.c.log_id == llm_logs.c.id, check.c.check_name == check_name, matches).where(~superseded)
+        return column.is_(True)
+    if outcome == "failed":
+        return column.is_(False)
+    if outcome == "not applicable":
+        return column.is_(None)
+    raise ValueError(f"check outcome must be one of {', '.join(CHECK_OUTCOMES)}, got {outcome!r}")
 
 
-def _escape_like(text: str) -> str:
-    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+@dataclass(frozen=True)
+class _Source:
+    """What a list or count reads: llm_logs, or the check's current verdicts joined to it, whose index
+    holds the runs of one check and outcome in the list's order."""
+
+    from_clause: sa.FromClause
+    started: sa.ColumnElement[Any]
+    id: sa.ColumnElement[Any]
+    conditions: list[sa.ColumnElement[bool]]
+
+
+def _source(filters: RunFilters, dialect: str) -> _Source:
+    conditions = _run_conditions(filters, dialect)
+    if not filters.check_name:
+        return _Source(llm_logs, llm_logs.c.run_started_at, llm_logs.c.id, conditions)
+    verdict = check_verdicts
+    conditions += [
+        verdict.c.check_name == filters.check_name,
+        _outcome_condition(verdict.c.passed, filters.check_outcome or "failed"),
+    ]
+    joined = verdict.join(llm_logs, llm_logs.c.id == verdict.c.log_id)
+    return _Source(joined, verdict.c.run_started_at, verdict.c.log_id, conditions)
 
 
 def _run_conditions(filters: RunFilters, dialect: str) -> list[sa.ColumnElement[bool]]:
+    """The filters' conditions on llm_logs and its children, the check filter aside (see _source)."""
     conditions: list[sa.ColumnElement[bool]] = []
     for column, value in (
         (llm_logs.c.provider, filters.provider),
@@ -134,8 +142,6 @@ def _run_conditions(filters: RunFilters, dialect: str) -> list[sa.ColumnElement[
         conditions.append(llm_logs.c.run_started_at >= filters.started_from)
     if filters.started_before is not None:
         conditions.append(llm_logs.c.run_started_at < filters.started_before)
-    if filters.check_name:
-        conditions.append(_check_condition(filters.check_name, filters.check_outcome or "failed"))
     if filters.feedback_is_good is not None:
         conditions.append(sa.exists().where(feedback.c.log_id == llm_logs.c.id, feedback.c.is_good.is_(filters.feedback_is_good)))
     elif filters.has_feedback is not None:
@@ -145,6 +151,10 @@ def _run_conditions(filters: RunFilters, dialect: str) -> list[sa.ColumnElement[
     if text:
         conditions.append(_text_condition(text, dialect))
     return conditions
+
+
+def _escape_like(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
 _SEARCH_WORD = re.compile(r"\w+")
@@ -184,12 +194,6 @@ def _text_condition(text: str, dialect: str) -> sa.ColumnElement[bool]:
     return sa.and_(*conditions)
 
 
-def _newest_first(dialect: str) -> list[sa.ColumnElement[Any]]:
-    started = llm_logs.c.run_started_at.desc()
-    # Undated runs go last on both databases (SQLite does that by itself and rejects NULLS LAST in indexes).
-    return [started.nulls_last() if dialect == "postgresql" else started, llm_logs.c.id.desc()]
-
-
 RUN_LIST_COLUMNS = (
     llm_logs.c.id,
     llm_logs.c.run_started_at,
@@ -207,90 +211,226 @@ RUN_LIST_COLUMNS = (
 PROMPT_PREVIEW_CHARS = 120
 
 
-def list_runs(database: Database, filters: RunFilters, *, limit: int = 100, offset: int = 0) -> list[dict[str, Any]]:
-    """One page of runs, newest first (run time, then id), without raw_json.
+def list_runs(
+    database: Database,
+    filters: RunFilters,
+    *,
+    limit: int = 100,
+    after: PageKey | None = None,
+    before: PageKey | None = None,
+) -> list[dict[str, Any]]:
+    """One page of runs in the list's order (newest first, undated runs last), without raw_json: the
+    first page, the page after `after` or the page before `before`.
 
     Each row also carries `prompt_preview`, `checks_passed`, `checks_failed`, `checks_not_applicable`
-    (newest evaluator version of the run), `feedback_good` and `feedback_bad`.
+    (current verdicts), `feedback_good` and `feedback_bad`.
     """
     with database.connect() as connection:
-        query = (
-            sa.select(*RUN_LIST_COLUMNS, sa.func.substr(llm_logs.c.user_prompt, 1, PROMPT_PREVIEW_CHARS).label("prompt_preview"))
-            .where(*_run_conditions(filters, connection.dialect.name))
-            .order_by(*_newest_first(connection.dialect.name))
-            .limit(limit)
-            .offset(offset)
-        )
-        rows = [dict(row._mapping) for row in connection.execute(query)]
-        ids = [row["id"] for row in rows]
-        if not ids:
-            return rows
-        checks: dict[int, list[dict[str, Any]]] = {}
-        for row in connection.execute(
-            sa.select(
-                eval_checks.c.log_id,
-                eval_checks.c.check_name,
-                eval_checks.c.evaluator_version,
-                eval_checks.c.passed,
-                eval_checks.c.created_at,
-            ).where(eval_checks.c.log_id.in_(ids))
-        ).mappings():
-            checks.setdefault(row["log_id"], []).append(row)
-        votes: dict[tuple[int, bool], int] = {
-            (log_id, is_good): count
-            for log_id, is_good, count in connection.execute(
-                sa.select(feedback.c.log_id, feedback.c.is_good, sa.func.count())
-                .where(feedback.c.log_id.in_(ids))
-                .group_by(feedback.c.log_id, feedback.c.is_good)
-            )
-        }
-    for row in rows:
-        outcomes = [check["passed"] for check in current_checks(checks.get(row["id"], []))]
-        row["checks_passed"] = sum(1 for passed in outcomes if passed is True)
-        row["checks_failed"] = sum(1 for passed in outcomes if passed is False)
-        row["checks_not_applicable"] = sum(1 for passed in outcomes if passed is None)
-        row["feedback_good"] = votes.get((row["id"], True), 0)
-        row["feedback_bad"] = votes.get((row["id"], False), 0)
+        source = _source(filters, connection.dialect.name)
+        rows = _page(connection, source, limit, after, before)
+        _add_check_and_feedback_counts(connection, rows)
     return rows
 
 
-def run_totals(database: Database, filters: RunFilters) -> RunTotals:
-    """Runs, tokens and cost (USD) of every run the filters select, not only one page."""
-    with database.connect() as connection:
-        conditions = _run_conditions(filters, connection.dialect.name)
-        postgres = connection.dialect.name == "postgresql"
-        sums = connection.execute(
-            sa.select(
-                sa.func.count(),
-                sa.func.coalesce(sa.func.sum(llm_logs.c.total_input_tokens), 0),
-                sa.func.coalesce(sa.func.sum(llm_logs.c.total_output_tokens), 0),
-                sa.func.coalesce(sa.func.sum(llm_logs.c.cache_read_tokens), 0),
-                sa.func.count(llm_logs.c.total_cost),
-                sa.func.sum(llm_logs.c.total_cost) if postgres else sa.null(),
-            ).where(*conditions)
-        ).one()
-        if postgres:
-            cost = sums[5] or Decimal(0)
+def _page(connection: Connection, source: _Source, limit: int, after: PageKey | None, before: PageKey | None) -> list[dict[str, Any]]:
+    """The page as at most two index range scans: dated runs by (start, id), then undated runs by id."""
+    started, run_id = source.started, source.id
+    dated, undated = started.is_not(None), started.is_(None)
+    postgres = connection.dialect.name == "postgresql"
+
+    def fetch(condition: sa.ColumnElement[bool], newest_first: bool, count: int, by_time: bool) -> list[dict[str, Any]]:
+        if count <= 0:
+            return []
+        order = [started, run_id] if by_time else [run_id]
+        # The orders of ix_llm_logs_run_order and ix_check_verdicts_order, walked either way (Postgres
+        # matches an index only with its NULLS placement).
+        if newest_first:
+            order_by = [column.desc().nulls_last() if postgres else column.desc() for column in order]
         else:
-            # SQLite keeps costs as decimal text and its SUM would round through REAL: add them exactly here.
-            cost = sum(
-                (
-                    Decimal(value)
-                    for value in connection.scalars(
-                        sa.select(sa.cast(llm_logs.c.total_cost, sa.String)).where(*conditions, llm_logs.c.total_cost.is_not(None))
-                    )
-                ),
-                Decimal(0),
-            )
-    runs, input_tokens, output_tokens, cache_read, priced = sums[:5]
-    return RunTotals(
-        runs=runs,
-        input_tokens=int(input_tokens),
-        output_tokens=int(output_tokens),
-        cache_read_tokens=int(cache_read),
-        total_cost=cost,
-        unpriced_runs=runs - priced,
+            order_by = [column.asc().nulls_first() if postgres else column.asc() for column in order]
+        query = (
+            sa.select(*RUN_LIST_COLUMNS, sa.func.substr(llm_logs.c.user_prompt, 1, PROMPT_PREVIEW_CHARS).label("prompt_preview"))
+            .select_from(source.from_clause)
+            .where(*source.conditions, condition)
+            .order_by(*order_by)
+            .limit(count)
+        )
+        return [dict(row._mapping) for row in connection.execute(query)]
+
+    def beyond(key: PageKey, older: bool) -> sa.ColumnElement[bool]:
+        pair, at = sa.tuple_(started, run_id), sa.tuple_(sa.literal(key.started_at, UTCDateTime()), sa.literal(key.id, BigId))
+        return pair < at if older else pair > at
+
+    if before is None:
+        if after is None:
+            rows = fetch(dated, True, limit, True)
+            return rows + fetch(undated, True, limit - len(rows), False)
+        if after.started_at is None:
+            return fetch(sa.and_(undated, run_id < after.id), True, limit, False)
+        rows = fetch(beyond(after, older=True), True, limit, True)
+        return rows + fetch(undated, True, limit - len(rows), False)
+    if before.started_at is not None:
+        return fetch(beyond(before, older=False), False, limit, True)[::-1]
+    rows = fetch(sa.and_(undated, run_id > before.id), False, limit, False)
+    rows += fetch(dated, False, limit - len(rows), True)
+    return rows[::-1]
+
+
+def _add_check_and_feedback_counts(connection: Connection, rows: list[dict[str, Any]]) -> None:
+    ids = [row["id"] for row in rows]
+    if not ids:
+        return
+    outcomes: dict[int, list[bool | None]] = {}
+    for log_id, passed in connection.execute(
+        sa.select(check_verdicts.c.log_id, check_verdicts.c.passed).where(check_verdicts.c.log_id.in_(ids))
+    ):
+        outcomes.setdefault(log_id, []).append(passed)
+    votes: dict[tuple[int, bool], int] = {
+        (log_id, is_good): count
+        for log_id, is_good, count in connection.execute(
+            sa.select(feedback.c.log_id, feedback.c.is_good, sa.func.count())
+            .where(feedback.c.log_id.in_(ids))
+            .group_by(feedback.c.log_id, feedback.c.is_good)
+        )
+    }
+    for row in rows:
+        passed = outcomes.get(row["id"], [])
+        row["checks_passed"] = sum(1 for value in passed if value is True)
+        row["checks_failed"] = sum(1 for value in passed if value is False)
+        row["checks_not_applicable"] = sum(1 for value in passed if value is None)
+        row["feedback_good"] = votes.get((row["id"], True), 0)
+        row["feedback_bad"] = votes.get((row["id"], False), 0)
+
+
+def run_totals(database: Database, filters: RunFilters, *, cap: int | None = TOTALS_CAP) -> RunTotals:
+    """Runs, tokens and cost (USD) of every run the filters select, not only one page.
+
+    Provider, model, agent and time filters are answered from run_day_totals (plus the runs of the
+    partial days at the ends of the range), exactly, in the same time at any history length. Other
+    filters count at most `cap` runs (None: all of them) and say so.
+    """
+    with database.connect() as connection:
+        if not (filters.check_name or filters.text or filters.has_feedback is not None or filters.feedback_is_good is not None):
+            return _totals_by_day(connection, filters)
+        return _counted_totals(connection, _source(filters, connection.dialect.name), cap)
+
+
+_RUN_SUMS = (llm_logs.c.total_input_tokens, llm_logs.c.total_output_tokens, llm_logs.c.cache_read_tokens)
+
+
+def _totals_by_day(connection: Connection, filters: RunFilters) -> RunTotals:
+    start, end = filters.started_from, filters.started_before
+    first_whole = None if start is None else _next_midnight(start)
+    end_whole = None if end is None else _midnight(end)
+    sums = _Sums()
+    if first_whole is not None and end_whole is not None and first_whole >= end_whole:
+        # Within a day or two partial days: the runs themselves, a day's worth at most.
+        sums.add_runs(connection, filters, start, end)
+        return sums.totals()
+    totals = run_day_totals
+    conditions = [
+        column == value
+        for column, value in ((totals.c.provider, filters.provider), (totals.c.model, filters.model), (totals.c.agent_name, filters.agent))
+        if value is not None
+    ]
+    if first_whole is not None:
+        conditions.append(totals.c.day >= first_whole.date())
+    if end_whole is not None:
+        conditions.append(totals.c.day < end_whole.date())
+    sums.add(
+        connection,
+        totals,
+        (totals.c.runs, totals.c.priced_runs, totals.c.input_tokens, totals.c.output_tokens, totals.c.cache_read_tokens),
+        totals.c.total_cost,
+        conditions,
     )
+    if start is not None and first_whole is not None and start < first_whole:
+        sums.add_runs(connection, filters, start, first_whole)
+    if end is not None and end_whole is not None and end_whole < end:
+        sums.add_runs(connection, filters, end_whole, end)
+    return sums.totals()
+
+
+def _midnight(moment: datetime) -> datetime:
+    return datetime.combine(moment.astimezone(UTC).date(), time.min, tzinfo=UTC)
+
+
+def _next_midnight(moment: datetime) -> datetime:
+    midnight = _midnight(moment)
+    return midnight if midnight == moment else midnight + timedelta(days=1)
+
+
+@dataclass
+class _Sums:
+    runs: int = 0
+    priced: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cache_read_tokens: int = 0
+    cost: Decimal = Decimal(0)
+
+    def add(
+        self,
+        connection: Connection,
+        from_clause: sa.FromClause,
+        counts: Sequence[sa.ColumnElement[Any]],
+        cost: sa.ColumnElement[Any],
+        conditions: Sequence[sa.ColumnElement[bool]],
+    ) -> None:
+        """Add SUM(counts) and SUM(cost) of the rows of `from_clause` that meet `conditions`."""
+        values = connection.execute(
+            sa.select(*(sa.func.coalesce(sa.func.sum(column), 0) for column in counts)).select_from(from_clause).where(*conditions)
+        ).one()
+        runs, priced, input_tokens, output_tokens, cache_read = (int(value) for value in values)
+        self.runs += runs
+        self.priced += priced
+        self.input_tokens += input_tokens
+        self.output_tokens += output_tokens
+        self.cache_read_tokens += cache_read
+        self.cost += _sum_money(connection, from_clause, cost, conditions)
+
+    def add_runs(self, connection: Connection, filters: RunFilters, start: datetime | None, end: datetime | None) -> None:
+        """Add the runs of [start, end) that the provider, model and agent filters select."""
+        window = RunFilters(provider=filters.provider, model=filters.model, agent=filters.agent, started_from=start, started_before=end)
+        counts = (sa.literal(1), sa.case((llm_logs.c.total_cost.is_not(None), 1), else_=0), *_RUN_SUMS)
+        self.add(connection, llm_logs, counts, llm_logs.c.total_cost, _run_conditions(window, connection.dialect.name))
+
+    def totals(self) -> RunTotals:
+        return RunTotals(
+            runs=self.runs,
+            input_tokens=self.input_tokens,
+            output_tokens=self.output_tokens,
+            cache_read_tokens=self.cache_read_tokens,
+            total_cost=self.cost,
+            unpriced_runs=self.runs - self.priced,
+        )
+
+
+def _sum_money(
+    connection: Connection, from_clause: sa.FromClause, column: sa.ColumnElement[Any], conditions: Sequence[sa.ColumnElement[bool]]
+) -> Decimal:
+    if connection.dialect.name == "postgresql":
+        return connection.scalar(sa.select(sa.func.sum(column)).select_from(from_clause).where(*conditions)) or Decimal(0)
+    # SQLite keeps costs as decimal text and its SUM would round through REAL: add them exactly here.
+    values = connection.scalars(sa.select(sa.cast(column, sa.String)).select_from(from_clause).where(*conditions, column.is_not(None)))
+    return sum((Decimal(value) for value in values), Decimal(0))
+
+
+def _counted_totals(connection: Connection, source: _Source, cap: int | None) -> RunTotals:
+    """Totals of the runs `source` selects, reading at most cap + 1 of them."""
+    matching = sa.select(llm_logs.c.id, llm_logs.c.total_cost, *_RUN_SUMS).select_from(source.from_clause).where(*source.conditions)
+    if cap is not None:
+        matching = matching.limit(cap + 1)
+    runs = matching.subquery()
+    count = connection.scalar(sa.select(sa.func.count()).select_from(runs)) or 0
+    if cap is not None and count > cap:
+        return RunTotals(
+            runs=cap, input_tokens=None, output_tokens=None, cache_read_tokens=None, total_cost=None, unpriced_runs=None, exact=False
+        )
+    sums = _Sums()
+    counts = (sa.literal(1), sa.case((runs.c.total_cost.is_not(None), 1), else_=0), *(runs.c[column.name] for column in _RUN_SUMS))
+    sums.add(connection, runs, counts, runs.c.total_cost, [])
+    return sums.totals()
 
 
 def _distinct_values(connection: Connection, column: sa.Column[Any]) -> list[str]:

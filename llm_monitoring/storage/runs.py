@@ -10,6 +10,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from llm_monitoring.storage.engine import Database
+from llm_monitoring.storage.rollups import forget_runs, id_chunks, totals_rewritten
 from llm_monitoring.storage.schema import eval_checks, feedback, judge_calls, llm_logs
 from llm_monitoring.storage.windows import in_window
 
@@ -132,11 +133,15 @@ def runs_missing_checks(
 
 def purge_origin(database: Database, origin: str) -> dict[str, int]:
     """Delete the runs of one origin with their checks and feedback, in one transaction; rows deleted per table."""
-    runs = sa.select(llm_logs.c.id).where(llm_logs.c.origin == origin).scalar_subquery()
+    deleted = {"llm_logs": 0, "eval_checks": 0, "feedback": 0}
     with database.transaction() as connection:
-        # Children first and explicitly: a SQLite file created without the foreign-key pragma has no cascade.
-        deleted_feedback = connection.execute(sa.delete(feedback).where(feedback.c.log_id.in_(runs))).rowcount
-        connection.execute(sa.delete(judge_calls).where(judge_calls.c.log_id.in_(runs)))
-        deleted_checks = connection.execute(sa.delete(eval_checks).where(eval_checks.c.log_id.in_(runs))).rowcount
-        deleted_runs = connection.execute(sa.delete(llm_logs).where(llm_logs.c.origin == origin)).rowcount
-    return {"llm_logs": deleted_runs, "eval_checks": deleted_checks, "feedback": deleted_feedback}
+        ids = list(connection.scalars(sa.select(llm_logs.c.id).where(llm_logs.c.origin == origin).order_by(llm_logs.c.id)))
+        for chunk in id_chunks(ids):
+            forget_runs(connection, chunk)
+            # Children first and explicitly: a SQLite file created without the foreign-key pragma has no cascade.
+            deleted["feedback"] += connection.execute(sa.delete(feedback).where(feedback.c.log_id.in_(chunk))).rowcount
+            connection.execute(sa.delete(judge_calls).where(judge_calls.c.log_id.in_(chunk)))
+            deleted["eval_checks"] += connection.execute(sa.delete(eval_checks).where(eval_checks.c.log_id.in_(chunk))).rowcount
+            with totals_rewritten(connection, chunk):
+                deleted["llm_logs"] += connection.execute(sa.delete(llm_logs).where(llm_logs.c.id.in_(chunk))).rowcount
+    return deleted

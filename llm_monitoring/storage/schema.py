@@ -179,6 +179,59 @@ sa.event.listen(
     ),
 )
 
+# The current verdict of each check of each run: the newest row of eval_checks per (run, check), the
+# rule the review app's lists apply (storage/review.py current_checks). Kept in the same transaction as
+# every write of eval_checks (storage/rollups.py), so the app's "check X failed" filter is one range of
+# ix_check_verdicts_order in the list's order, whatever the history's length.
+check_verdicts = sa.Table(
+    "check_verdicts",
+    metadata,
+    sa.Column("log_id", BigId, sa.ForeignKey("llm_logs.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("check_name", sa.String(64), primary_key=True),
+    sa.Column("passed", sa.Boolean),  # NULL: not applicable
+    sa.Column("evaluator_version", sa.String(EVALUATOR_VERSION_CHARS), nullable=False),
+    sa.Column("run_started_at", UTCDateTime),  # the run's, so the list's order is in this index
+)
+sa.Index(
+    "ix_check_verdicts_order",
+    check_verdicts.c.check_name,
+    check_verdicts.c.passed,
+    check_verdicts.c.run_started_at.desc().nulls_last(),
+    check_verdicts.c.log_id.desc(),
+).ddl_if(dialect="postgresql")
+# SQLite sorts NULLs last in DESC by itself and rejects NULLS LAST in an index.
+sa.Index(
+    "ix_check_verdicts_order_sqlite",
+    check_verdicts.c.check_name,
+    check_verdicts.c.passed,
+    check_verdicts.c.run_started_at.desc(),
+    check_verdicts.c.log_id.desc(),
+).ddl_if(dialect="sqlite")
+
+# Runs, tokens and cost per UTC day of run_started_at, provider, model and agent: what the review app's
+# totals add up, exact at any moment because every write of llm_logs updates it in the same transaction
+# (storage/rollups.py). daily_usage, its Dagster-built sibling, lags the ingest and outlives retention.
+run_day_totals = sa.Table(
+    "run_day_totals",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    # A digest of (day, provider, model, agent): NULLs included, which a unique constraint over the
+    # columns themselves would treat as distinct.
+    sa.Column("totals_key", sa.String(64), nullable=False),
+    sa.Column("day", sa.Date),  # NULL: runs without a start time
+    sa.Column("provider", SafeText),
+    sa.Column("model", SafeText),
+    sa.Column("agent_name", SafeText),
+    sa.Column("runs", sa.BigInteger, nullable=False),
+    sa.Column("priced_runs", sa.BigInteger, nullable=False),
+    sa.Column("input_tokens", sa.BigInteger, nullable=False),
+    sa.Column("output_tokens", sa.BigInteger, nullable=False),
+    sa.Column("cache_read_tokens", sa.BigInteger, nullable=False),
+    sa.Column("total_cost", Money, nullable=False),  # the priced runs' sum
+    sa.UniqueConstraint("totals_key", name="uq_run_day_totals_key"),
+    sa.Index("ix_run_day_totals_day", "day"),
+)
+
 # One row per LLM judge call that gave a verdict (its verdict is the eval_checks row of the same run,
 # check and version): tokens and cost priced with genai-prices when the call was made, so the daily
 # summary and the dashboards sum what judging cost. Written with the verdict, in one transaction.
