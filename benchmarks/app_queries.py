@@ -21,7 +21,7 @@ import random
 import statistics
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -32,16 +32,28 @@ if str(ROOT) not in sys.path:
 
 import sqlalchemy as sa  # noqa: E402
 
+from llm_monitoring.app_runs import Pager, count_totals, fetch_page  # noqa: E402
 from llm_monitoring.core.evaluation import EVALUATOR_VERSION  # noqa: E402
 from llm_monitoring.database_url import normalize_url  # noqa: E402
 from llm_monitoring.ingest import run_from_bytes  # noqa: E402
 from llm_monitoring.samples import PROFILES, make_run_log  # noqa: E402
-from llm_monitoring.storage.bulk import CHECK_COLUMNS, LOG_COLUMNS, RunToStore, check_values  # noqa: E402
+from llm_monitoring.storage.bulk import CHECK_COLUMNS, LOG_COLUMNS, RunToStore, check_values, insert_rows  # noqa: E402
 from llm_monitoring.storage.engine import Database  # noqa: E402
 from llm_monitoring.storage.errors import DatabaseUnavailable  # noqa: E402
-from llm_monitoring.storage.review import RunFilters, filter_options, list_runs, run_checks, run_detail, run_feedback, run_totals  # noqa: E402
+from llm_monitoring.storage.review import (  # noqa: E402
+    PageKey,
+    RunFilters,
+    filter_options,
+    list_runs,
+    page_key,
+    run_checks,
+    run_detail,
+    run_feedback,
+    run_totals,
+)
+from llm_monitoring.storage.rollups import backfill_summaries  # noqa: E402
 from llm_monitoring.storage.runs import count_rows  # noqa: E402
-from llm_monitoring.storage.schema import llm_logs  # noqa: E402
+from llm_monitoring.storage.schema import check_verdicts, eval_checks, feedback, llm_logs, run_day_totals  # noqa: E402
 from llm_monitoring_tests.conftest import drop_postgres_database  # noqa: E402
 
 APP = ROOT / "llm_monitoring" / "app.py"
@@ -75,47 +87,93 @@ def templates(count: int) -> list[RunToStore]:
     return runs
 
 
-def fill(database: Database, runs: int) -> float:
-    """COPY `runs` runs, their checks and some feedback; returns the seconds it took."""
-    began = time.perf_counter()
-    models = templates(TEMPLATES)
+def rare_words(log_id: int) -> str:
+    """Words in fewer runs than any of the sample writer's (whose rarest is in 7 % of runs): "quasar" in
+    0.5 % of the runs, "nebula" in 0.05 %, for searches that match few runs."""
+    return (" quasar" if log_id % 200 == 0 else "") + (" nebula" if log_id % 2000 == 0 else "")
+
+
+def log_rows(models: list[RunToStore], runs: int, now: datetime) -> Iterator[tuple[Any, ...]]:
+    """llm_logs rows in LOG_COLUMNS order: the templates with their own ids, times and hashes."""
     rng = random.Random(7)
-    now = datetime.now(UTC)
-    raw = database.engine.raw_connection()
-    try:
-        cursor = raw.cursor()
-        with cursor.copy(f"COPY llm_logs ({', '.join(LOG_COLUMNS)}) FROM STDIN") as copy:
-            for log_id in range(1, runs + 1):
-                model = models[log_id % len(models)]
-                started = START + SPREAD * (log_id / runs) + timedelta(seconds=rng.randint(0, 59))
-                row = model.log_row()
-                row.update(
-                    filepath=f"logs/run_{log_id:06d}.json",
-                    content_hash=hashlib.sha256(str(log_id).encode()).hexdigest(),
-                    run_started_at=started,
-                    run_finished_at=started + timedelta(seconds=row["duration_seconds"] or 0),
-                    created_at=now,
-                )
-                copy.write_row([log_id, *(row[name] for name in LOG_COLUMNS[1:])])
-        with cursor.copy(f"COPY eval_checks ({', '.join(CHECK_COLUMNS)}) FROM STDIN") as copy:
-            for log_id in range(1, runs + 1):
-                model = models[log_id % len(models)]
-                for values in check_values(log_id, model.checks, EVALUATOR_VERSION, now):
-                    copy.write_row(values)
-        with cursor.copy("COPY feedback (log_id, is_good, comments, reviewer, created_at) FROM STDIN") as copy:
-            for log_id in range(1, runs + 1):
-                if rng.random() < FEEDBACK_SHARE:
-                    copy.write_row([log_id, rng.random() < 0.65, "bulk feedback", rng.choice(["ana", "bo", None]), now])
-        cursor.execute("SELECT setval(pg_get_serial_sequence('llm_logs', 'id'), (SELECT max(id) FROM llm_logs))")
-        raw.commit()
-        # Plans depend on statistics; autovacuum would gather them soon after a load like this.
-        raw.driver_connection.autocommit = True
-        cursor.execute("VACUUM ANALYZE llm_logs")
-        cursor.execute("VACUUM ANALYZE eval_checks")
-        cursor.execute("VACUUM ANALYZE feedback")
-    finally:
-        raw.close()
+    for log_id in range(1, runs + 1):
+        model = models[log_id % len(models)]
+        started = START + SPREAD * (log_id / runs) + timedelta(seconds=rng.randint(0, 59))
+        row = model.log_row()
+        row.update(
+            user_prompt=(row["user_prompt"] or "") + rare_words(log_id),
+            filepath=f"logs/run_{log_id:06d}.json",
+            content_hash=hashlib.sha256(str(log_id).encode()).hexdigest(),
+            run_started_at=started,
+            run_finished_at=started + timedelta(seconds=row["duration_seconds"] or 0),
+            created_at=now,
+        )
+        yield (log_id, *(row[name] for name in LOG_COLUMNS[1:]))
+
+
+def check_rows(models: list[RunToStore], runs: int, now: datetime) -> Iterator[tuple[Any, ...]]:
+    for log_id in range(1, runs + 1):
+        yield from check_values(log_id, models[log_id % len(models)].checks, EVALUATOR_VERSION, now)
+
+
+FEEDBACK_COLUMNS = ("log_id", "is_good", "comments", "reviewer", "created_at")
+
+
+def feedback_rows(runs: int, now: datetime) -> Iterator[tuple[Any, ...]]:
+    rng = random.Random(11)
+    for log_id in range(1, runs + 1):
+        if rng.random() < FEEDBACK_SHARE:
+            yield (log_id, rng.random() < 0.65, "bulk feedback", rng.choice(["ana", "bo", None]), now)
+
+
+def fill(database: Database, runs: int) -> float:
+    """Load `runs` runs, their checks and some feedback (COPY on Postgres, batches on SQLite), then fill
+    the summaries as an upgrade does (the load bypasses the writers that keep them); returns seconds."""
+    began = time.perf_counter()
+    models, now = templates(TEMPLATES), datetime.now(UTC)
+    tables = (
+        (llm_logs, LOG_COLUMNS, log_rows(models, runs, now)),
+        (eval_checks, CHECK_COLUMNS, check_rows(models, runs, now)),
+        (feedback, FEEDBACK_COLUMNS, feedback_rows(runs, now)),
+    )
+    if database.dialect == "postgresql":
+        raw = database.engine.raw_connection()
+        try:
+            cursor = raw.cursor()
+            for table, columns, rows in tables:
+                with cursor.copy(f"COPY {table.name} ({', '.join(columns)}) FROM STDIN") as copy:
+                    for row in rows:
+                        copy.write_row(row)
+            cursor.execute("SELECT setval(pg_get_serial_sequence('llm_logs', 'id'), (SELECT max(id) FROM llm_logs))")
+            raw.commit()
+        finally:
+            raw.close()
+    else:
+        for table, columns, rows in tables:
+            for batch in _batches(rows, 5_000):
+                with database.transaction() as connection:
+                    insert_rows(connection, table, columns, batch)
+    with database.transaction() as connection:
+        backfill_summaries(connection, {"run_day_totals", "check_verdicts"})
+    with database.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+        # Plans depend on statistics; autovacuum (or SQLite's optimize) would gather them soon after a load like this.
+        if database.dialect == "postgresql":
+            for table in (llm_logs, eval_checks, feedback, check_verdicts, run_day_totals):
+                connection.exec_driver_sql(f"VACUUM ANALYZE {table.name}")
+        else:
+            connection.exec_driver_sql("ANALYZE")
     return time.perf_counter() - began
+
+
+def _batches(rows: Iterator[tuple[Any, ...]], size: int) -> Iterator[list[tuple[Any, ...]]]:
+    batch: list[tuple[Any, ...]] = []
+    for row in rows:
+        batch.append(row)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
 
 
 def timed(action: Callable[[], Any], repeats: int) -> tuple[float, float]:
@@ -129,11 +187,12 @@ def timed(action: Callable[[], Any], repeats: int) -> tuple[float, float]:
     return statistics.median(samples), max(samples)
 
 
-def app_rerun(database: Database, filters: RunFilters, page_size: int = 100, offset: int = 0) -> None:
-    """The queries of one rerun of the app, in its order (filter options are cached for a minute there)."""
-    totals = run_totals(database, filters)
-    rows = list_runs(database, filters, limit=page_size, offset=offset)
-    if rows and totals.runs:
+def app_rerun(database: Database, filters: RunFilters, page_size: int = 100, after: PageKey | None = None) -> None:
+    """The queries of one rerun of the app, through its own functions and in its order (filter options
+    are cached for a minute there)."""
+    pager, rows, has_older = fetch_page(database, filters, page_size, Pager("benchmark", 1 if after is None else 2, after=after))
+    count_totals(database, filters, count_all=False, whole_list=rows if pager.number == 1 and not has_older else None)
+    if rows:
         log_id = rows[0]["id"]
         run_detail(database, log_id)
         run_checks(database, log_id)
@@ -146,6 +205,7 @@ def report(label: str, figures: tuple[float, float]) -> None:
 
 
 def bench_queries(database: Database, repeats: int) -> None:
+    runs = count_rows(database, llm_logs)
     options = filter_options(database)
     provider = options.providers[0]
     end = START + SPREAD
@@ -159,13 +219,36 @@ def bench_queries(database: Database, repeats: int) -> None:
         ("with 👎 feedback", RunFilters(feedback_is_good=False), 0),
         ("without feedback", RunFilters(has_feedback=False), 0),
         ("text search 'kubernetes'", RunFilters(text="kubernetes"), 0),
+        ("text search 'quasar' (0.5 % of runs)", RunFilters(text="quasar"), 0),
+        ("text search 'nebula' (0.05 % of runs)", RunFilters(text="nebula"), 0),
         ("text search with no match", RunFilters(text="zebra crossing"), 0),
-        ("page 500 (offset 49,900)", RunFilters(), 49_900),
+        ("text search 'kubernetes', counted on request", RunFilters(text="kubernetes"), -1),
+        *(
+            (f"page {deep // 100 + 1:,} (after run {deep:,})", RunFilters(), deep)
+            for deep in (runs // 20 // 100 * 100, runs * 9 // 10 // 100 * 100)
+        ),
+        ("check tool_call_search failed, page 100", RunFilters(check_name="tool_call_search", check_outcome="failed"), 9_900),
     ]
     print(f"\nQueries of one app rerun (totals + page of 100 + detail, checks, feedback of the first run), {repeats} repeats:")
     report("filter options (sidebar; cached 60 s in the app)", timed(lambda: filter_options(database), repeats))
-    for label, filters, offset in cases:
-        report(label, timed(lambda filters=filters, offset=offset: app_rerun(database, filters, 100, offset), repeats))
+    for label, filters, position in cases:
+        if position < 0:  # the "Count all matching runs" button
+            report(label, timed(lambda filters=filters: run_totals(database, filters, cap=None), 1))
+            continue
+        after = key_at(database, filters, position)
+        report(label, timed(lambda filters=filters, after=after: app_rerun(database, filters, 100, after), repeats))
+
+
+def key_at(database: Database, filters: RunFilters, position: int) -> PageKey | None:
+    """The PageKey of the run at `position` of the list (the app gets there by pressing "Older"), found
+    here page by page of 10,000, untimed."""
+    after = None
+    while position > 0:
+        rows = list_runs(database, filters, limit=min(position, 10_000), after=after)
+        if not rows:
+            return after
+        after, position = page_key(rows[-1]), position - len(rows)
+    return after
 
 
 def bench_apptest(url: str, repeats: int) -> None:
@@ -212,6 +295,14 @@ def bench_apptest(url: str, repeats: int) -> None:
         if index:
             samples.append(1000 * (time.perf_counter() - began))
     report("filter change: text search", (statistics.median(samples), max(samples)))
+    app.text_input(key="search").input("").run()
+    samples = []
+    for index in range(repeats + 1):
+        began = time.perf_counter()
+        app.button(key="page_older").click().run()
+        if index:
+            samples.append(1000 * (time.perf_counter() - began))
+    report("older page (pager)", (statistics.median(samples), max(samples)))
     rows = len(app.dataframe[0].value) if app.dataframe else 0
     print(f"  (last page shown had {rows} rows; exceptions: {len(app.exception)})")
 
@@ -224,9 +315,11 @@ def main() -> None:
     parser.add_argument("--reuse", action="store_true", help="keep the database if it already holds --runs runs")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--keep", action="store_true", help="do not drop the database afterwards")
+    parser.add_argument("--only", choices=["queries", "apptest"], help="run one half of the benchmark")
+    parser.add_argument("--sqlite", type=Path, help="measure a SQLite file here instead of Postgres")
     args = parser.parse_args()
 
-    url = database_url(args.server, args.database)
+    url = f"sqlite:///{args.sqlite}" if args.sqlite else database_url(args.server, args.database)
     database: Database | None = None
     if args.reuse:
         try:
@@ -238,20 +331,30 @@ def main() -> None:
             print(f"not reusing {args.database}: {type(error).__name__}")
             database = None
     if database is None:
-        recreate_database(args.server, args.database)
+        if args.sqlite:
+            args.sqlite.unlink(missing_ok=True)
+        else:
+            recreate_database(args.server, args.database)
         database = Database(url)
         database.ensure_schema()
         seconds = fill(database, args.runs)
         print(f"Filled {database.display_url} with {args.runs:,} runs in {seconds:.1f} s")
-    with database.connect() as connection:
-        size = connection.exec_driver_sql("SELECT pg_size_pretty(pg_database_size(current_database()))").scalar()
+    if args.sqlite:
+        size = f"{args.sqlite.stat().st_size / 2**20:,.0f} MB"
+    else:
+        with database.connect() as connection:
+            size = connection.exec_driver_sql("SELECT pg_size_pretty(pg_database_size(current_database()))").scalar()
     print(f"Database {database.display_url}: {count_rows(database, llm_logs):,} runs, {size}")
     try:
-        bench_queries(database, args.repeats)
-        bench_apptest(url, args.repeats)
+        if args.only != "apptest":
+            bench_queries(database, args.repeats)
+        if args.only != "queries":
+            bench_apptest(url, args.repeats)
     finally:
         database.dispose()
-        if not args.keep:
+        if args.sqlite and not args.keep:
+            args.sqlite.unlink(missing_ok=True)
+        elif not args.keep:
             drop_postgres_database(normalize_url(args.server), args.database)
 
 

@@ -24,7 +24,7 @@ import pandas as pd  # noqa: E402
 import streamlit as st  # noqa: E402
 
 from llm_monitoring.app_judges import show_judgements  # noqa: E402
-from llm_monitoring.app_runs import filters_signature, show_run_list, show_totals  # noqa: E402
+from llm_monitoring.app_runs import show_run_list  # noqa: E402
 from llm_monitoring.config import get_settings  # noqa: E402
 from llm_monitoring.core.timeline import TimelineEntry, message_timeline  # noqa: E402
 from llm_monitoring.feedback import FeedbackError, delete_feedback, save_feedback, update_feedback  # noqa: E402
@@ -477,8 +477,7 @@ def main() -> None:
         st.session_state["schema_ready"] = True
         options = cached_filter_options(url, database)
         filters, page_size = sidebar_filters(database, options)
-        totals = show_totals(database, filters, filters_signature(filters, page_size))
-        log_id = show_run_list(database, filters, page_size, totals)
+        log_id = show_run_list(database, filters, page_size)
         if log_id is not None:
             st.divider()
             show_run(database, log_id)

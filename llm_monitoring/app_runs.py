@@ -8,6 +8,7 @@ page, the previous one and the newest cost the same at run 10 as at run 10,000,0
 from __future__ import annotations
 
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 
 import pandas as pd
@@ -37,31 +38,56 @@ def filters_signature(filters: RunFilters, page_size: int) -> str:
 
 
 # ---------------------------------------------------------------------------- totals
+# A check or feedback filter counts up to TOTALS_CAP runs; a text search counts only when asked.
 
 
-def show_totals(database: Database, filters: RunFilters, signature: str) -> RunTotals:
-    count_all = st.session_state.get("count_all") == signature
-    totals = run_totals(database, filters, cap=None if count_all else TOTALS_CAP)
-    runs, tokens_in, tokens_out, cache, cost = st.columns(5)
-    if not totals.exact:
-        runs.metric("Runs", f"{totals.runs:,}+", help="Counting stopped there: these filters have no running totals.")
+def show_totals(area: Any, totals: RunTotals | None, signature: str, shown_at_least: int) -> None:
+    """The totals' metrics in `area`; None: not counted (a text search counts only when asked, since only
+    reading every matching run could), with `shown_at_least` runs known to match."""
+    runs, tokens_in, tokens_out, cache, cost = area.columns(5)
+    if totals is None or not totals.exact:
+        at_least = totals.runs if totals is not None else shown_at_least
+        runs.metric("Runs", f"{at_least:,}+", help="Counting stopped there: these filters have no running totals.")
         for column, label in ((tokens_in, "Tokens in"), (tokens_out, "Tokens out"), (cache, "Cache read tokens"), (cost, "Cost (USD)")):
             column.metric(label, "-")
-        st.button(
+        area.button(
             "Count all matching runs",
             key="count_all_button",
             on_click=_count_all,
             args=(signature,),
             help="Reads every matching run: on a long history this can take a while.",
         )
-        return totals
+        return
     runs.metric("Runs", f"{totals.runs:,}")
     tokens_in.metric("Tokens in", f"{totals.input_tokens:,}")
     tokens_out.metric("Tokens out", f"{totals.output_tokens:,}")
     cache.metric("Cache read tokens", f"{totals.cache_read_tokens:,}")
     unpriced = f"{totals.unpriced_runs:,} runs without a price are not included" if totals.unpriced_runs else None
     cost.metric("Cost (USD)", f"${totals.total_cost:,.6f}", help=unpriced)
-    return totals
+
+
+def count_totals(database: Database, filters: RunFilters, *, count_all: bool, whole_list: list[dict[str, Any]] | None) -> RunTotals | None:
+    """The totals to show (None: not counted); `whole_list`: the page when it holds every matching run;
+    `count_all`: the viewer asked to count every matching run."""
+    if whole_list is not None:
+        return page_totals(whole_list)
+    if count_all:
+        return run_totals(database, filters, cap=None)
+    if filters.text:
+        return None
+    return run_totals(database, filters, cap=TOTALS_CAP)
+
+
+def page_totals(rows: list[dict[str, Any]]) -> RunTotals:
+    costs = [row["total_cost"] for row in rows if row["total_cost"] is not None]
+    return RunTotals(
+        runs=len(rows),
+        input_tokens=sum(row["total_input_tokens"] or 0 for row in rows),
+        output_tokens=sum(row["total_output_tokens"] or 0 for row in rows),
+        cache_read_tokens=sum(row["cache_read_tokens"] or 0 for row in rows),
+        total_cost=sum(costs, Decimal(0)),
+        unpriced_runs=len(rows) - len(costs),
+    )
 
 
 def _count_all(signature: str) -> None:
@@ -129,7 +155,7 @@ def _go(pager: Pager) -> None:
     st.session_state["pager"] = pager
 
 
-def show_pager(pager: Pager, rows: list[dict[str, Any]], has_older: bool, page_size: int, totals: RunTotals) -> None:
+def show_pager(pager: Pager, rows: list[dict[str, Any]], has_older: bool, page_size: int, total: str) -> None:
     newest, newer, older, position = st.columns([1, 1, 1, 4], vertical_alignment="center")
     first_page = pager.number == 1
     newest.button("⏮ Newest", key="page_newest", disabled=first_page, on_click=_go, args=(Pager(pager.signature),))
@@ -149,17 +175,26 @@ def show_pager(pager: Pager, rows: list[dict[str, Any]], has_older: bool, page_s
             args=(Pager(pager.signature, pager.number + 1, after=page_key(rows[-1])),),
         )
     first = (pager.number - 1) * page_size + 1 if rows else 0
-    of = f"{totals.runs:,}" + ("" if totals.exact else "+")
-    position.caption(f"Page {pager.number:,} · runs {first:,}–{first + len(rows) - 1 if rows else 0:,} of {of}, newest first")
+    last = first + len(rows) - 1 if rows else 0
+    position.caption(f"Page {pager.number:,} · runs {first:,}–{last:,} of {total}, newest first")
 
 
-def show_run_list(database: Database, filters: RunFilters, page_size: int, totals: RunTotals) -> int | None:
-    """The page of runs as a table and a picker; returns the selected run id (newest on first load)."""
+def show_run_list(database: Database, filters: RunFilters, page_size: int) -> int | None:
+    """The totals, the page of runs as a table, the pager and a picker; returns the selected run id
+    (newest on first load)."""
     signature = filters_signature(filters, page_size)
-    table_area = st.container()
+    totals_area, table_area = st.container(), st.container()
     pager, rows, has_older = fetch_page(database, filters, page_size, current_pager(signature))
     st.session_state["pager"] = pager
-    show_pager(pager, rows, has_older, page_size, totals)
+    whole_list = rows if pager.number == 1 and not has_older else None
+    totals = count_totals(database, filters, count_all=st.session_state.get("count_all") == signature, whole_list=whole_list)
+    shown_at_least = (pager.number - 1) * page_size + len(rows) + int(has_older)
+    show_totals(totals_area, totals, signature, shown_at_least)
+    if totals is None or not totals.exact:
+        total = f"{totals.runs if totals is not None else shown_at_least:,}+"
+    else:
+        total = f"{totals.runs:,}"
+    show_pager(pager, rows, has_older, page_size, total)
     if not rows:
         table_area.info("No runs match these filters.")
         return None

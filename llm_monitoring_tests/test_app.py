@@ -178,6 +178,7 @@ def test_totals_of_a_filter_without_running_totals_stop_at_the_cap_until_asked(
     ids = store_logs(app_env, sample_logs(12))
     monkeypatch.setattr("llm_monitoring.app_runs.TOTALS_CAP", 5)
     app = started_app()
+    app.number_input(key="page_size").set_value(10).run()
     app.selectbox(key="feedback_filter").select("Without feedback").run()
     assert metric(app, "Runs") == "5+"
     assert metric(app, "Tokens in") == "-"
@@ -185,7 +186,23 @@ def test_totals_of_a_filter_without_running_totals_stop_at_the_cap_until_asked(
     app.button(key="count_all_button").click().run()
     assert metric(app, "Runs") == "12"
     assert metric(app, "Tokens in") == f"{run_summary(app_env)['input_tokens']:,}"
-    assert run_ids(app) == sorted(ids, reverse=True)
+    assert run_ids(app) == sorted(ids, reverse=True)[:10]
+
+
+def test_a_text_search_counts_its_runs_only_when_asked(app_env: Database) -> None:
+    store_logs(app_env, sample_logs(30))
+    app = started_app()
+    app.number_input(key="page_size").set_value(10).run()
+    matching = list_runs(app_env, RunFilters(text="the"), limit=1000)
+    assert len(matching) > 11
+    app.text_input(key="search").input("the").run()
+    assert metric(app, "Runs") == "11+"  # a full page and at least one more
+    assert run_ids(app) == [row["id"] for row in matching[:10]]
+    app.button(key="count_all_button").click().run()
+    assert metric(app, "Runs") == str(len(matching))
+    # A search whose runs fit on the first page is totalled from that page, exactly.
+    app.text_input(key="search").input("docker capybara").run()
+    assert metric(app, "Runs") == "0"
 
 
 def test_feedback_form_stores_a_row_and_the_confirmation_stays_visible(app_env: Database) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import random
+import re
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -25,7 +26,7 @@ from llm_monitoring.storage.retention import delete_runs_before
 from llm_monitoring.storage.review import RunFilters, list_runs, page_key, run_totals
 from llm_monitoring.storage.rollups import current_checks
 from llm_monitoring.storage.runs import purge_origin
-from llm_monitoring.storage.schema import check_verdicts, eval_checks, llm_logs, run_day_totals, schema_state
+from llm_monitoring.storage.schema import check_verdicts, eval_checks, llm_logs, run_day_totals, run_search, schema_state
 
 START = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
 
@@ -123,6 +124,16 @@ def assert_totals_match(database: Database) -> None:
             assert totals_tuple(database, filters) == expected_totals(database, keep), (start, end, provider)
 
 
+def assert_documents_of_every_run(database: Database) -> None:
+    """On Postgres each run has its search document, and nothing else does."""
+    if database.dialect != "postgresql":
+        return
+    with database.connect() as connection:
+        documents = set(connection.scalars(sa.select(run_search.c.log_id)))
+        runs = set(connection.scalars(sa.select(llm_logs.c.id)))
+    assert documents == runs and runs
+
+
 def assert_verdicts_current(database: Database) -> None:
     with database.connect() as connection:
         checks = [dict(row._mapping) for row in connection.execute(sa.select(eval_checks))]
@@ -214,6 +225,7 @@ def test_totals_and_verdicts_stay_exact_through_every_write(database: Database) 
     assert deleted["llm_logs"] > 0
     assert_totals_match(database)
     assert_verdicts_current(database)
+    assert_documents_of_every_run(database)
 
 
 def test_an_upgraded_database_fills_its_summaries_from_what_it_holds(database: Database) -> None:
@@ -233,9 +245,13 @@ def test_an_upgraded_database_fills_its_summaries_from_what_it_holds(database: D
         connection.execute(sa.delete(schema_state))
         run_day_totals.drop(connection)
         check_verdicts.drop(connection)
+        run_search.drop(connection)
     database.ensure_schema()
     assert snapshot() == before
     assert_totals_match(database)
+    assert_documents_of_every_run(database)
+    word = next(iter(re.findall(r"[a-z]{5,}", all_runs(database)[0]["user_prompt"].lower())))
+    assert list_runs(database, RunFilters(text=word))
 
 
 def test_totals_of_a_scanned_filter_count_up_to_the_cap(database: Database) -> None:

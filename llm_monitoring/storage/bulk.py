@@ -17,7 +17,7 @@ from sqlalchemy.engine import Connection
 
 from llm_monitoring.core.records import CheckResult, LogRecord, PriceResult
 from llm_monitoring.storage.engine import Database
-from llm_monitoring.storage.rollups import AMOUNT_COLUMNS, RunAmounts, add_to_day_totals
+from llm_monitoring.storage.rollups import AMOUNT_COLUMNS, RunAmounts, add_to_day_totals, record_search
 from llm_monitoring.storage.schema import SafeText, check_verdicts, eval_checks, llm_logs
 
 # ---------------------------------------------------------------------------- records to rows
@@ -195,6 +195,7 @@ def store_encoded(database: Database, runs: Sequence[EncodedRun]) -> BatchResult
         verdicts = [(log_id, check[0], check[1], check[4], run.log_values[_STARTED_AT]) for log_id, run in stored for check in run.checks]
         write_rows(connection, check_verdicts, VERDICT_COLUMNS, verdicts)
         add_to_day_totals(connection, [run.amounts for _, run in stored])
+        record_search(connection, [log_id for log_id, _ in stored])
     return BatchResult(inserted, {run.content_hash for run in unique} - inserted.keys())
 
 

@@ -8,7 +8,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from llm_monitoring.storage.rollups import backfill_summaries
-from llm_monitoring.storage.schema import metadata, schema_state, schema_version
+from llm_monitoring.storage.schema import DROPPED_INDEXES, metadata, schema_state, schema_version
 
 if TYPE_CHECKING:
     from llm_monitoring.storage.engine import Database
@@ -30,6 +30,8 @@ def ensure_schema(database: Database) -> None:
         # Summaries added by an upgrade start with what the database already holds.
         backfill_summaries(connection, set(metadata.tables) - existing)
         if connection.dialect.name == "postgresql":
+            for name in DROPPED_INDEXES:
+                connection.exec_driver_sql(f"DROP INDEX IF EXISTS {connection.dialect.identifier_preparer.quote(name)}")
             widen_string_columns(connection)
             tune_postgres(connection)
         connection.execute(sa.delete(schema_state))

@@ -23,7 +23,6 @@ from llm_monitoring.storage.feedback import list_feedback_rows
 from llm_monitoring.storage.judgements import is_judge_row
 from llm_monitoring.storage.rollups import version_sort_key
 from llm_monitoring.storage.schema import (
-    RUN_SEARCH_DOCUMENT,
     BigId,
     UTCDateTime,
     check_verdicts,
@@ -32,6 +31,7 @@ from llm_monitoring.storage.schema import (
     judge_calls,
     llm_logs,
     run_day_totals,
+    run_search,
 )
 
 CHECK_OUTCOMES = ("passed", "failed", "not applicable")
@@ -104,7 +104,7 @@ def _outcome_condition(column: sa.ColumnElement[Any], outcome: str) -> sa.Column
     raise ValueError(f"check outcome must be one of {', '.join(CHECK_OUTCOMES)}, got {outcome!r}")
 
 
-@dataclass(frozen=True)
+@dataclass
 class _Source:
     """What a list or count reads: llm_logs, or the check's current verdicts joined to it, whose index
     holds the runs of one check and outcome in the list's order."""
@@ -113,19 +113,32 @@ class _Source:
     started: sa.ColumnElement[Any]
     id: sa.ColumnElement[Any]
     conditions: list[sa.ColumnElement[bool]]
+    # Counting the runs of a check filter alone needs only the verdicts' index, not the runs.
+    count_from: sa.FromClause
+    count_conditions: list[sa.ColumnElement[bool]]
 
 
 def _source(filters: RunFilters, dialect: str) -> _Source:
+    """The runs the filters select, read in the list's order from the narrowest place that has it: a
+    check's current verdicts, else (Postgres) the search documents of a text search, else the runs."""
     conditions = _run_conditions(filters, dialect)
+    from_clause: sa.FromClause = llm_logs
+    started, run_id = llm_logs.c.run_started_at, llm_logs.c.id
+    if _searches_documents(filters, dialect):
+        from_clause = run_search.join(from_clause, llm_logs.c.id == run_search.c.log_id)
+        started, run_id = run_search.c.run_started_at, run_search.c.log_id
     if not filters.check_name:
-        return _Source(llm_logs, llm_logs.c.run_started_at, llm_logs.c.id, conditions)
+        return _Source(from_clause, started, run_id, conditions, from_clause, conditions)
     verdict = check_verdicts
-    conditions += [
+    on_verdicts = [
         verdict.c.check_name == filters.check_name,
         _outcome_condition(verdict.c.passed, filters.check_outcome or "failed"),
     ]
-    joined = verdict.join(llm_logs, llm_logs.c.id == verdict.c.log_id)
-    return _Source(joined, verdict.c.run_started_at, verdict.c.log_id, conditions)
+    joined = verdict.join(from_clause, llm_logs.c.id == verdict.c.log_id)
+    source = _Source(joined, verdict.c.run_started_at, verdict.c.log_id, conditions + on_verdicts, joined, conditions + on_verdicts)
+    if not conditions:
+        source.count_from, source.count_conditions = verdict, on_verdicts
+    return source
 
 
 def _run_conditions(filters: RunFilters, dialect: str) -> list[sa.ColumnElement[bool]]:
@@ -147,9 +160,8 @@ def _run_conditions(filters: RunFilters, dialect: str) -> list[sa.ColumnElement[
     elif filters.has_feedback is not None:
         has_any = sa.exists().where(feedback.c.log_id == llm_logs.c.id)
         conditions.append(has_any if filters.has_feedback else ~has_any)
-    text = (filters.text or "").strip()
-    if text:
-        conditions.append(_text_condition(text, dialect))
+    if _search_words(filters):
+        conditions.append(_text_condition(filters, dialect))
     return conditions
 
 
@@ -168,22 +180,37 @@ class InvalidSearch(ValueError):
     """Search text beyond what a search accepts; the message says which limit."""
 
 
-def _text_condition(text: str, dialect: str) -> sa.ColumnElement[bool]:
-    """Every word of `text` appears in the prompt or the answer, case-insensitively.
-
-    On Postgres a word matches the start of a word (an index-backed full-text search: a scan of
-    100,000 answers with ILIKE takes seconds); on SQLite it matches anywhere.
-    """
+def _search_words(filters: RunFilters) -> list[str]:
+    """The words of the search text, checked against the limits; [] without a search."""
+    text = (filters.text or "").strip()
+    if not text:
+        return []
     if len(text) > SEARCH_TEXT_CHARS:
         raise InvalidSearch(f"Search text is limited to {SEARCH_TEXT_CHARS:,} characters; this one has {len(text):,}.")
     words = _SEARCH_WORD.findall(text.lower())
     if len(words) > SEARCH_WORDS:
         raise InvalidSearch(f"Search is limited to {SEARCH_WORDS} words; this one has {len(words):,}.")
-    if dialect == "postgresql" and words:
+    return words or [text]
+
+
+def _searches_documents(filters: RunFilters, dialect: str) -> bool:
+    """Postgres searches words in run_search; text without a word ("%") is matched as text."""
+    words = _search_words(filters)
+    return dialect == "postgresql" and bool(words) and _SEARCH_WORD.fullmatch(words[0]) is not None
+
+
+def _text_condition(filters: RunFilters, dialect: str) -> sa.ColumnElement[bool]:
+    """Every word of the search appears in the prompt or the answer, case-insensitively.
+
+    On Postgres a word matches the start of a word, in run_search's documents (joined by _source); on
+    SQLite it matches anywhere in the text.
+    """
+    words = _search_words(filters)
+    if _searches_documents(filters, dialect):
         query = " & ".join(f"{word}:*" for word in words)
-        return RUN_SEARCH_DOCUMENT.op("@@")(sa.func.to_tsquery(sa.literal_column("'simple'::regconfig"), query))
+        return run_search.c.document.op("@@")(sa.func.to_tsquery(sa.literal_column("'simple'::regconfig"), query))
     conditions = []
-    for word in words or [text]:
+    for word in words:
         pattern = f"%{_escape_like(word)}%"
         conditions.append(
             sa.or_(
@@ -241,13 +268,14 @@ def _page(connection: Connection, source: _Source, limit: int, after: PageKey | 
     def fetch(condition: sa.ColumnElement[bool], newest_first: bool, count: int, by_time: bool) -> list[dict[str, Any]]:
         if count <= 0:
             return []
-        order = [started, run_id] if by_time else [run_id]
-        # The orders of ix_llm_logs_run_order and ix_check_verdicts_order, walked either way (Postgres
-        # matches an index only with its NULLS placement).
+        # The orders of ix_llm_logs_run_order and ix_check_verdicts_order, walked either way: Postgres
+        # matches an index only with its NULLS placement (ids are never NULL).
         if newest_first:
-            order_by = [column.desc().nulls_last() if postgres else column.desc() for column in order]
+            order_by = [started.desc().nulls_last() if postgres else started.desc(), run_id.desc()]
         else:
-            order_by = [column.asc().nulls_first() if postgres else column.asc() for column in order]
+            order_by = [started.asc().nulls_first() if postgres else started.asc(), run_id.asc()]
+        if not by_time:
+            order_by = order_by[1:]
         query = (
             sa.select(*RUN_LIST_COLUMNS, sa.func.substr(llm_logs.c.user_prompt, 1, PROMPT_PREVIEW_CHARS).label("prompt_preview"))
             .select_from(source.from_clause)
@@ -377,17 +405,21 @@ class _Sums:
         cost: sa.ColumnElement[Any],
         conditions: Sequence[sa.ColumnElement[bool]],
     ) -> None:
-        """Add SUM(counts) and SUM(cost) of the rows of `from_clause` that meet `conditions`."""
+        """Add SUM(counts) and SUM(cost) of the rows of `from_clause` that meet `conditions`, in one
+        read on Postgres."""
+        postgres = connection.dialect.name == "postgresql"
+        sums = [sa.func.coalesce(sa.func.sum(column), 0) for column in counts]
         values = connection.execute(
-            sa.select(*(sa.func.coalesce(sa.func.sum(column), 0) for column in counts)).select_from(from_clause).where(*conditions)
+            sa.select(*sums, sa.func.sum(cost) if postgres else sa.null()).select_from(from_clause).where(*conditions)
         ).one()
-        runs, priced, input_tokens, output_tokens, cache_read = (int(value) for value in values)
+        runs, priced, input_tokens, output_tokens, cache_read = (int(value) for value in values[:5])
         self.runs += runs
         self.priced += priced
         self.input_tokens += input_tokens
         self.output_tokens += output_tokens
         self.cache_read_tokens += cache_read
-        self.cost += _sum_money(connection, from_clause, cost, conditions)
+        # SQLite keeps costs as decimal text and its SUM would round through REAL: add them exactly here.
+        self.cost += (values[5] or Decimal(0)) if postgres else _sqlite_money_sum(connection, from_clause, cost, conditions)
 
     def add_runs(self, connection: Connection, filters: RunFilters, start: datetime | None, end: datetime | None) -> None:
         """Add the runs of [start, end) that the provider, model and agent filters select."""
@@ -406,27 +438,22 @@ class _Sums:
         )
 
 
-def _sum_money(
+def _sqlite_money_sum(
     connection: Connection, from_clause: sa.FromClause, column: sa.ColumnElement[Any], conditions: Sequence[sa.ColumnElement[bool]]
 ) -> Decimal:
-    if connection.dialect.name == "postgresql":
-        return connection.scalar(sa.select(sa.func.sum(column)).select_from(from_clause).where(*conditions)) or Decimal(0)
-    # SQLite keeps costs as decimal text and its SUM would round through REAL: add them exactly here.
     values = connection.scalars(sa.select(sa.cast(column, sa.String)).select_from(from_clause).where(*conditions, column.is_not(None)))
     return sum((Decimal(value) for value in values), Decimal(0))
 
 
 def _counted_totals(connection: Connection, source: _Source, cap: int | None) -> RunTotals:
     """Totals of the runs `source` selects, reading at most cap + 1 of them."""
-    matching = sa.select(llm_logs.c.id, llm_logs.c.total_cost, *_RUN_SUMS).select_from(source.from_clause).where(*source.conditions)
     if cap is not None:
-        matching = matching.limit(cap + 1)
-    runs = matching.subquery()
-    count = connection.scalar(sa.select(sa.func.count()).select_from(runs)) or 0
-    if cap is not None and count > cap:
-        return RunTotals(
-            runs=cap, input_tokens=None, output_tokens=None, cache_read_tokens=None, total_cost=None, unpriced_runs=None, exact=False
-        )
+        first = sa.select(source.id).select_from(source.count_from).where(*source.count_conditions).limit(cap + 1).subquery()
+        if (connection.scalar(sa.select(sa.func.count()).select_from(first)) or 0) > cap:
+            return RunTotals(
+                runs=cap, input_tokens=None, output_tokens=None, cache_read_tokens=None, total_cost=None, unpriced_runs=None, exact=False
+            )
+    runs = sa.select(llm_logs.c.id, llm_logs.c.total_cost, *_RUN_SUMS).select_from(source.from_clause).where(*source.conditions).subquery()
     sums = _Sums()
     counts = (sa.literal(1), sa.case((runs.c.total_cost.is_not(None), 1), else_=0), *(runs.c[column.name] for column in _RUN_SUMS))
     sums.add(connection, runs, counts, runs.c.total_cost, [])

@@ -1,10 +1,12 @@
-"""The summaries the review app reads instead of the history: run_day_totals and check_verdicts.
+"""The summaries the review app reads instead of the history: run_day_totals, check_verdicts and
+(Postgres) run_search.
 
 Both are kept by the writers themselves, in the transaction that changes the rows they summarize, so
 they are exact at every moment (no refresh to wait for, nothing to reconcile). Every write of
 llm_logs or eval_checks goes through the functions here:
 
-- new runs: add_new_runs (their totals, and their checks' verdicts, all current by definition);
+- new runs: add_to_day_totals, and their checks as their current verdicts (storage/bulk.py), and
+  record_search;
 - runs changed or deleted: `with totals_rewritten(connection, ids):` around the statement;
 - checks rewritten (re-evaluation, judges): refresh_verdicts for the runs concerned;
 - a database from before these tables: backfill_summaries, once, from the rows themselves.
@@ -25,7 +27,7 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Connection
 
 from llm_monitoring.core.judges import JUDGE_VERSION_PREFIX, is_judge_version
-from llm_monitoring.storage.schema import check_verdicts, eval_checks, llm_logs, run_day_totals
+from llm_monitoring.storage.schema import RUN_SEARCH_DOCUMENT, check_verdicts, eval_checks, llm_logs, run_day_totals, run_search
 
 ID_CHUNK = 5_000  # ids per IN list: far below every driver's parameter limit
 
@@ -216,6 +218,18 @@ def forget_runs(connection: Connection, log_ids: Sequence[int]) -> None:
         connection.execute(sa.delete(check_verdicts).where(check_verdicts.c.log_id.in_(chunk)))
 
 
+# ---------------------------------------------------------------------------- run_search
+
+
+def record_search(connection: Connection, log_ids: Sequence[int]) -> None:
+    """The search documents of runs stored in this transaction, from their rows (Postgres only)."""
+    if connection.dialect.name != "postgresql" or not log_ids:
+        return
+    for chunk in id_chunks(log_ids):
+        documents = sa.select(llm_logs.c.id, llm_logs.c.run_started_at, RUN_SEARCH_DOCUMENT).where(llm_logs.c.id.in_(chunk))
+        connection.execute(sa.insert(run_search).from_select(["log_id", "run_started_at", "document"], documents))
+
+
 # ---------------------------------------------------------------------------- upgrades
 
 
@@ -225,6 +239,9 @@ def backfill_summaries(connection: Connection, created: set[str]) -> None:
         _backfill_day_totals(connection)
     if check_verdicts.name in created:
         _backfill_verdicts(connection)
+    if run_search.name in created and connection.dialect.name == "postgresql":
+        documents = sa.select(llm_logs.c.id, llm_logs.c.run_started_at, RUN_SEARCH_DOCUMENT)
+        connection.execute(sa.insert(run_search).from_select(["log_id", "run_started_at", "document"], documents))
 
 
 def _backfill_day_totals(connection: Connection) -> None:

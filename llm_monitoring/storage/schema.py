@@ -9,6 +9,7 @@ from functools import lru_cache
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
 
 # ---------------------------------------------------------------------------- column types
 
@@ -151,8 +152,21 @@ RUN_SEARCH_DOCUMENT = sa.func.to_tsvector(
         SEARCH_DOCUMENT_CHARS,
     ),
 )
-# Attached explicitly: an expression that starts with a literal does not find its table by itself.
-llm_logs.append_constraint(sa.Index("ix_llm_logs_search", RUN_SEARCH_DOCUMENT, postgresql_using="gin").ddl_if(dialect="postgresql"))
+
+# Each run's search document, kept (Postgres only) beside the run rather than recomputed: a search reads
+# it from here newest first, or through its GIN index for rare words, and never re-parses a prompt.
+# Written with the run (storage/rollups.py); SQLite searches the text itself and leaves this empty.
+run_search = sa.Table(
+    "run_search",
+    metadata,
+    sa.Column("log_id", BigId, sa.ForeignKey("llm_logs.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("run_started_at", UTCDateTime),  # the run's, so the list's order is in this table's index
+    sa.Column("document", postgresql.TSVECTOR().with_variant(sa.Text(), "sqlite"), nullable=False),
+)
+sa.Index("ix_run_search_document", run_search.c.document, postgresql_using="gin").ddl_if(dialect="postgresql")
+sa.Index("ix_run_search_order", run_search.c.run_started_at.desc().nulls_last(), run_search.c.log_id.desc()).ddl_if(dialect="postgresql")
+# Indexes of earlier versions that a newer structure replaced: an upgrade drops them.
+DROPPED_INDEXES = ("ix_llm_logs_search",)  # a GIN index over the document computed from each row
 
 eval_checks = sa.Table(
     "eval_checks",
@@ -207,6 +221,15 @@ sa.Index(
     check_verdicts.c.run_started_at.desc(),
     check_verdicts.c.log_id.desc(),
 ).ddl_if(dialect="sqlite")
+
+# The same guess as on eval_checks would send a filter on a check nobody fails through every verdict.
+sa.event.listen(
+    metadata,
+    "after_create",
+    sa.DDL("CREATE STATISTICS IF NOT EXISTS st_check_verdicts_name_passed (mcv) ON check_name, passed FROM check_verdicts").execute_if(
+        dialect="postgresql"
+    ),
+)
 
 # Runs, tokens and cost per UTC day of run_started_at, provider, model and agent: what the review app's
 # totals add up, exact at any moment because every write of llm_logs updates it in the same transaction
