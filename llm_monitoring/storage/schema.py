@@ -74,6 +74,17 @@ MAX_ID = 2**63 - 1  # the largest value a BigId holds: BIGINT on Postgres, a 64-
 
 # ---------------------------------------------------------------------------- tables
 
+
+def newest_first_index(name: str, leading: list[sa.Column[Any]], started: sa.Column[Any], run_id: sa.Column[Any]) -> None:
+    """An index in the review app's list order (newest first, undated runs last) after `leading`.
+
+    Postgres needs NULLS LAST spelled out to match the list's ORDER BY; SQLite sorts NULLs last in
+    DESC by itself and rejects NULLS LAST in an index, so each gets its own.
+    """
+    sa.Index(name, *leading, started.desc().nulls_last(), run_id.desc()).ddl_if(dialect="postgresql")
+    sa.Index(f"{name}_sqlite", *leading, started.desc(), run_id.desc()).ddl_if(dialect="sqlite")
+
+
 metadata = sa.MetaData()
 
 llm_logs = sa.Table(
@@ -183,15 +194,16 @@ eval_checks = sa.Table(
     # The review app's "check passed/failed" filter reads only this index.
     sa.Index("ix_eval_checks_outcome", "check_name", "passed", "log_id", postgresql_include=["evaluator_version"]),
 )
-# Postgres assumes a check's outcome is independent of its name, so it guessed 11,000 "not applicable"
-# rows for a check that never is, and scanned every run; statistics on the pair fix the estimate.
-sa.event.listen(
-    metadata,
-    "after_create",
-    sa.DDL("CREATE STATISTICS IF NOT EXISTS st_eval_checks_name_passed (mcv) ON check_name, passed FROM eval_checks").execute_if(
-        dialect="postgresql"
-    ),
-)
+
+
+def check_outcome_statistics(table: sa.Table) -> None:
+    """Postgres assumes a check's outcome is independent of its name, so it guessed 11,000 "not
+    applicable" rows for a check that never is, and scanned every run; statistics on the pair fix it."""
+    statement = f"CREATE STATISTICS IF NOT EXISTS st_{table.name}_name_passed (mcv) ON check_name, passed FROM {table.name}"
+    sa.event.listen(metadata, "after_create", sa.DDL(statement).execute_if(dialect="postgresql"))
+
+
+check_outcome_statistics(eval_checks)
 
 # The current verdict of each check of each run: the newest row of eval_checks per (run, check), the
 # rule the review app's lists apply (storage/review.py current_checks). Kept in the same transaction as
@@ -206,30 +218,13 @@ check_verdicts = sa.Table(
     sa.Column("evaluator_version", sa.String(EVALUATOR_VERSION_CHARS), nullable=False),
     sa.Column("run_started_at", UTCDateTime),  # the run's, so the list's order is in this index
 )
-sa.Index(
+newest_first_index(
     "ix_check_verdicts_order",
-    check_verdicts.c.check_name,
-    check_verdicts.c.passed,
-    check_verdicts.c.run_started_at.desc().nulls_last(),
-    check_verdicts.c.log_id.desc(),
-).ddl_if(dialect="postgresql")
-# SQLite sorts NULLs last in DESC by itself and rejects NULLS LAST in an index.
-sa.Index(
-    "ix_check_verdicts_order_sqlite",
-    check_verdicts.c.check_name,
-    check_verdicts.c.passed,
-    check_verdicts.c.run_started_at.desc(),
-    check_verdicts.c.log_id.desc(),
-).ddl_if(dialect="sqlite")
-
-# The same guess as on eval_checks would send a filter on a check nobody fails through every verdict.
-sa.event.listen(
-    metadata,
-    "after_create",
-    sa.DDL("CREATE STATISTICS IF NOT EXISTS st_check_verdicts_name_passed (mcv) ON check_name, passed FROM check_verdicts").execute_if(
-        dialect="postgresql"
-    ),
+    [check_verdicts.c.check_name, check_verdicts.c.passed],
+    check_verdicts.c.run_started_at,
+    check_verdicts.c.log_id,
 )
+check_outcome_statistics(check_verdicts)
 
 # Runs, tokens and cost per UTC day of run_started_at, provider, model and agent: what the review app's
 # totals add up, exact at any moment because every write of llm_logs updates it in the same transaction
