@@ -172,9 +172,7 @@ def test_pager_walks_older_and_newer_pages_and_back_to_the_newest(app_env: Datab
     assert "Page 1 · " in texts(app)
 
 
-def test_totals_of_a_filter_without_running_totals_stop_at_the_cap_until_asked(
-    app_env: Database, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_totals_of_a_filter_without_running_totals_stop_at_the_cap_until_asked(app_env: Database, monkeypatch: pytest.MonkeyPatch) -> None:
     ids = store_logs(app_env, sample_logs(12))
     monkeypatch.setattr("llm_monitoring.app_runs.TOTALS_CAP", 5)
     app = started_app()

@@ -16,6 +16,7 @@ import pytest
 import sqlalchemy as sa
 
 from llm_monitoring.core.records import CheckResult, PriceResult
+from llm_monitoring.feedback import save_feedback
 from llm_monitoring.ingest import run_from_bytes
 from llm_monitoring.samples import PROFILES, make_run_log
 from llm_monitoring.storage.bulk import RunToStore, store_runs
@@ -273,3 +274,19 @@ def test_check_filter_totals_count_the_current_verdicts(database: Database, outc
     totals = run_totals(database, filters)
     assert totals.exact and totals.runs == len(listed)
     assert totals.input_tokens == sum(row["total_input_tokens"] or 0 for row in listed)
+
+
+def test_ratings_filters_count_each_rated_run_once_up_to_the_cap(database: Database) -> None:
+    ids = store(database, make_runs(8))
+    for log_id, verdicts in zip(ids, ([True, True, False], [True], [False, False], [True], []), strict=False):
+        for is_good in verdicts:
+            save_feedback(database, log_id, is_good)
+    good, rated = RunFilters(feedback_is_good=True), RunFilters(has_feedback=True)
+    assert (run_totals(database, good, cap=3).exact, run_totals(database, good, cap=3).runs) == (True, 3)
+    assert (run_totals(database, good, cap=2).exact, run_totals(database, good, cap=2).runs) == (False, 2)
+    assert run_totals(database, rated).runs == 4 == len(list_runs(database, rated))
+    assert run_totals(database, RunFilters(feedback_is_good=False)).runs == 2
+    # With another filter beside the ratings, the runs themselves are counted.
+    provider = all_runs(database)[0]["provider"]
+    both = RunFilters(provider=provider, has_feedback=True)
+    assert run_totals(database, both).runs == len(list_runs(database, both))

@@ -113,8 +113,10 @@ class _Source:
     started: sa.ColumnElement[Any]
     id: sa.ColumnElement[Any]
     conditions: list[sa.ColumnElement[bool]]
-    # Counting the runs of a check filter alone needs only the verdicts' index, not the runs.
+    # Where the capped count reads: the runs' own source, or for a check or ratings filter alone, the
+    # verdicts' or the ratings' index, never the runs.
     count_from: sa.FromClause
+    count_id: sa.ColumnElement[Any]
     count_conditions: list[sa.ColumnElement[bool]]
 
 
@@ -128,17 +130,36 @@ def _source(filters: RunFilters, dialect: str) -> _Source:
         from_clause = run_search.join(from_clause, llm_logs.c.id == run_search.c.log_id)
         started, run_id = run_search.c.run_started_at, run_search.c.log_id
     if not filters.check_name:
-        return _Source(from_clause, started, run_id, conditions, from_clause, conditions)
+        source = _Source(from_clause, started, run_id, conditions, from_clause, run_id, conditions)
+        rated = _rated_runs_only(filters)
+        if rated is not None:
+            source.count_from, source.count_id, source.count_conditions = rated, rated.c.log_id, []
+        return source
     verdict = check_verdicts
     on_verdicts = [
         verdict.c.check_name == filters.check_name,
         _outcome_condition(verdict.c.passed, filters.check_outcome or "failed"),
     ]
     joined = verdict.join(from_clause, llm_logs.c.id == verdict.c.log_id)
-    source = _Source(joined, verdict.c.run_started_at, verdict.c.log_id, conditions + on_verdicts, joined, conditions + on_verdicts)
+    both = conditions + on_verdicts
+    source = _Source(joined, verdict.c.run_started_at, verdict.c.log_id, both, joined, verdict.c.log_id, both)
     if not conditions:
         source.count_from, source.count_conditions = verdict, on_verdicts
     return source
+
+
+def _rated_runs_only(filters: RunFilters) -> sa.Subquery | None:
+    """For a filter on ratings alone, the rated runs from feedback's own indexes (one row per run), so
+    counting them never walks the runs; None for any other filter."""
+    if filters != RunFilters(has_feedback=filters.has_feedback, feedback_is_good=filters.feedback_is_good):
+        return None
+    if filters.feedback_is_good is not None:
+        rated = sa.select(feedback.c.log_id).where(feedback.c.is_good.is_(filters.feedback_is_good)).distinct()
+    elif filters.has_feedback:
+        rated = sa.select(feedback.c.log_id).distinct()
+    else:
+        return None  # runs without a rating: most runs, found at once by the runs themselves
+    return rated.subquery("rated")
 
 
 def _run_conditions(filters: RunFilters, dialect: str) -> list[sa.ColumnElement[bool]]:
@@ -448,7 +469,7 @@ def _sqlite_money_sum(
 def _counted_totals(connection: Connection, source: _Source, cap: int | None) -> RunTotals:
     """Totals of the runs `source` selects, reading at most cap + 1 of them."""
     if cap is not None:
-        first = sa.select(source.id).select_from(source.count_from).where(*source.count_conditions).limit(cap + 1).subquery()
+        first = sa.select(source.count_id).select_from(source.count_from).where(*source.count_conditions).limit(cap + 1).subquery()
         if (connection.scalar(sa.select(sa.func.count()).select_from(first)) or 0) > cap:
             return RunTotals(
                 runs=cap, input_tokens=None, output_tokens=None, cache_read_tokens=None, total_cost=None, unpriced_runs=None, exact=False
