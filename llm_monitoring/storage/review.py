@@ -474,7 +474,12 @@ def _counted_totals(connection: Connection, source: _Source, cap: int | None) ->
             return RunTotals(
                 runs=cap, input_tokens=None, output_tokens=None, cache_read_tokens=None, total_cost=None, unpriced_runs=None, exact=False
             )
-    runs = sa.select(llm_logs.c.id, llm_logs.c.total_cost, *_RUN_SUMS).select_from(source.from_clause).where(*source.conditions).subquery()
+    if source.count_from is source.from_clause:
+        matching = sa.select(llm_logs.c.id, llm_logs.c.total_cost, *_RUN_SUMS).select_from(source.from_clause).where(*source.conditions)
+    else:  # from the narrower side, each run looked up by its id
+        joined = source.count_from.join(llm_logs, llm_logs.c.id == source.count_id)
+        matching = sa.select(llm_logs.c.id, llm_logs.c.total_cost, *_RUN_SUMS).select_from(joined).where(*source.count_conditions)
+    runs = matching.subquery()
     sums = _Sums()
     counts = (sa.literal(1), sa.case((runs.c.total_cost.is_not(None), 1), else_=0), *(runs.c[column.name] for column in _RUN_SUMS))
     sums.add(connection, runs, counts, runs.c.total_cost, [])
