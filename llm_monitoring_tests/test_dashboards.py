@@ -1,9 +1,7 @@
 """The Grafana dashboards: every panel's SQL runs on a real Postgres filled with fake data.
 
-No Grafana server runs here, so the test does what Grafana does before a query reaches Postgres:
-the frontend interpolates template variables (`$provider`, `${evaluator}`, `$__interval`) and the
-Postgres datasource expands its macros (`$__timeFilter`, `$__timeGroupAlias`, ...) exactly as
-`pkg/tsdb/grafana-postgresql-datasource/macros.go` does.
+No Grafana server runs here, so the test does what Grafana does before a query reaches Postgres
+(grafana_queries.py: the variables, the interval and the datasource's macros).
 """
 
 from __future__ import annotations
@@ -12,7 +10,6 @@ import json
 import random
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -27,13 +24,15 @@ from llm_monitoring.core.agreement import agreement_by_version
 from llm_monitoring.core.evaluation import EVALUATOR_VERSION
 from llm_monitoring.fake_data import FakeRunLog, build_dataset, store_dataset, to_run_to_store
 from llm_monitoring.grafana import build_dashboards, panels
-from llm_monitoring.recompute import rebuild_daily_usage
+from llm_monitoring.grafana.whole_days import FIRST_DAY
+from llm_monitoring.recompute import rebuild_daily_feedback, rebuild_run_days
 from llm_monitoring.samples import AgentProfile, make_run_log
 from llm_monitoring.storage.bulk import store_runs
 from llm_monitoring.storage.engine import Database
 from llm_monitoring.storage.judgements import Judgement, store_judgements, verdict_reviewer_pairs
 from llm_monitoring.storage.schema import eval_checks, llm_logs
 from llm_monitoring_tests.conftest import create_postgres_database, drop_postgres_database
+from llm_monitoring_tests.grafana_queries import Selection, expand_macros, panel_interval, to_postgres
 
 GRAFANA = Path(build_dashboards.__file__).parent
 DASHBOARD_FILES = sorted((GRAFANA / "dashboards").glob("*.json"))
@@ -65,129 +64,6 @@ ADDED_PANELS = {
 }
 
 
-# ---------------------------------------------------------------------------- what Grafana does to a query
-
-
-def go_float(value: float) -> str:
-    """Go's %v of a float64, which macros.go uses for interval seconds: 300, 0.5, 1.2096e+06."""
-    if value == 0:
-        return "0"
-    number = Decimal(repr(float(value))).normalize()  # repr, like Go, gives the shortest round-trip digits
-    sign, digits, exp = number.as_tuple()
-    exponent = len(digits) + exp - 1
-    if -4 <= exponent < 6:  # Go switches to %e at exponent 6 for the shortest precision
-        return format(number, "f")
-    numerals = "".join(map(str, digits))
-    mantissa = numerals[0] + ("." + numerals[1:] if len(numerals) > 1 else "")
-    return f"{'-' if sign else ''}{mantissa}e{'+' if exponent >= 0 else '-'}{abs(exponent):02d}"
-
-
-_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, "y": 31536000}
-
-
-def interval_seconds(text: str) -> float:
-    match = re.fullmatch(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w|y)", text.strip().strip("'"))
-    if not match:
-        raise ValueError(f"error parsing interval {text}")
-    return float(match.group(1)) * _UNITS[match.group(2)]
-
-
-def rfc3339nano(moment: datetime) -> str:
-    """Go's time.RFC3339Nano in UTC: trailing zeros of the fraction dropped, "Z" for the zone."""
-    moment = moment.astimezone(UTC)
-    text = moment.strftime("%Y-%m-%dT%H:%M:%S")
-    if moment.microsecond:
-        text += "." + f"{moment.microsecond:06d}".rstrip("0")
-    return text + "Z"
-
-
-_MACRO = re.compile(r"\$([_a-zA-Z0-9]+)\(([^\)]*)\)")
-
-
-def expand_macros(sql: str, time_from: datetime, time_to: datetime) -> str:
-    """The Postgres datasource's macro engine (non-TimescaleDB)."""
-
-    def evaluate(name: str, args: list[str]) -> str:
-        if name == "__time":
-            return f'{args[0]} AS "time"'
-        if name == "__timeEpoch":
-            return f'extract(epoch from {args[0]}) as "time"'
-        if name == "__timeFilter":
-            return f"{args[0]} BETWEEN '{rfc3339nano(time_from)}' AND '{rfc3339nano(time_to)}'"
-        if name == "__timeFrom":
-            return f"'{rfc3339nano(time_from)}'"
-        if name == "__timeTo":
-            return f"'{rfc3339nano(time_to)}'"
-        if name == "__timeGroup":
-            seconds = go_float(interval_seconds(args[1]))
-            return f"floor(extract(epoch from {args[0]})/{seconds})*{seconds}"
-        if name == "__timeGroupAlias":
-            return evaluate("__timeGroup", args) + ' AS "time"'
-        if name == "__unixEpochFilter":
-            return f"{args[0]} >= {int(time_from.timestamp())} AND {args[0]} <= {int(time_to.timestamp())}"
-        raise AssertionError(f"unknown macro {name!r}")
-
-    def replace(match: re.Match[str]) -> str:
-        name = match.group(1)
-        # macros.go: "$__timeGroup(...)," followed by a comma is the pre-5.3 form that adds the alias.
-        if name == "__timeGroup" and sql[match.end() : match.end() + 1] == ",":
-            name = "__timeGroupAlias"
-        return evaluate(name, [arg.strip() for arg in match.group(2).split(",")])
-
-    return _MACRO.sub(replace, sql)
-
-
-@dataclass(frozen=True)
-class Selection:
-    """What a dashboard variable is set to: "All", or some values."""
-
-    values: tuple[str, ...] = ()
-
-    @property
-    def is_all(self) -> bool:
-        return not self.values
-
-
-def _quote(value: str) -> str:
-    return "'" + value.replace("'", "''") + "'"
-
-
-def format_variable(variable: dict[str, Any], selection: Selection) -> str:
-    """The SQL datasources' interpolateVariable, with the template service's custom-all-value rule."""
-    if selection.is_all:
-        if variable.get("allValue"):
-            return variable["allValue"]  # custom all values are inserted unformatted
-        raise AssertionError(f"variable {variable['name']} has no custom all value")
-    if variable.get("multi") or variable.get("includeAll"):
-        return ",".join(_quote(value) for value in selection.values)
-    return selection.values[0].replace("'", "''")
-
-
-_VARIABLE = re.compile(r"\$(\w+)|\[\[(\w+?)(?::(\w+))?\]\]|\$\{(\w+)(?::([^\}]+))?\}")
-
-
-def interpolate(sql: str, variables: dict[str, dict[str, Any]], selections: dict[str, Selection], interval: str) -> str:
-    """The frontend's template service, then the backend's $__interval replacement."""
-    builtins = {"__interval": interval, "__interval_ms": str(int(interval_seconds(interval) * 1000))}
-
-    def replace(match: re.Match[str]) -> str:
-        name = match.group(1) or match.group(2) or match.group(4)
-        if name in builtins:
-            return builtins[name]
-        if name in variables:
-            return format_variable(variables[name], selections.get(name, Selection()))
-        return match.group(0)  # macros and unknown names are left for the datasource
-
-    return _VARIABLE.sub(replace, sql)
-
-
-def to_postgres(
-    sql: str, dashboard: dict[str, Any], selections: dict[str, Selection], time_from: datetime, time_to: datetime, interval: str = "30m"
-) -> str:
-    variables = {variable["name"]: variable for variable in dashboard["templating"]["list"]}
-    return expand_macros(interpolate(sql, variables, selections, interval), time_from, time_to)
-
-
 def test_macro_expansion_matches_grafanas_documented_output():
     start = datetime(2017, 7, 18, 11, 15, 52, tzinfo=UTC)
     end = datetime(2017, 7, 18, 11, 25, 52, 500000, tzinfo=UTC)
@@ -198,6 +74,16 @@ def test_macro_expansion_matches_grafanas_documented_output():
     assert expand_macros("SELECT $__timeGroup(t, 1h), v", start, end) == 'SELECT floor(extract(epoch from t)/3600)*3600 AS "time", v'
     assert expand_macros("GROUP BY $__timeGroup(t, 2w)", start, end) == "GROUP BY floor(extract(epoch from t)/1.2096e+06)*1.2096e+06"
     assert expand_macros("$__timeFrom() $__timeTo()", start, end) == "'2017-07-18T11:15:52Z' '2017-07-18T11:25:52.5Z'"
+
+
+def test_intervals_and_epoch_seconds_are_what_grafana_sends():
+    panel = {"maxDataPoints": 50, "gridPos": {"w": 12}}
+    spans = [timedelta(minutes=10), timedelta(hours=24), timedelta(days=7), timedelta(days=30), timedelta(days=365)]
+    # rangeutil.roundInterval of the range over maxDataPoints, never under the datasource's 1m
+    assert [panel_interval(panel, span) for span in spans] == ["1m", "30m", "3h", "12h", "7d"]
+    start = datetime(2017, 7, 18, 11, 15, 52, 999000, tzinfo=UTC)
+    dashboard = {"templating": {"list": []}}
+    assert to_postgres("$__unixEpochFrom() $__unixEpochTo()", dashboard, {}, start, start + timedelta(hours=1)) == "1500376552 1500380152"
 
 
 # ---------------------------------------------------------------------------- the files
@@ -282,7 +168,11 @@ def test_every_query_honours_the_time_range_on_run_time_and_the_three_filters():
         for panel, target in panel_targets(dashboard):
             sql = target["rawSql"]
             # run time, or its UTC day in the daily_usage aggregate
-            assert re.findall(r"\$__timeFilter\(([^)]*)\)", sql) in (["l.run_started_at"], ["d.day::timestamptz"]), panel["title"]
+            filtered = set(re.findall(r"\$__timeFilter\(([^)]*)\)", sql))
+            assert filtered in ({"l.run_started_at"}, {"d.day::timestamptz"}), panel["title"]
+            # A daily table adding whole days to the runs reads exactly the range's whole days.
+            whole_days = f"d.day >= date '1970-01-01' + {FIRST_DAY}"
+            assert "FROM daily_" not in sql or filtered == {"d.day::timestamptz"} or whole_days in sql, panel["title"]
             for name in ("provider", "model", "agent"):
                 assert f"IN (${name})" in sql, (panel["title"], name)
 
@@ -291,7 +181,10 @@ def test_pass_rates_leave_not_applicable_checks_out_and_costs_are_in_usd():
     dashboards = load_dashboards()
     for panel, target in panel_targets(dashboards["LLM Monitoring - Eval"]):
         if "Pass" in panel["title"]:
-            assert "nullif(count(e.passed), 0)" in target["rawSql"], panel["title"]
+            live = build_dashboards.live_queries("eval.json")[panel["title"]]
+            assert "nullif(count(e.passed), 0)" in live, panel["title"]
+            # added up from daily_eval_summary: passed / applicable of both parts
+            assert "100.0 * sum(passed)::bigint / nullif(sum(applicable)::bigint, 0)" in target["rawSql"], panel["title"]
         # Rule checks: one evaluator version at a time; LLM judges: their own versions, never mixed in.
         version = "e.evaluator_version LIKE 'judge:%'" if panel["title"].startswith("Judge") else "e.evaluator_version = '${evaluator}'"
         assert version in target["rawSql"], panel["title"]
@@ -348,8 +241,10 @@ def filled(postgres_server: str) -> Iterator[tuple[Database, datetime]]:
         # An LLM judge's verdicts on every other run, with their calls' cost.
         judged = [log_id for (log_id,) in connection_rows(database, sa.select(llm_logs.c.id).order_by(llm_logs.c.id))][::2]
         store_judgements(database, [fake_judgement(log_id, now) for log_id in judged])
-        # The daily aggregate, as Dagster's sensor keeps it after each ingest.
-        rebuild_daily_usage(database, now - timedelta(days=2), now + timedelta(days=1))
+        # The daily tables, as the ingest and Dagster's sensor keep them.
+        days = [(now + timedelta(days=offset)).date() for offset in range(-2, 1)]
+        rebuild_run_days(database, days)
+        rebuild_daily_feedback(database, now - timedelta(days=2), now + timedelta(days=1))
         yield database, now
     finally:
         database.dispose()
