@@ -148,6 +148,11 @@ def assert_verdicts_current(database: Database) -> None:
         for row in current_checks(rows)
     }
     assert held == expected
+    # Each verdict repeats its run's time, provider, model and agent.
+    runs = {row["id"]: (row["run_started_at"], row["provider"], row["model"], row["agent_name"]) for row in all_runs(database)}
+    with database.connect() as connection:
+        for row in connection.execute(sa.select(check_verdicts)):
+            assert (row.run_started_at, row.provider, row.model, row.agent_name) == runs[row.log_id]
 
 
 # ---------------------------------------------------------------------------- pages
@@ -290,3 +295,19 @@ def test_ratings_filters_count_each_rated_run_once_up_to_the_cap(database: Datab
     provider = all_runs(database)[0]["provider"]
     both = RunFilters(provider=provider, has_feedback=True)
     assert run_totals(database, both).runs == len(list_runs(database, both))
+
+
+def test_a_check_filter_with_a_provider_filter_keeps_both(database: Database) -> None:
+    store(database, make_runs(20, undated=2))
+    since = START + timedelta(hours=4)
+    for provider in sorted({row["provider"] for row in all_runs(database)}):
+        for outcome in ("passed", "failed", "not applicable"):
+            check = RunFilters(check_name="tool_call_search", check_outcome=outcome)
+            both = dataclasses.replace(check, provider=provider, started_from=since)
+            expected = [
+                row["id"]
+                for row in list_runs(database, check, limit=1000)
+                if row["provider"] == provider and row["run_started_at"] and row["run_started_at"] >= since
+            ]
+            assert [row["id"] for row in list_runs(database, both, limit=1000)] == expected
+            assert run_totals(database, both).runs == len(expected)

@@ -17,7 +17,14 @@ from sqlalchemy.engine import Connection
 
 from llm_monitoring.core.records import CheckResult, LogRecord, PriceResult
 from llm_monitoring.storage.engine import Database
-from llm_monitoring.storage.rollups import AMOUNT_COLUMNS, RunAmounts, add_to_day_totals, record_search
+from llm_monitoring.storage.rollups import (
+    AMOUNT_COLUMNS,
+    RUN_COLUMNS_IN_VERDICTS,
+    VERDICT_COLUMNS,
+    RunAmounts,
+    add_to_day_totals,
+    record_search,
+)
 from llm_monitoring.storage.schema import SafeText, check_verdicts, eval_checks, llm_logs
 
 # ---------------------------------------------------------------------------- records to rows
@@ -113,8 +120,8 @@ class EncodedRun:
 
 
 _AMOUNTS = operator.itemgetter(*AMOUNT_COLUMNS)
-_STARTED_AT = LOG_COLUMNS.index("run_started_at") - 1  # its place in EncodedRun.log_values
-VERDICT_COLUMNS = ("log_id", "check_name", "passed", "evaluator_version", "run_started_at")
+# The places in EncodedRun.log_values of the run's columns a verdict row repeats.
+_VERDICT_RUN_VALUES = operator.itemgetter(*(LOG_COLUMNS.index(name) - 1 for name in RUN_COLUMNS_IN_VERDICTS))
 
 
 _LOG_VALUES = operator.itemgetter(*LOG_COLUMNS[1:])  # a log_row dict -> its values in column order
@@ -192,7 +199,9 @@ def store_encoded(database: Database, runs: Sequence[EncodedRun]) -> BatchResult
         stored = [(inserted[run.content_hash], run) for run in new_runs if run.content_hash in inserted]
         write_rows(connection, eval_checks, CHECK_COLUMNS, [(log_id, *check) for log_id, run in stored for check in run.checks])
         # A new run's checks are its only rows, so they are its current verdicts.
-        verdicts = [(log_id, check[0], check[1], check[4], run.log_values[_STARTED_AT]) for log_id, run in stored for check in run.checks]
+        verdicts = [
+            (log_id, check[0], check[1], check[4], *_VERDICT_RUN_VALUES(run.log_values)) for log_id, run in stored for check in run.checks
+        ]
         write_rows(connection, check_verdicts, VERDICT_COLUMNS, verdicts)
         add_to_day_totals(connection, [run.amounts for _, run in stored])
         record_search(connection, [log_id for log_id, _ in stored])

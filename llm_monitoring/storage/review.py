@@ -123,27 +123,33 @@ class _Source:
 def _source(filters: RunFilters, dialect: str) -> _Source:
     """The runs the filters select, read in the list's order from the narrowest place that has it: a
     check's current verdicts, else (Postgres) the search documents of a text search, else the runs."""
-    conditions = _run_conditions(filters, dialect)
     from_clause: sa.FromClause = llm_logs
     started, run_id = llm_logs.c.run_started_at, llm_logs.c.id
     if _searches_documents(filters, dialect):
         from_clause = run_search.join(from_clause, llm_logs.c.id == run_search.c.log_id)
         started, run_id = run_search.c.run_started_at, run_search.c.log_id
     if not filters.check_name:
+        conditions = _run_conditions(filters, dialect)
         source = _Source(from_clause, started, run_id, conditions, from_clause, run_id, conditions)
         rated = _rated_runs_only(filters)
         if rated is not None:
             source.count_from, source.count_id, source.count_conditions = rated, rated.c.log_id, []
         return source
+    # The verdict rows repeat the run's time, provider, model and agent: those filters apply in the
+    # verdicts' index, and only ratings and text need the runs.
     verdict = check_verdicts
     on_verdicts = [
         verdict.c.check_name == filters.check_name,
         _outcome_condition(verdict.c.passed, filters.check_outcome or "failed"),
+        *_run_conditions(filters, dialect, verdict),
     ]
+    on_runs = _run_conditions(
+        RunFilters(has_feedback=filters.has_feedback, feedback_is_good=filters.feedback_is_good, text=filters.text), dialect
+    )
     joined = verdict.join(from_clause, llm_logs.c.id == verdict.c.log_id)
-    both = conditions + on_verdicts
+    both = on_verdicts + on_runs
     source = _Source(joined, verdict.c.run_started_at, verdict.c.log_id, both, joined, verdict.c.log_id, both)
-    if not conditions:
+    if not on_runs:
         source.count_from, source.count_conditions = verdict, on_verdicts
     return source
 
@@ -162,20 +168,20 @@ def _rated_runs_only(filters: RunFilters) -> sa.Subquery | None:
     return rated.subquery("rated")
 
 
-def _run_conditions(filters: RunFilters, dialect: str) -> list[sa.ColumnElement[bool]]:
-    """The filters' conditions on llm_logs and its children, the check filter aside (see _source)."""
+def _run_conditions(filters: RunFilters, dialect: str, runs: sa.Table = llm_logs) -> list[sa.ColumnElement[bool]]:
+    """The filters' conditions, the check filter aside (see _source): on llm_logs and its children, or
+    for the provider, model, agent and time filters alone, on `runs` (check_verdicts, which repeats
+    those columns of each run)."""
     conditions: list[sa.ColumnElement[bool]] = []
-    for column, value in (
-        (llm_logs.c.provider, filters.provider),
-        (llm_logs.c.model, filters.model),
-        (llm_logs.c.agent_name, filters.agent),
-    ):
+    for name, value in (("provider", filters.provider), ("model", filters.model), ("agent_name", filters.agent)):
         if value is not None:
-            conditions.append(column == value)
+            conditions.append(runs.c[name] == value)
     if filters.started_from is not None:
-        conditions.append(llm_logs.c.run_started_at >= filters.started_from)
+        conditions.append(runs.c.run_started_at >= filters.started_from)
     if filters.started_before is not None:
-        conditions.append(llm_logs.c.run_started_at < filters.started_before)
+        conditions.append(runs.c.run_started_at < filters.started_before)
+    if runs is not llm_logs:
+        return conditions
     if filters.feedback_is_good is not None:
         conditions.append(sa.exists().where(feedback.c.log_id == llm_logs.c.id, feedback.c.is_good.is_(filters.feedback_is_good)))
     elif filters.has_feedback is not None:

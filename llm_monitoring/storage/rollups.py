@@ -159,6 +159,10 @@ def totals_rewritten(connection: Connection, log_ids: Sequence[int]) -> Iterator
 
 # ---------------------------------------------------------------------------- check_verdicts
 
+# A verdict row repeats these columns of its run (see check_verdicts in schema.py).
+RUN_COLUMNS_IN_VERDICTS = ("run_started_at", "provider", "model", "agent_name")
+VERDICT_COLUMNS = ("log_id", "check_name", "passed", "evaluator_version", *RUN_COLUMNS_IN_VERDICTS)
+
 
 def version_sort_key(version: str) -> tuple[int, str]:
     """Rule versions are numbers kept as text: "10" is newer than "9", so the length is compared first."""
@@ -185,7 +189,7 @@ def current_checks(rows: Iterable[Mapping[str, Any]]) -> list[Mapping[str, Any]]
 
 def record_verdicts(connection: Connection, rows: Iterable[Mapping[str, Any]]) -> None:
     """Verdicts of runs stored in this transaction: their only rows, so their current ones."""
-    values = [{name: row[name] for name in ("log_id", "check_name", "passed", "evaluator_version", "run_started_at")} for row in rows]
+    values = [{name: row[name] for name in VERDICT_COLUMNS} for row in rows]
     if values:
         connection.execute(sa.insert(check_verdicts), values)
 
@@ -201,7 +205,7 @@ def refresh_verdicts(connection: Connection, log_ids: Iterable[int]) -> None:
                 eval_checks.c.passed,
                 eval_checks.c.evaluator_version,
                 eval_checks.c.created_at,
-                llm_logs.c.run_started_at,
+                *(llm_logs.c[name] for name in RUN_COLUMNS_IN_VERDICTS),
             )
             .select_from(eval_checks.join(llm_logs, llm_logs.c.id == eval_checks.c.log_id))
             .where(eval_checks.c.log_id.in_(chunk))
@@ -278,15 +282,16 @@ def _backfill_verdicts(connection: Connection) -> None:
             eval_checks.c.check_name,
             eval_checks.c.passed,
             version,
-            llm_logs.c.run_started_at,
+            *(llm_logs.c[name] for name in RUN_COLUMNS_IN_VERDICTS),
             newest_first.label("rank"),
         )
         .select_from(eval_checks.join(llm_logs, llm_logs.c.id == eval_checks.c.log_id))
         .subquery()
     )
-    columns = ("log_id", "check_name", "passed", "evaluator_version", "run_started_at")
     connection.execute(
-        sa.insert(check_verdicts).from_select(columns, sa.select(*(ranked.c[name] for name in columns)).where(ranked.c.rank == 1))
+        sa.insert(check_verdicts).from_select(
+            VERDICT_COLUMNS, sa.select(*(ranked.c[name] for name in VERDICT_COLUMNS)).where(ranked.c.rank == 1)
+        )
     )
 
 

@@ -75,13 +75,15 @@ MAX_ID = 2**63 - 1  # the largest value a BigId holds: BIGINT on Postgres, a 64-
 # ---------------------------------------------------------------------------- tables
 
 
-def newest_first_index(name: str, leading: list[sa.Column[Any]], started: sa.Column[Any], run_id: sa.Column[Any]) -> None:
+def newest_first_index(
+    name: str, leading: list[sa.Column[Any]], started: sa.Column[Any], run_id: sa.Column[Any], include: list[str] | None = None
+) -> None:
     """An index in the review app's list order (newest first, undated runs last) after `leading`.
 
     Postgres needs NULLS LAST spelled out to match the list's ORDER BY; SQLite sorts NULLs last in
     DESC by itself and rejects NULLS LAST in an index, so each gets its own.
     """
-    sa.Index(name, *leading, started.desc().nulls_last(), run_id.desc()).ddl_if(dialect="postgresql")
+    sa.Index(name, *leading, started.desc().nulls_last(), run_id.desc(), postgresql_include=include or []).ddl_if(dialect="postgresql")
     sa.Index(f"{name}_sqlite", *leading, started.desc(), run_id.desc()).ddl_if(dialect="sqlite")
 
 
@@ -240,13 +242,20 @@ check_verdicts = sa.Table(
     sa.Column("check_name", sa.String(64), primary_key=True),
     sa.Column("passed", sa.Boolean),  # NULL: not applicable
     sa.Column("evaluator_version", sa.String(EVALUATOR_VERSION_CHARS), nullable=False),
-    sa.Column("run_started_at", UTCDateTime),  # the run's, so the list's order is in this index
+    # The run's, so the list's order is in this index, and a provider, model or agent filter beside
+    # the check filter is applied in it (a provider whose runs never fail that check costs one index
+    # range, not a look-up of every failing run).
+    sa.Column("run_started_at", UTCDateTime),
+    sa.Column("provider", SafeText),
+    sa.Column("model", SafeText),
+    sa.Column("agent_name", SafeText),
 )
 newest_first_index(
     "ix_check_verdicts_order",
     [check_verdicts.c.check_name, check_verdicts.c.passed],
     check_verdicts.c.run_started_at,
     check_verdicts.c.log_id,
+    include=["provider", "model", "agent_name"],
 )
 check_outcome_statistics(check_verdicts)
 
