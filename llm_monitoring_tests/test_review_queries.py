@@ -160,14 +160,21 @@ def assert_verdicts_current(database: Database) -> None:
 
 def test_pages_from_either_edge_walk_the_whole_list_in_its_order(database: Database) -> None:
     store(database, make_runs(14, undated=3))
-    for filters in (RunFilters(), RunFilters(check_name="tool_call_search", check_outcome="passed"), RunFilters(provider="openai")):
+    word = "the"
+    searched = RunFilters(text=word)
+    for filters in (
+        RunFilters(),
+        RunFilters(check_name="tool_call_search", check_outcome="passed"),
+        RunFilters(provider="openai"),
+        searched,
+    ):
         rows = all_runs(database)
         if filters.provider:
             rows = [row for row in rows if row["provider"] == filters.provider]
         expected = list_order(rows)
-        if filters.check_name:
-            passed = {row["id"] for row in list_runs(database, filters, limit=1000)}
-            expected = [log_id for log_id in expected if log_id in passed]
+        if filters.check_name or filters.text:
+            kept = {row["id"] for row in list_runs(database, filters, limit=1000)}
+            expected = [log_id for log_id in expected if log_id in kept]
         assert len(expected) >= 5
 
         walked, page = [], list_runs(database, filters, limit=4)
@@ -311,3 +318,26 @@ def test_a_check_filter_with_a_provider_filter_keeps_both(database: Database) ->
             ]
             assert [row["id"] for row in list_runs(database, both, limit=1000)] == expected
             assert run_totals(database, both).runs == len(expected)
+
+
+@pytest.mark.parametrize("few", [2_000, 2])
+def test_a_search_pages_alike_whether_it_has_few_matches_or_many(database: Database, monkeypatch: pytest.MonkeyPatch, few: int) -> None:
+    """On Postgres a search with at most FEW_MATCHES matches orders them itself; more are read newest first."""
+    store(database, make_runs(14, undated=3))
+    monkeypatch.setattr("llm_monitoring.storage.review.FEW_MATCHES", few)
+    filters = RunFilters(text="the")
+    # Which runs match is the search's business (tested with the app); here, their order and pages.
+    kept = {row["id"] for row in list_runs(database, filters, limit=1000)}
+    expected = [log_id for log_id in list_order(all_runs(database)) if log_id in kept]
+    assert len(expected) > 4
+    walked, page = [], list_runs(database, filters, limit=4)
+    while page:
+        walked += [row["id"] for row in page]
+        page = list_runs(database, filters, limit=4, after=page_key(page[-1]))
+    assert walked == expected
+    last = next(row for row in list_runs(database, filters, limit=1000) if row["id"] == expected[-1])
+    back, page = [expected[-1]], list_runs(database, filters, limit=4, before=page_key(last))
+    while page:
+        back = [row["id"] for row in page] + back
+        page = list_runs(database, filters, limit=4, before=page_key(page[0]))
+    assert back == expected

@@ -8,6 +8,7 @@ scan could total them. The list queries never select raw_json.
 
 from __future__ import annotations
 
+import bisect
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -281,9 +282,56 @@ def list_runs(
     """
     with database.connect() as connection:
         source = _source(filters, connection.dialect.name)
-        rows = _page(connection, source, limit, after, before)
+        rows = None
+        if _searches_documents(filters, connection.dialect.name):
+            rows = _page_of_few_matches(connection, source, limit, after, before)
+        if rows is None:
+            rows = _page(connection, source, limit, after, before)
         _add_check_and_feedback_counts(connection, rows)
     return rows
+
+
+# A search matching at most this many runs is ordered from all of its matches, found through the
+# documents' GIN index: walking the runs newest first would read 2,000 runs per match of a word in one
+# run in 2,000 (and Postgres, whose estimate for a rare prefix is high, would choose that walk).
+FEW_MATCHES = 2_000
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def _list_position(started: datetime | None, run_id: int) -> tuple[int, int, int]:
+    """A run's sort key in the list's order: newest first by start time (to the microsecond), then by
+    id, undated runs last."""
+    if started is None:
+        return 1, 0, -run_id
+    return 0, -((started - _EPOCH) // timedelta(microseconds=1)), -run_id
+
+
+def _page_of_few_matches(
+    connection: Connection, source: _Source, limit: int, after: PageKey | None, before: PageKey | None
+) -> list[dict[str, Any]] | None:
+    """The page from every match, sorted here, when there are at most FEW_MATCHES; None otherwise."""
+    matches = connection.execute(
+        sa.select(source.started, source.id).select_from(source.from_clause).where(*source.conditions).limit(FEW_MATCHES + 1)
+    ).all()
+    if len(matches) > FEW_MATCHES:
+        return None
+    positions = sorted(_list_position(started, run_id) for started, run_id in matches)
+    if after is not None:
+        start = bisect.bisect_right(positions, _list_position(after.started_at, after.id))
+        page = positions[start : start + limit]
+    elif before is not None:
+        end = bisect.bisect_left(positions, _list_position(before.started_at, before.id))
+        page = positions[max(0, end - limit) : end]
+    else:
+        page = positions[:limit]
+    ids = [-run_id for *_, run_id in page]
+    if not ids:
+        return []
+    query = sa.select(*RUN_LIST_COLUMNS, sa.func.substr(llm_logs.c.user_prompt, 1, PROMPT_PREVIEW_CHARS).label("prompt_preview"))
+    by_id = {row.id: dict(row._mapping) for row in connection.execute(query.where(llm_logs.c.id.in_(ids)))}
+    return [by_id[run_id] for run_id in ids if run_id in by_id]
 
 
 def _page(connection: Connection, source: _Source, limit: int, after: PageKey | None, before: PageKey | None) -> list[dict[str, Any]]:
