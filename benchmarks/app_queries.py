@@ -154,7 +154,7 @@ def fill(database: Database, runs: int) -> float:
                 with database.transaction() as connection:
                     insert_rows(connection, table, columns, batch)
     with database.transaction() as connection:
-        backfill_summaries(connection, {"run_day_totals", "check_verdicts"})
+        backfill_summaries(connection, {"run_day_totals", "check_verdicts", "run_search"})
     with database.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
         # Plans depend on statistics; autovacuum (or SQLite's optimize) would gather them soon after a load like this.
         if database.dialect == "postgresql":
