@@ -75,8 +75,9 @@ def templates(count: int) -> list[RunToStore]:
     return runs
 
 
-def fill(database: Database, runs: int) -> float:
-    """COPY `runs` runs, their checks and some feedback; returns the seconds it took."""
+def fill(database: Database, runs: int, *, start: datetime = START, spread: timedelta = SPREAD) -> float:
+    """COPY `runs` runs started over [start, start + spread), their checks and some feedback; returns
+    the seconds it took."""
     began = time.perf_counter()
     models = templates(TEMPLATES)
     rng = random.Random(7)
@@ -87,7 +88,7 @@ def fill(database: Database, runs: int) -> float:
         with cursor.copy(f"COPY llm_logs ({', '.join(LOG_COLUMNS)}) FROM STDIN") as copy:
             for log_id in range(1, runs + 1):
                 model = models[log_id % len(models)]
-                started = START + SPREAD * (log_id / runs) + timedelta(seconds=rng.randint(0, 59))
+                started = start + spread * ((log_id - 1) / runs) + timedelta(seconds=rng.randint(0, 59))
                 row = model.log_row()
                 row.update(
                     filepath=f"logs/run_{log_id:06d}.json",
