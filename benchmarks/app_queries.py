@@ -53,7 +53,7 @@ from llm_monitoring.storage.review import (  # noqa: E402
 )
 from llm_monitoring.storage.rollups import backfill_summaries  # noqa: E402
 from llm_monitoring.storage.runs import count_rows  # noqa: E402
-from llm_monitoring.storage.schema import check_verdicts, eval_checks, feedback, llm_logs, run_day_totals  # noqa: E402
+from llm_monitoring.storage.schema import check_verdicts, eval_checks, feedback, llm_logs, run_day_totals, run_search  # noqa: E402
 from llm_monitoring_tests.conftest import drop_postgres_database  # noqa: E402
 
 APP = ROOT / "llm_monitoring" / "app.py"
@@ -93,12 +93,13 @@ def rare_words(log_id: int) -> str:
     return (" quasar" if log_id % 200 == 0 else "") + (" nebula" if log_id % 2000 == 0 else "")
 
 
-def log_rows(models: list[RunToStore], runs: int, now: datetime) -> Iterator[tuple[Any, ...]]:
-    """llm_logs rows in LOG_COLUMNS order: the templates with their own ids, times and hashes."""
+def log_rows(models: list[RunToStore], runs: int, now: datetime, start: datetime, spread: timedelta) -> Iterator[tuple[Any, ...]]:
+    """llm_logs rows in LOG_COLUMNS order: the templates with their own ids, times over [start, start +
+    spread) and hashes."""
     rng = random.Random(7)
     for log_id in range(1, runs + 1):
         model = models[log_id % len(models)]
-        started = START + SPREAD * (log_id / runs) + timedelta(seconds=rng.randint(0, 59))
+        started = start + spread * ((log_id - 1) / runs) + timedelta(seconds=rng.randint(0, 59))
         row = model.log_row()
         row.update(
             user_prompt=(row["user_prompt"] or "") + rare_words(log_id),
@@ -126,13 +127,14 @@ def feedback_rows(runs: int, now: datetime) -> Iterator[tuple[Any, ...]]:
             yield (log_id, rng.random() < 0.65, "bulk feedback", rng.choice(["ana", "bo", None]), now)
 
 
-def fill(database: Database, runs: int) -> float:
-    """Load `runs` runs, their checks and some feedback (COPY on Postgres, batches on SQLite), then fill
-    the summaries as an upgrade does (the load bypasses the writers that keep them); returns seconds."""
+def fill(database: Database, runs: int, *, start: datetime = START, spread: timedelta = SPREAD) -> float:
+    """Load `runs` runs started over [start, start + spread), their checks and some feedback (COPY on
+    Postgres, batches on SQLite), then fill the summaries as an upgrade does (the load bypasses the
+    writers that keep them); returns seconds."""
     began = time.perf_counter()
     models, now = templates(TEMPLATES), datetime.now(UTC)
     tables = (
-        (llm_logs, LOG_COLUMNS, log_rows(models, runs, now)),
+        (llm_logs, LOG_COLUMNS, log_rows(models, runs, now, start, spread)),
         (eval_checks, CHECK_COLUMNS, check_rows(models, runs, now)),
         (feedback, FEEDBACK_COLUMNS, feedback_rows(runs, now)),
     )
@@ -158,7 +160,7 @@ def fill(database: Database, runs: int) -> float:
     with database.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
         # Plans depend on statistics; autovacuum (or SQLite's optimize) would gather them soon after a load like this.
         if database.dialect == "postgresql":
-            for table in (llm_logs, eval_checks, feedback, check_verdicts, run_day_totals):
+            for table in (llm_logs, eval_checks, feedback, check_verdicts, run_day_totals, run_search):
                 connection.exec_driver_sql(f"VACUUM ANALYZE {table.name}")
         else:
             connection.exec_driver_sql("ANALYZE")

@@ -7,9 +7,10 @@ import dagster as dg
 import pytest
 
 from llm_monitoring.config import quality_thresholds
-from llm_monitoring.core.quality import QualityThresholds, judged_days, pass_rate_findings
+from llm_monitoring.core import evaluation
+from llm_monitoring.core.quality import QualityThresholds, days_to_verify_run_by_run, judged_days, pass_rate_findings
 from llm_monitoring.defs.keys import AGGREGATES_JOB, GATES_JOB
-from llm_monitoring.defs.quality.checks import GateConfig, recent_parse_failures, unpriced_runs_share
+from llm_monitoring.defs.quality.checks import GateConfig, eval_coverage, recent_parse_failures, unpriced_runs_share
 from llm_monitoring.defs.quality.jobs import gates_run_config
 from llm_monitoring.defs.resources import DatabaseResource
 from llm_monitoring.storage.engine import Database
@@ -136,6 +137,66 @@ def test_parse_failure_gate_fails_while_a_recent_failure_is_unresolved(database:
 
     resolve_ingest_errors(database, ["f" * 64])
     assert recent_parse_failures(context).passed
+
+
+def test_eval_coverage_reads_runs_one_by_one_only_where_the_daily_rows_do_not_count_every_run(
+    database: Database, instance: dg.DagsterInstance, monkeypatch: pytest.MonkeyPatch
+):
+    store_days(database, date(2026, 1, 5), 3, 4)
+    run_job(AGGREGATES_JOB, instance, first="2026-01-05", last="2026-01-07")
+
+    def coverage() -> dg.AssetCheckResult:
+        context = dg.build_asset_check_context(resources={"database": DatabaseResource()}, instance=instance)
+        return eval_coverage(context, GateConfig(days=["2026-01-05..2026-01-07"]))
+
+    rebuilt = coverage()
+    assert rebuilt.passed and rebuilt.metadata["days_read_run_by_run"].value == 0
+
+    store_day(database, date(2026, 1, 6), 2, seed=5)  # stored since the day was rebuilt: its rows no longer count every run
+    added = coverage()
+    assert added.passed and added.metadata["days_read_run_by_run"].value == 1
+
+    monkeypatch.setattr(evaluation, "EVALUATOR_VERSION", "3-test")  # a rule change: no run has the new version's rows
+    changed = coverage()
+    assert not changed.passed
+    assert changed.metadata["days_read_run_by_run"].value == 3
+    assert changed.metadata["runs_missing_checks"].value == 14
+    assert changed.metadata["failing_days"].value == "2026-01-05, 2026-01-06, 2026-01-07"
+
+
+CHECKS = ("answer_clear", "completeness")
+
+
+def usage(day: date, runs: int) -> dict:
+    return {"day": day, "runs": runs}
+
+
+def with_rows(day: date, check: str, runs: int, version: str = "2") -> dict:
+    return {"day": day, "check_name": check, "evaluator_version": version, "runs": runs}
+
+
+@pytest.mark.parametrize(
+    ("runs_now", "usage_rows", "summary", "read"),
+    [
+        (5, [usage(date(2026, 1, 5), 2), usage(date(2026, 1, 5), 3)], [with_rows(date(2026, 1, 5), c, 5) for c in CHECKS], False),
+        (0, [], [], False),  # no runs: nothing to look at
+        (5, [], [], True),  # never rebuilt
+        (6, [usage(date(2026, 1, 5), 5)], [with_rows(date(2026, 1, 5), c, 5) for c in CHECKS], True),  # a run stored since
+        (5, [usage(date(2026, 1, 5), 5)], [with_rows(date(2026, 1, 5), "answer_clear", 5)], True),  # a check without rows
+        (
+            5,
+            [usage(date(2026, 1, 5), 5)],
+            [with_rows(date(2026, 1, 5), "answer_clear", 5), with_rows(date(2026, 1, 5), "completeness", 4)],
+            True,
+        ),
+        (5, [usage(date(2026, 1, 5), 5)], [with_rows(date(2026, 1, 5), c, 5, version="1") for c in CHECKS], True),  # another version's rows
+    ],
+)
+def test_coverage_reads_a_day_run_by_run_unless_its_daily_rows_count_every_run_for_every_check(
+    runs_now: int, usage_rows: list[dict], summary: list[dict], read: bool
+):
+    day = date(2026, 1, 5)
+    assert days_to_verify_run_by_run([day], {day: runs_now}, usage_rows, summary, "2", CHECKS) == ([day] if read else [])
 
 
 def summary_rows(day: date, check: str, passed: int, applicable: int) -> dict:

@@ -191,3 +191,36 @@ def cost_spike_findings(
                 )
             )
     return findings, details
+
+
+def days_to_verify_run_by_run(
+    days: Iterable[date],
+    runs_now: Mapping[date, int],
+    usage_rows: Iterable[Mapping[str, Any]],
+    summary_rows: Iterable[Mapping[str, Any]],
+    evaluator_version: str,
+    check_names: Iterable[str],
+) -> list[date]:
+    """The judged days whose runs the coverage gate must look at one by one; on the others every run
+    has a row of `evaluator_version` for every check, as their daily rows show.
+
+    When a day is rebuilt, daily_usage counts its runs and daily_eval_summary, per check and version,
+    those of them with a row. A run gets its rows in the transaction that stores it, and
+    re-evaluation replaces a version's rows in one transaction: rows are never taken from a run
+    that stays. So if the day holds as many runs now (`runs_now`) as daily_usage counted, and each
+    check counted that many, every run of the day has every check. A day with runs stored or
+    deleted since its rebuild, rows missing, or no daily rows at all is looked at run by run.
+    Reading runs one by one costs a lookup per run and check: about 400,000 for a week of 60,000
+    runs, in every ingest run; the daily rows are a few dozen.
+    """
+    counted: dict[date, int] = {}
+    for row in usage_rows:
+        counted[row["day"]] = counted.get(row["day"], 0) + row["runs"]
+    with_rows = {(row["day"], row["check_name"]): row["runs"] for row in summary_rows if row["evaluator_version"] == evaluator_version}
+    names = list(check_names)
+    return [
+        day
+        for day in sorted(set(days))
+        if runs_now.get(day, 0)
+        and not (counted.get(day) == runs_now[day] and all(with_rows.get((day, name)) == runs_now[day] for name in names))
+    ]

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from datetime import date, datetime
+from collections.abc import Iterable, Sequence
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
 import sqlalchemy as sa
 
+from llm_monitoring.core.windows import day_start
 from llm_monitoring.storage.engine import Database
 from llm_monitoring.storage.rollups import forget_runs, id_chunks, totals_rewritten
 from llm_monitoring.storage.schema import eval_checks, feedback, judge_calls, llm_logs
@@ -102,6 +103,20 @@ def runs_outside_window(database: Database, start: datetime, end: datetime) -> i
             )
             or 0
         )
+
+
+def runs_by_day(database: Database, days: Iterable[date]) -> dict[date, int]:
+    """How many runs each of these UTC days holds: one index range count per day."""
+    with database.connect() as connection:
+        return {
+            day: connection.scalar(
+                sa.select(sa.func.count())
+                .select_from(llm_logs)
+                .where(in_window(llm_logs.c.run_started_at, day_start(day), day_start(day + timedelta(days=1))))
+            )
+            or 0
+            for day in sorted(set(days))
+        }
 
 
 def runs_missing_checks(

@@ -28,6 +28,7 @@ from llm_monitoring.core.alerts import Failure, GateAlert
 from llm_monitoring.core.quality import (
     Finding,
     cost_spike_findings,
+    days_to_verify_run_by_run,
     failing_days,
     gate_description,
     judged_days,
@@ -44,7 +45,7 @@ from llm_monitoring.storage.daily import daily_rows
 from llm_monitoring.storage.engine import Database
 from llm_monitoring.storage.errors import DatabaseUnavailable, StorageError
 from llm_monitoring.storage.ledger import ingest_errors_since
-from llm_monitoring.storage.runs import runs_missing_checks
+from llm_monitoring.storage.runs import runs_by_day, runs_missing_checks
 
 PARSE_FAILURE_WINDOW = timedelta(hours=24)
 
@@ -317,8 +318,10 @@ def eval_coverage(context: dg.AssetCheckExecutionContext, config: GateConfig, da
     judged = judge(context, config, keys.DAILY_EVAL_SUMMARY)
     missing: list[tuple[int, datetime | None]] = []
     with database.open_for_step() as monitoring_db:
-        _, with_data = _judged_rows(monitoring_db, judged, "daily_eval_summary")
-        for first, last in stretches(judged.days):
+        summary, with_data = _judged_rows(monitoring_db, judged, "daily_eval_summary")
+        usage, _ = _judged_rows(monitoring_db, judged, "daily_usage")
+        unverified = days_to_verify_run_by_run(judged.days, runs_by_day(monitoring_db, judged.days), usage, summary, version, names)
+        for first, last in stretches(unverified):
             missing += runs_missing_checks(monitoring_db, version, names, day_start(first), day_start(last + timedelta(days=1)))
         by_day: dict[date, int] = {}
         for _, started in missing:
@@ -341,6 +344,7 @@ def eval_coverage(context: dg.AssetCheckExecutionContext, config: GateConfig, da
             severity=dg.AssetCheckSeverity.ERROR,
             evaluator_version=version,
             runs_missing_checks=len(missing),
+            days_read_run_by_run=len(unverified),
             days_missing=len(by_day),
             backfill_range=f"{min(by_day)}..{max(by_day)}" if by_day else "none",
             sample_run_ids=", ".join(str(log_id) for log_id, _ in missing[:10]) or "none",
