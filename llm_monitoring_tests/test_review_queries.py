@@ -158,6 +158,21 @@ def assert_verdicts_current(database: Database) -> None:
 # ---------------------------------------------------------------------------- pages
 
 
+def walk_pages(database: Database, filters: RunFilters, oldest: int) -> tuple[list[int], list[int]]:
+    """The list's ids read 4 at a time from the newest page on, and from the oldest run back (each
+    page ending just before the previous one's first run)."""
+    forward, page = [], list_runs(database, filters, limit=4)
+    while page:
+        forward += [row["id"] for row in page]
+        page = list_runs(database, filters, limit=4, after=page_key(page[-1]))
+    last = next(row for row in list_runs(database, filters, limit=1000) if row["id"] == oldest)
+    backward, page = [oldest], list_runs(database, filters, limit=4, before=page_key(last))
+    while page:
+        backward = [row["id"] for row in page] + backward
+        page = list_runs(database, filters, limit=4, before=page_key(page[0]))
+    return forward, backward
+
+
 def test_pages_from_either_edge_walk_the_whole_list_in_its_order(database: Database) -> None:
     store(database, make_runs(14, undated=3))
     word = "the"
@@ -177,19 +192,7 @@ def test_pages_from_either_edge_walk_the_whole_list_in_its_order(database: Datab
             expected = [log_id for log_id in expected if log_id in kept]
         assert len(expected) >= 5
 
-        walked, page = [], list_runs(database, filters, limit=4)
-        while page:
-            walked += [row["id"] for row in page]
-            page = list_runs(database, filters, limit=4, after=page_key(page[-1]))
-        assert walked == expected
-
-        # Backwards from the oldest run: each page ends just before the previous one's first run.
-        last = next(row for row in list_runs(database, filters, limit=1000) if row["id"] == expected[-1])
-        back, page = [expected[-1]], list_runs(database, filters, limit=4, before=page_key(last))
-        while page:
-            back = [row["id"] for row in page] + back
-            page = list_runs(database, filters, limit=4, before=page_key(page[0]))
-        assert back == expected
+        assert walk_pages(database, filters, expected[-1]) == (expected, expected)
 
 
 # ---------------------------------------------------------------------------- totals and verdicts through every write
@@ -330,14 +333,4 @@ def test_a_search_pages_alike_whether_it_has_few_matches_or_many(database: Datab
     kept = {row["id"] for row in list_runs(database, filters, limit=1000)}
     expected = [log_id for log_id in list_order(all_runs(database)) if log_id in kept]
     assert len(expected) > 4
-    walked, page = [], list_runs(database, filters, limit=4)
-    while page:
-        walked += [row["id"] for row in page]
-        page = list_runs(database, filters, limit=4, after=page_key(page[-1]))
-    assert walked == expected
-    last = next(row for row in list_runs(database, filters, limit=1000) if row["id"] == expected[-1])
-    back, page = [expected[-1]], list_runs(database, filters, limit=4, before=page_key(last))
-    while page:
-        back = [row["id"] for row in page] + back
-        page = list_runs(database, filters, limit=4, before=page_key(page[0]))
-    assert back == expected
+    assert walk_pages(database, filters, expected[-1]) == (expected, expected)
