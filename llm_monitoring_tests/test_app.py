@@ -320,9 +320,10 @@ def test_a_statement_the_database_refuses_is_not_called_an_outage(app_env: Datab
     assert "Cannot reach" not in texts(app)
 
 
-def test_viewers_never_see_a_traceback():
+def test_viewers_never_see_a_traceback(monkeypatch: pytest.MonkeyPatch, sqlite_url: str):
     import streamlit
 
+    monkeypatch.setenv("DATABASE_URL", sqlite_url)  # the test's own file, not monitoring.db in the working directory
     started_app()
     assert streamlit.config.get_option("client.showErrorDetails") == "none"
 

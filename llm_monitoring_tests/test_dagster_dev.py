@@ -5,7 +5,6 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 import urllib.request
 from collections import Counter
 from collections.abc import Iterator
@@ -13,6 +12,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from llm_monitoring.defs.keys import ALERTS_SENSOR
 from llm_monitoring.samples import write_sample_logs
 from llm_monitoring.storage.engine import Database
 from llm_monitoring.storage.runs import count_rows
@@ -49,7 +49,7 @@ def test_dagster_dev_sensor_ingests_dropped_files_and_ui_shows_runs_and_lineage(
             runs = graphql(port, SENSOR_RUNS)["data"]["runsOrError"]["results"]
             return [run for run in runs if run["status"] in ("SUCCESS", "FAILURE")]
 
-        runs = wait_until(finished_run, 180, "a sensor-triggered ingest run", interval=1)
+        runs = wait_until(finished_run, 180, "a sensor-triggered ingest run", interval=0.5)
         assert runs[0]["status"] == "SUCCESS" and runs[0]["jobName"] == "ingest_logs_job"
         database = Database(url)
         assert count_rows(database, llm_logs) == 6
@@ -98,7 +98,7 @@ def dagster_dev_process(cwd: Path, env: dict[str, str], *args: str) -> Iterator[
             except OSError:
                 return False
 
-        wait_until(server_up, 120, "the webserver", interval=1)
+        wait_until(server_up, 120, "the webserver", interval=0.25)
         yield port
     finally:
         stop_group(process, grace=20)
@@ -111,8 +111,29 @@ CHECK_STATUS = """{ assetNodes(assetKeys: [{path: ["daily_usage"]}]) { assetChec
 MARCH = datetime(2025, 3, 3, 9, tzinfo=UTC)  # far from today: the look-back judges none of these days
 
 
+ALERT_TICKS = """query($after: Float!) { repositoriesOrError { ... on RepositoryConnection { nodes { sensors { name
+  sensorState { ticks(afterTimestamp: $after, statuses: [SKIPPED, SUCCESS, FAILURE]) { timestamp } } } } } } }"""
+
+
 def day(offset: int) -> datetime:
     return MARCH + timedelta(days=offset)
+
+
+def wait_for_alert_ticks(port: int, after: float, count: int = 2) -> None:
+    """Wait until the alerts sensor has finished `count` ticks that started after `after` (a time.time())."""
+
+    def finished_ticks() -> bool:
+        nodes = graphql(port, ALERT_TICKS, variables={"after": after})["data"]["repositoriesOrError"]["nodes"]
+        ticks = [
+            tick
+            for node in nodes
+            for sensor in node["sensors"]
+            if sensor["name"] == ALERTS_SENSOR
+            for tick in sensor["sensorState"]["ticks"]
+        ]
+        return len(ticks) >= count
+
+    wait_until(finished_ticks, 120, f"{count} more ticks of the alerts sensor", interval=0.5)
 
 
 def test_dagster_dev_alerts_each_failing_gate_and_day_once_and_the_ui_shows_the_gate_failed(tmp_path: Path):
@@ -142,7 +163,7 @@ def test_dagster_dev_alerts_each_failing_gate_and_day_once_and_the_ui_shows_the_
             return lambda: len(receiver.received) >= count and receiver.bodies()
 
         wait_until(alerts(2), 180, "the first two alerts", interval=0.5)
-        time.sleep(12)  # two more ticks of the alerts sensor: nothing is sent again
+        wait_for_alert_ticks(port, after=receiver.received[-1][0])  # two more ticks: nothing is sent again
         gate_alerts, quarantine = receiver.bodies("quality_gate"), receiver.bodies("quarantine")
         assert len(receiver.received) == 2 and len(gate_alerts) == 1 and len(quarantine) == 1
         assert (gate_alerts[0]["gate"], gate_alerts[0]["asset"], gate_alerts[0]["failing_days"]) == (
@@ -159,7 +180,7 @@ def test_dagster_dev_alerts_each_failing_gate_and_day_once_and_the_ui_shows_the_
         write_logs(logs, 2, seed=6, start=day(3), prefix="f")
         write_logs(logs, 1, seed=7, start=day(3) + timedelta(hours=3), mutate=unknown_model, prefix="g")
         wait_until(alerts(3), 180, "the alert of the new day", interval=0.5)
-        time.sleep(12)
+        wait_for_alert_ticks(port, after=receiver.received[-1][0])
         assert len(receiver.received) == 3
         assert receiver.bodies("quality_gate")[1]["failing_days"] == ["2025-03-06"]
         sent = Counter((body["gate"], key) for body in receiver.bodies() for key in body["alert_keys"])

@@ -95,10 +95,14 @@ def test_asset_keys_are_written_in_keys_module_only():
 
 
 @pytest.mark.e2e
-def test_dg_lists_and_checks_the_autoloaded_definitions():
+def test_dg_lists_and_checks_the_autoloaded_definitions(tmp_path: Path):
     root = PACKAGE.parent
     dg_command = Path(sys.executable).parent / "dg"
-    env = {**os.environ, "NO_COLOR": "1", "COLUMNS": "200"}
+    # A Dagster home of the test's own: without one, dg would keep its storage in the repository's .dagster_home.
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    env = {**os.environ, "NO_COLOR": "1", "COLUMNS": "200", "DAGSTER_HOME": str(home)}
     checked = subprocess.run([str(dg_command), "check", "defs"], cwd=root, env=env, capture_output=True, text=True, timeout=300)
     assert checked.returncode == 0, checked.stdout + checked.stderr
     listed = subprocess.run([str(dg_command), "list", "defs", "--json"], cwd=root, env=env, capture_output=True, text=True, timeout=300)

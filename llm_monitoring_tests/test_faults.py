@@ -6,6 +6,7 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 
 import pytest
@@ -69,24 +70,39 @@ def assert_exactly_once(url: str, logs_dir: Path, originals: dict[str, bytes]) -
     assert not [path for path in logs_dir.glob("*.json") if not path.name.startswith("_")]  # none left pending
 
 
+def count_stored(database: Database) -> tuple[int, int]:
+    """(runs, checks) stored so far."""
+    with database.connect() as connection:
+        if not sa.inspect(connection).has_table("eval_checks"):
+            return 0, 0
+        logs = connection.scalar(sa.select(sa.func.count()).select_from(llm_logs))
+        checks = connection.scalar(sa.select(sa.func.count()).select_from(eval_checks))
+        return logs, checks
+
+
 def stored_counts(url: str) -> tuple[int, int]:
     database = Database(url)
     try:
-        with database.connect() as connection:
-            if not sa.inspect(connection).has_table("eval_checks"):
-                return 0, 0
-            logs = connection.scalar(sa.select(sa.func.count()).select_from(llm_logs))
-            checks = connection.scalar(sa.select(sa.func.count()).select_from(eval_checks))
-            return logs, checks
+        return count_stored(database)
+    finally:
+        database.dispose()
+
+
+def wait_for_stored(process: subprocess.Popen, url: str, at_least: int, interval: float = 0.02) -> None:
+    """Poll until `at_least` runs are stored (or the process ended, or two minutes passed). One
+    connection for all the polls: opening one per poll would take CPU from the process under test."""
+    database = Database(url)
+    try:
+        deadline = time.monotonic() + 120
+        while count_stored(database)[0] < at_least and process.poll() is None and time.monotonic() < deadline:
+            time.sleep(interval)
     finally:
         database.dispose()
 
 
 def kill_after_progress(process: subprocess.Popen, url: str, at_least: int, rng: random.Random) -> None:
     """SIGKILL the runner's process group once `at_least` runs are stored, at a random moment after."""
-    deadline = time.monotonic() + 120
-    while stored_counts(url)[0] < at_least and process.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.02)
+    wait_for_stored(process, url, at_least)
     time.sleep(rng.uniform(0.0, 0.15))
     os.killpg(process.pid, signal.SIGKILL)
     process.wait()
@@ -126,9 +142,7 @@ def test_ctrl_c_during_a_watch_pass_stops_the_watcher(logs_dir: Path, sqlite_url
     originals = write_logs(logs_dir, 600)
     env = runner_env(logs_dir, sqlite_url, INGEST_BATCH_FILES="2", POLL_SECONDS="0.2")
     process = start_runner(env, "--watch")
-    deadline = time.monotonic() + 120
-    while stored_counts(sqlite_url)[0] < 10 and process.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.02)
+    wait_for_stored(process, sqlite_url, 10)
     assert stored_counts(sqlite_url)[0] < 600  # the pass is still running
     os.killpg(process.pid, signal.SIGINT)  # what Ctrl-C in a terminal does: the whole process group
     output, _ = process.communicate(timeout=60)
@@ -154,7 +168,8 @@ def test_two_runners_on_one_folder_store_each_run_once(database_kind: str, logs_
 
 def test_cut_postgres_connection_is_retried_and_nothing_is_lost(logs_dir: Path, postgres_url: str):
     originals = write_logs(logs_dir)
-    url = postgres_url + "?application_name=llmmon_fault_test"
+    marker = f"llmmon_fault_test_{uuid.uuid4().hex[:8]}"  # this test's connections only, whatever else runs
+    url = f"{postgres_url}?application_name={marker}"
     process = start_runner(runner_env(logs_dir, url))
     admin = sa.create_engine(postgres_url, isolation_level="AUTOCOMMIT")
     terminated = 0
@@ -170,7 +185,8 @@ def test_cut_postgres_connection_is_retried_and_nothing_is_lost(logs_dir: Path, 
                     terminated += (
                         connection.exec_driver_sql(
                             "SELECT count(*) FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                            "WHERE application_name = 'llmmon_fault_test') AS killed"
+                            "WHERE application_name = %(marker)s) AS killed",
+                            {"marker": marker},
                         ).scalar()
                         and 1
                     )
@@ -185,7 +201,7 @@ def test_cut_postgres_connection_is_retried_and_nothing_is_lost(logs_dir: Path, 
 def test_watch_backs_off_while_the_database_is_down_and_recovers(logs_dir: Path, postgres_server: str):
     from llm_monitoring_tests.conftest import drop_postgres_database
 
-    name = f"llmmon_test_watch_{os.getpid()}"
+    name = f"llmmon_test_watch_{uuid.uuid4().hex[:12]}"
     url = sa.make_url(postgres_server).set(database=name).render_as_string(hide_password=False)
     write_sample_logs(logs_dir, 5, seed=3)
     process = start_runner(runner_env(logs_dir, url, POLL_SECONDS="0.5"), "--watch")

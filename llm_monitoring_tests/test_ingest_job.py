@@ -105,9 +105,11 @@ def test_database_outage_fails_with_one_clear_line_and_leaves_files(monkeypatch,
 
 def test_sensor_requests_settled_files_in_batches(monkeypatch, logs_dir: Path):
     monkeypatch.setenv("INGEST_RUN_FILES", "10")
-    monkeypatch.setenv("SETTLE_SECONDS", "5")
+    # Settled files are an hour old, the fresh one seconds old: a wide margin, as a loaded machine can take
+    # seconds between writing it and the sensor listing it.
+    monkeypatch.setenv("SETTLE_SECONDS", "60")
     write_sample_logs(logs_dir, 25)
-    old = time.time() - 60
+    old = time.time() - 3600
     for path in logs_dir.iterdir():
         os.utime(path, (old, old))
     (logs_dir / "being_written.json").write_text("{")  # fresh: still being written

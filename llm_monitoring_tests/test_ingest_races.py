@@ -6,6 +6,7 @@ import random
 import signal
 import threading
 import time
+import uuid
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -15,7 +16,15 @@ from llm_monitoring.runner import run_ingest, watch
 from llm_monitoring.storage.engine import Database
 from llm_monitoring.storage.schema import llm_logs, processed_files
 from llm_monitoring_tests.poison import log_bytes
-from llm_monitoring_tests.test_faults import assert_exactly_once, finish, runner_env, start_runner, stored_counts, write_logs
+from llm_monitoring_tests.test_faults import (
+    assert_exactly_once,
+    finish,
+    runner_env,
+    start_runner,
+    stored_counts,
+    wait_for_stored,
+    write_logs,
+)
 
 
 def stored_hashes(url: str) -> list[str]:
@@ -109,12 +118,10 @@ def session_processes(session: int) -> list[int]:
 
 def test_sigkill_of_the_runner_leaves_no_worker_and_no_connection(logs_dir: Path, postgres_url: str):
     originals = write_logs(logs_dir, 600)
-    marker = f"llmmon_orphans_{os.getpid()}"
+    marker = f"llmmon_orphans_{uuid.uuid4().hex[:8]}"
     url = f"{postgres_url}?application_name={marker}"
     runner = start_runner(runner_env(logs_dir, url, INGEST_WORKERS="2", INGEST_BATCH_FILES="4"))
-    deadline = time.monotonic() + 120
-    while stored_counts(postgres_url)[0] < 20 and runner.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.05)
+    wait_for_stored(runner, postgres_url, 20, interval=0.05)
     assert len(session_processes(runner.pid)) >= 3  # the runner and its two workers, mid-pass
     os.kill(runner.pid, signal.SIGKILL)  # the runner alone, as the OOM killer would
     runner.wait()
