@@ -200,6 +200,9 @@ def main() -> None:
     elif args.rebuild_daily:
         database = Database(url)
         try:
+            began = time.perf_counter()
+            database.ensure_schema()  # a database of an earlier version is upgraded first
+            print(f"schema in place in {time.perf_counter() - began:.1f} s")
             rebuild_daily_tables(database)
         finally:
             database.dispose()

@@ -72,10 +72,14 @@ def _execute(server: str, *statements: str) -> float:
 
 
 def ensure_template(server: str, history: History) -> str:
-    """The template's name; built (or rebuilt) when missing or built for another history or schema."""
-    if _comment(server, history.name) == history.description():
+    """The template's name; built (or rebuilt) when missing or built for another history, upgraded when
+    built for an earlier schema."""
+    found = _comment(server, history.name)
+    if found == history.description():
         print(f"reusing {history.name} ({history.description()})")
         return history.name
+    if found is not None and found.rpartition(", schema ")[0] == history.description().rpartition(", schema ")[0]:
+        return _upgrade(server, history)
     _execute(server, f'DROP DATABASE IF EXISTS "{history.name}" WITH (FORCE)', f'CREATE DATABASE "{history.name}"')
     began = time.perf_counter()
     database = Database(database_url(server, history.name))
@@ -94,6 +98,22 @@ def ensure_template(server: str, history: History) -> str:
     description = history.description().replace("'", "''")
     _execute(server, f"COMMENT ON DATABASE \"{history.name}\" IS '{description}'")
     print(f"built {history.name} in {time.perf_counter() - began:.0f} s ({size})")
+    return history.name
+
+
+def _upgrade(server: str, history: History) -> str:
+    """The same history in an earlier schema: upgraded in place, as a team's database would be."""
+    began = time.perf_counter()
+    database = Database(database_url(server, history.name))
+    try:
+        database.ensure_schema()
+        with database.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+            connection.exec_driver_sql("VACUUM ANALYZE")
+    finally:
+        database.dispose()
+    description = history.description().replace("'", "''")
+    _execute(server, f"COMMENT ON DATABASE \"{history.name}\" IS '{description}'")
+    print(f"upgraded {history.name} to schema {schema_version()[:12]} in {time.perf_counter() - began:.0f} s")
     return history.name
 
 

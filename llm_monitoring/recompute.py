@@ -19,7 +19,7 @@ from typing import Any
 from genai_prices import UpdatePrices, data_snapshot
 from genai_prices.update_prices import DEFAULT_UPDATE_URL
 
-from llm_monitoring.core import aggregates, evaluation
+from llm_monitoring.core import aggregates, eval_aggregates, evaluation
 from llm_monitoring.core.formats import parse_stored_run
 from llm_monitoring.core.pricing import PRICE_DATA_VERSION, forget_price_data, price_run
 from llm_monitoring.core.records import CheckResult, LogRecord, ParseError, PriceResult
@@ -275,7 +275,10 @@ class DailyRebuild:
         return (self.end_day - self.first_day).days
 
 
-def _rebuild(database: Database, table: str, start: datetime, end: datetime, compute: Callable[[], list[dict[str, Any]]]) -> DailyRebuild:
+def _rebuild(
+    database: Database, table: str, start: datetime, end: datetime, compute: Callable[[], dict[str, list[dict[str, Any]]]]
+) -> DailyRebuild:
+    """Rewrite the days of [start, end) of `table` (and of the tables `compute` also returns rows of)."""
     first_day, end_day = day_range(start, end)
     # Days whose runs retention deleted keep their rows: rebuilt from what is left, they would be lost.
     kept_from = first_rebuildable_day(database)
@@ -284,28 +287,34 @@ def _rebuild(database: Database, table: str, start: datetime, end: datetime, com
     if first_day >= end_day:
         return DailyRebuild(table, first_day, end_day, [], 0)
 
-    def build() -> list[dict[str, Any]]:
+    def build() -> dict[str, list[dict[str, Any]]]:
         now = datetime.now(UTC)
-        return [{**row, "computed_at": now} for row in compute() if first_day <= row["day"] < end_day]
+        return {
+            name: [{**row, "computed_at": now} for row in rows if first_day <= row["day"] < end_day] for name, rows in compute().items()
+        }
 
     deleted, rows = replace_daily_rows(database, table, first_day, end_day, build)
-    return DailyRebuild(table, first_day, end_day, rows, deleted)
+    return DailyRebuild(table, first_day, end_day, rows[table], deleted)
 
 
 def rebuild_daily_usage(database: Database, start: datetime, end: datetime) -> DailyRebuild:
     return _rebuild(
-        database, "daily_usage", start, end, lambda: aggregates.summarize_daily_usage(usage_rows(database, start, end), USAGE_COLUMNS)
+        database,
+        "daily_usage",
+        start,
+        end,
+        lambda: {"daily_usage": aggregates.summarize_daily_usage(usage_rows(database, start, end), USAGE_COLUMNS)},
     )
 
 
 def rebuild_daily_eval_summary(database: Database, start: datetime, end: datetime) -> DailyRebuild:
-    return _rebuild(
-        database,
-        "daily_eval_summary",
-        start,
-        end,
-        lambda: aggregates.summarize_daily_evals(eval_rows(database, start, end), EVAL_COLUMNS),
-    )
+    """daily_eval_summary, and daily_eval_breakdown with it (the same checks by provider, model and agent)."""
+
+    def compute() -> dict[str, list[dict[str, Any]]]:
+        breakdown = eval_aggregates.summarize_eval_breakdown(eval_rows(database, start, end), EVAL_COLUMNS)
+        return {"daily_eval_summary": eval_aggregates.roll_up_evals(breakdown), "daily_eval_breakdown": breakdown}
+
+    return _rebuild(database, "daily_eval_summary", start, end, compute)
 
 
 def rebuild_daily_feedback(database: Database, start: datetime, end: datetime) -> DailyRebuild:
@@ -314,7 +323,7 @@ def rebuild_daily_feedback(database: Database, start: datetime, end: datetime) -
         "daily_feedback",
         start,
         end,
-        lambda: aggregates.summarize_daily_feedback(feedback_rows(database, start, end), FEEDBACK_COLUMNS),
+        lambda: {"daily_feedback": aggregates.summarize_daily_feedback(feedback_rows(database, start, end), FEEDBACK_COLUMNS)},
     )
 
 

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 
 from llm_monitoring.config import RetentionSettings
+from llm_monitoring.core.windows import first_day_from
 from llm_monitoring.core.wording import plural
 from llm_monitoring.storage.engine import Database
 from llm_monitoring.storage.retention import (
@@ -147,8 +148,4 @@ def first_rebuildable_day(database: Database) -> date | None:
     """The first day whose daily rows may be rebuilt from llm_logs: runs of the days before it were
     deleted by retention (partly, for the day of the cutoff), so their rows are the only record."""
     cutoff = latest_run_cutoff(database)
-    if cutoff is None:
-        return None
-    cutoff = cutoff.astimezone(UTC)
-    midnight = cutoff.replace(hour=0, minute=0, second=0, microsecond=0)
-    return cutoff.date() if cutoff == midnight else cutoff.date() + timedelta(days=1)
+    return None if cutoff is None else first_day_from(cutoff)

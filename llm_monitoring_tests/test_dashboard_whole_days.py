@@ -202,3 +202,31 @@ def test_the_daily_table_answers_for_exactly_the_whole_days(days_of_runs):
         connection.rollback()
     assert {span: after[span] - before[span] for span in RANGES} == {span: 1000 * rows[span] for span in RANGES}
     assert rows["last 24 hours"] == 0 and rows["2 days, one whole"] > 0
+
+
+@pytest.mark.parametrize("selection", ["one provider", "one model and agent"])
+def test_check_panels_read_the_breakdown_for_some_runs(days_of_runs, selection):
+    """With a provider, model or agent chosen, "Eval Checks Logged" still reads the whole days from
+    daily_eval_breakdown, the rows of the chosen runs only."""
+    eval_json = _dashboards()["eval.json"]
+    (logged,) = [panel["targets"][0]["rawSql"] for panel in eval_json["panels"] if panel["title"] == "Eval Checks Logged"]
+    span = "mid-day to mid-day, 6 days"
+    choice = SELECTIONS[selection]
+    selections = {**choice, "evaluator": _evaluator(days_of_runs, eval_json, *RANGES[span])}
+    chosen = " AND ".join(f"{COLUMNS[name]} = %s" for name in choice)
+    values = [value for name in choice for value in choice[name].values]
+    with days_of_runs.connect() as connection:
+        cursor = connection.connection.driver_connection
+        query = to_postgres(logged, eval_json, selections, *RANGES[span])
+        before = cursor.execute(query).fetchone()[0]
+        skewed = cursor.execute(
+            f"UPDATE daily_eval_breakdown SET runs = runs + 1000 WHERE evaluator_version = %s AND {chosen} AND day >= %s AND day < %s",
+            [*selections["evaluator"].values, *values, *WHOLE_DAYS[span]],
+        ).rowcount
+        after = cursor.execute(query).fetchone()[0]
+        connection.rollback()
+    assert skewed > 0
+    assert after - before == 1000 * skewed
+
+
+COLUMNS = {"provider": "provider", "model": "model", "agent": "agent_name"}

@@ -1,4 +1,4 @@
-"""Daily aggregates of runs, checks and feedback, computed with pandas from plain rows.
+"""Daily aggregates of runs and feedback, computed with pandas from plain rows (checks: eval_aggregates.py).
 
 Percentiles and decimal sums are computed here rather than in SQL, so the figures are the same on
 SQLite (no percentile functions, costs stored as decimal text) and on Postgres.
@@ -7,19 +7,12 @@ SQLite (no percentile functions, costs stored as decimal text) and on Postgres.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
 import pandas as pd
 
-from llm_monitoring.core.judges import is_judge_version
-
 GROUP_KEYS = ("provider", "model", "agent_name")
-
-
-def _day(moment: datetime) -> date:
-    return moment.date()
 
 
 def _decimal_sum(values: Iterable[Any]) -> Decimal:
@@ -47,7 +40,8 @@ def _dated_frame(rows: Sequence[Sequence[Any]], columns: Sequence[str]) -> pd.Da
     """The rows as a frame with their run's UTC day; rows of undated runs belong to no day."""
     frame = pd.DataFrame.from_records(list(rows), columns=list(columns))
     frame = frame[frame["run_started_at"].notna()]
-    return frame.assign(day=frame["run_started_at"].map(_day)) if not frame.empty else frame
+    # Vectorized: a Python call per row was most of the time of a day of 100,000 check rows.
+    return frame.assign(day=pd.to_datetime(frame["run_started_at"], utc=True).dt.date) if not frame.empty else frame
 
 
 def summarize_daily_usage(rows: Sequence[Sequence[Any]], columns: Sequence[str]) -> list[dict[str, Any]]:
@@ -81,43 +75,6 @@ def summarize_daily_usage(rows: Sequence[Sequence[Any]], columns: Sequence[str])
                 "total_cost": _decimal_sum(group["total_cost"]),
                 "duration_p50_seconds": _percentile(group["duration_seconds"], 0.5),
                 "duration_p95_seconds": _percentile(group["duration_seconds"], 0.95),
-            }
-        )
-    return result
-
-
-def summarize_daily_evals(rows: Sequence[Sequence[Any]], columns: Sequence[str]) -> list[dict[str, Any]]:
-    """Pass rate by UTC day x check x evaluator version; "not applicable" (NULL) rows are left out of the rate.
-
-    An LLM judge's rows (versions "judge:...") also sum their calls' tokens and cost: the cost of the
-    priced calls, the unpriced ones counted apart (never added as $0). Rule checks have no calls: NULL.
-    """
-    frame = _dated_frame(rows, columns)
-    if frame.empty:
-        return []
-    result = []
-    for (day, check_name, version), group in frame.groupby(["day", "check_name", "evaluator_version"], sort=True):
-        verdicts = group["passed"].dropna().astype(bool)
-        applicable, passed = len(verdicts), int(verdicts.sum())
-        costs: dict[str, Any] = dict.fromkeys(("judge_input_tokens", "judge_output_tokens", "judge_cost", "judge_unpriced_calls"))
-        if is_judge_version(version) and "judge_called" in group:
-            called = group[group["judge_called"].fillna(False).astype(bool)]
-            costs = {
-                "judge_input_tokens": _token_sum(called["judge_input_tokens"]),
-                "judge_output_tokens": _token_sum(called["judge_output_tokens"]),
-                "judge_cost": _decimal_sum(called["judge_cost"]),
-                "judge_unpriced_calls": int(called["judge_cost"].map(lambda value: value is None or _is_nan(value)).sum()),
-            }
-        result.append(
-            {
-                "day": day,
-                "check_name": check_name,
-                "evaluator_version": version,
-                "runs": len(group),
-                "applicable": applicable,
-                "passed": passed,
-                "pass_rate": round(passed / applicable, 6) if applicable else None,
-                **costs,
             }
         )
     return result

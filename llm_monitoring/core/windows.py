@@ -13,6 +13,12 @@ def day_range(start: datetime, end: datetime) -> tuple[date, date]:
     return start.date(), end_day
 
 
+def first_day_from(moment: datetime) -> date:
+    """The first UTC day that starts at `moment` or later."""
+    moment = moment.astimezone(UTC)
+    return moment.date() if moment.time() == time(0) else moment.date() + timedelta(days=1)
+
+
 def window_label(start: datetime, end: datetime) -> str:
     """A window [start, end) of run times for people: "[2026-01-05 00:00, 2026-01-08 00:00) UTC"."""
     return f"[{start:%Y-%m-%d %H:%M}, {end:%Y-%m-%d %H:%M}) UTC"

@@ -83,15 +83,15 @@ def evaluation() -> dict[str, Any]:
         stat(
             "Runs Evaluated",
             "Runs in the time range with results of the selected evaluator version.",
-            # An evaluator version writes a row for each of its checks on every run it evaluates, so a
-            # day's runs are its most frequent check's rows.
+            # An evaluator version writes a row for each of its checks on every run it evaluates, so the
+            # runs of a day and run group are its most frequent check's rows.
             combined(
                 CHECK_SUMMARY,
                 "max(d.runs) AS runs",
                 "count(DISTINCT e.log_id)",
                 'SELECT sum(runs)::bigint AS "Runs"\nFROM parts',
                 f'SELECT count(DISTINCT e.log_id) AS "Runs"\n{CHECKS}',
-                daily_group_by="d.day",
+                daily_group_by="d.day, d.provider, d.model, d.agent_name",
             ),
             (19, 0, 5, 4),
         ),

@@ -105,10 +105,15 @@ CHECKS_BY_RUN = (
     "WHERE $__timeFilter(l.run_started_at) AND {edge}" + RUN_FILTERS
 )
 USAGE = Source("daily_usage", run_filters("d"), RUNS, run_filtered_daily=True)
+# daily_eval_breakdown: daily_eval_summary by provider, model and agent, so the run filters apply.
 CHECK_SUMMARY = Source(
-    "daily_eval_summary", "\n  AND d.evaluator_version = '${evaluator}'", CHECKS, run_filtered_daily=False, edge_runs=CHECKS_BY_RUN
+    "daily_eval_breakdown",
+    "\n  AND d.evaluator_version = '${evaluator}'" + run_filters("d"),
+    CHECKS,
+    run_filtered_daily=True,
+    edge_runs=CHECKS_BY_RUN,
 )
-JUDGE_SUMMARY = Source("daily_eval_summary", f"\n  AND {judge_rows('d')}", JUDGES, run_filtered_daily=False)
+JUDGE_SUMMARY = Source("daily_eval_breakdown", f"\n  AND {judge_rows('d')}" + run_filters("d"), JUDGES, run_filtered_daily=True)
 FEEDBACK_SUMMARY = Source("daily_feedback", "", FEEDBACK, run_filtered_daily=False)
 RUN_TIME = f'{RUN_BUCKET} AS "time"'
 DAY_TIME = f"{DAY_BUCKET} AS time"

@@ -1,7 +1,7 @@
 """Panels that read the daily tables for the whole UTC days of the range and the runs for the rest.
 
 A month of runs is too many to scan on every refresh (a million runs in 90 days is 330,000 runs and
-2.3 million check rows in 30 days), while the daily tables (daily_usage, daily_eval_summary,
+2.3 million check rows in 30 days), while the daily tables (daily_usage, daily_eval_breakdown,
 daily_feedback) hold a few rows per day. So a panel's query adds up three parts:
 
 - the whole UTC days inside the range, from a daily table;
@@ -12,8 +12,8 @@ daily_feedback) hold a few rows per day. So a panel's query adds up three parts:
 All parts give the same partial sums (counts, sums of tokens and costs, passed and applicable
 checks), and the outer query turns them into the panel's figures, so the figures are exactly those
 of the runs (a test compares the two on Postgres). A daily table answers only where it holds what the
-panel filters on: daily_eval_summary has no provider, model or agent, so the check panels read it
-only while those variables are on "All". Time series over ranges longer than LONG_RANGE use day
+panel filters on: daily_usage and daily_eval_breakdown have the runs' provider, model and agent;
+daily_feedback has not, so the feedback panels read it only while those variables are on "All". Time series over ranges longer than LONG_RANGE use day
 buckets (or Grafana's interval, if longer), which whole days add up to; over shorter ranges they keep
 Grafana's interval and read the runs alone.
 

@@ -2,15 +2,25 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from datetime import date, datetime
+from collections.abc import Callable, Mapping, Sequence
+from datetime import UTC, date, datetime
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.engine import Connection
 
+from llm_monitoring.core.eval_aggregates import summarize_eval_breakdown
+from llm_monitoring.core.windows import day_start, first_day_from
 from llm_monitoring.storage.engine import Database
-from llm_monitoring.storage.schema import DAILY_TABLES, eval_checks, feedback, judge_calls, llm_logs
+from llm_monitoring.storage.schema import DAILY_TABLES, daily_eval_breakdown, eval_checks, feedback, judge_calls, llm_logs, retention_log
 from llm_monitoring.storage.windows import in_window, serialize_rewrites
+
+
+def _tuples(database: Database, query: sa.Select[Any]) -> list[tuple[Any, ...]]:
+    # One fetch of every row: iterating the result fetched them one at a time.
+    with database.connect() as connection:
+        return [tuple(row) for row in connection.execute(query).all()]
+
 
 USAGE_COLUMNS = (
     "run_started_at",
@@ -30,49 +40,63 @@ USAGE_COLUMNS = (
 
 def usage_rows(database: Database, start: datetime, end: datetime) -> list[tuple[Any, ...]]:
     """Runs started in [start, end), with the columns of USAGE_COLUMNS."""
-    with database.connect() as connection:
-        return [
-            tuple(row)
-            for row in connection.execute(
-                sa.select(*(llm_logs.c[name] for name in USAGE_COLUMNS)).where(in_window(llm_logs.c.run_started_at, start, end))
-            )
-        ]
+    return _tuples(
+        database, sa.select(*(llm_logs.c[name] for name in USAGE_COLUMNS)).where(in_window(llm_logs.c.run_started_at, start, end))
+    )
 
 
+# A window's check rows counted by group: the rows of one day, run group, check and version with the
+# same verdict and judge call cost (a day of 100,000 check rows is a few hundred groups).
 EVAL_COLUMNS = (
-    "run_started_at",
+    "day",
+    "provider",
+    "model",
+    "agent_name",
     "check_name",
     "evaluator_version",
     "passed",
+    "judge_called",
+    "judge_cost",
+    "checks",
     "judge_input_tokens",
     "judge_output_tokens",
-    "judge_cost",
-    "judge_called",
 )
 
 
-def eval_rows(database: Database, start: datetime, end: datetime) -> list[tuple[Any, ...]]:
-    """Check rows (every evaluator version) of runs started in [start, end), with EVAL_COLUMNS; an LLM
-    judge's row carries its call's tokens and cost (judge_calls), a rule check's NULLs."""
+def utc_day(column: sa.ColumnElement[Any], dialect: str) -> sa.ColumnElement[date]:
+    """The UTC day of a UTCDateTime column, in SQL (SQLite stores naive UTC text)."""
+    if dialect == "postgresql":
+        # A literal rather than a parameter: the expression must be the same in SELECT and GROUP BY.
+        return sa.cast(sa.func.timezone(sa.literal_column("'UTC'"), column), sa.Date)
+    return sa.type_coerce(sa.func.date(column), sa.Date)
+
+
+def eval_groups(dialect: str, where: sa.ColumnElement[bool]) -> sa.Select[Any]:
+    """Check rows (every evaluator version) of the runs `where` selects, counted by EVAL_COLUMNS' groups;
+    an LLM judge's rows carry their calls' tokens (summed) and cost (judge_calls), a rule check's NULLs."""
     call = sa.and_(judge_calls.c.log_id == eval_checks.c.log_id, judge_calls.c.evaluator_version == eval_checks.c.evaluator_version)
-    with database.connect() as connection:
-        return [
-            tuple(row)
-            for row in connection.execute(
-                sa.select(
-                    llm_logs.c.run_started_at,
-                    eval_checks.c.check_name,
-                    eval_checks.c.evaluator_version,
-                    eval_checks.c.passed,
-                    judge_calls.c.input_tokens,
-                    judge_calls.c.output_tokens,
-                    judge_calls.c.cost,
-                    judge_calls.c.id.is_not(None),
-                )
-                .select_from(eval_checks.join(llm_logs, eval_checks.c.log_id == llm_logs.c.id).outerjoin(judge_calls, call))
-                .where(in_window(llm_logs.c.run_started_at, start, end))
-            )
-        ]
+    keys = (
+        utc_day(llm_logs.c.run_started_at, dialect),
+        llm_logs.c.provider,
+        llm_logs.c.model,
+        llm_logs.c.agent_name,
+        eval_checks.c.check_name,
+        eval_checks.c.evaluator_version,
+        eval_checks.c.passed,
+        judge_calls.c.id.is_not(None),
+        judge_calls.c.cost,
+    )
+    return (
+        sa.select(*keys, sa.func.count(), sa.func.sum(judge_calls.c.input_tokens), sa.func.sum(judge_calls.c.output_tokens))
+        .select_from(eval_checks.join(llm_logs, eval_checks.c.log_id == llm_logs.c.id).outerjoin(judge_calls, call))
+        .where(where)
+        .group_by(*keys)
+    )
+
+
+def eval_rows(database: Database, start: datetime, end: datetime) -> list[tuple[Any, ...]]:
+    """The check rows of runs started in [start, end), counted by group (EVAL_COLUMNS)."""
+    return _tuples(database, eval_groups(database.dialect, in_window(llm_logs.c.run_started_at, start, end)))
 
 
 FEEDBACK_COLUMNS = ("run_started_at", "is_good")
@@ -80,35 +104,36 @@ FEEDBACK_COLUMNS = ("run_started_at", "is_good")
 
 def feedback_rows(database: Database, start: datetime, end: datetime) -> list[tuple[Any, ...]]:
     """Feedback on runs started in [start, end), with FEEDBACK_COLUMNS."""
-    with database.connect() as connection:
-        return [
-            tuple(row)
-            for row in connection.execute(
-                sa.select(llm_logs.c.run_started_at, feedback.c.is_good)
-                .select_from(feedback.join(llm_logs, feedback.c.log_id == llm_logs.c.id))
-                .where(in_window(llm_logs.c.run_started_at, start, end))
-            )
-        ]
+    return _tuples(
+        database,
+        sa.select(llm_logs.c.run_started_at, feedback.c.is_good)
+        .select_from(feedback.join(llm_logs, feedback.c.log_id == llm_logs.c.id))
+        .where(in_window(llm_logs.c.run_started_at, start, end)),
+    )
 
 
 def replace_daily_rows(
-    database: Database, table_name: str, first_day: date, end_day: date, build: Callable[[], Sequence[dict[str, Any]]]
-) -> tuple[int, list[dict[str, Any]]]:
-    """Replace the rows of days [first_day, end_day) of a daily table with those `build` returns; returns
-    how many rows were deleted, and the new rows.
+    database: Database, table_name: str, first_day: date, end_day: date, build: Callable[[], Mapping[str, Sequence[dict[str, Any]]]]
+) -> tuple[int, dict[str, list[dict[str, Any]]]]:
+    """Replace the rows of days [first_day, end_day) of a daily table, and of the tables written with it
+    (daily_eval_breakdown with daily_eval_summary), with those `build` returns by table name; returns
+    how many rows of `table_name` were deleted, and the new rows by table.
 
     `build` reads the runs only once this table's rewrite lock is held: of two overlapping rebuilds
     (two ingest runs storing runs of the same day), the later one then sees every run the earlier
     one saw, so a stale rebuild never overwrites a fresher one.
     """
-    table = DAILY_TABLES[table_name]
     with database.transaction() as connection:
         serialize_rewrites(connection, table_name)
-        rows = list(build())
-        deleted = connection.execute(sa.delete(table).where(table.c.day >= first_day, table.c.day < end_day)).rowcount
-        if rows:
-            connection.execute(sa.insert(table), rows)
-    return deleted, rows
+        built = {name: list(rows) for name, rows in build().items()}
+        deleted = 0
+        for name, rows in built.items():
+            table = DAILY_TABLES[name]
+            gone = connection.execute(sa.delete(table).where(table.c.day >= first_day, table.c.day < end_day)).rowcount
+            deleted += gone if name == table_name else 0
+            if rows:
+                connection.execute(sa.insert(table), rows)
+    return deleted, built
 
 
 def daily_rows(database: Database, table_name: str, first_day: date, end_day: date) -> list[dict[str, Any]]:
@@ -126,3 +151,17 @@ def latest_daily_day(database: Database, table_name: str) -> date | None:
     table = DAILY_TABLES[table_name]
     with database.connect() as connection:
         return connection.scalar(sa.select(sa.func.max(table.c.day)))
+
+
+def backfill_eval_breakdown(connection: Connection) -> None:
+    """Fill daily_eval_breakdown, new in an upgrade, from the checks stored: the days retention has not
+    reached (those it did keep only daily_eval_summary's totals; their runs are gone)."""
+    cutoff = connection.scalar(sa.select(sa.func.max(retention_log.c.run_cutoff)))
+    where = llm_logs.c.run_started_at.is_not(None)
+    if cutoff is not None:
+        where = llm_logs.c.run_started_at >= day_start(first_day_from(cutoff))
+    groups = connection.execute(eval_groups(connection.dialect.name, where)).all()
+    rows = summarize_eval_breakdown(groups, EVAL_COLUMNS)
+    now = datetime.now(UTC)
+    for first in range(0, len(rows), 10_000):
+        connection.execute(sa.insert(daily_eval_breakdown), [{**row, "computed_at": now} for row in rows[first : first + 10_000]])

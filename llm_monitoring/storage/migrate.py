@@ -7,8 +7,9 @@ from typing import TYPE_CHECKING
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from llm_monitoring.storage.daily import backfill_eval_breakdown
 from llm_monitoring.storage.rollups import backfill_summaries
-from llm_monitoring.storage.schema import DROPPED_INDEXES, metadata, schema_state, schema_version
+from llm_monitoring.storage.schema import DROPPED_INDEXES, daily_eval_breakdown, metadata, schema_state, schema_version
 
 if TYPE_CHECKING:
     from llm_monitoring.storage.engine import Database
@@ -28,7 +29,10 @@ def ensure_schema(database: Database) -> None:
         metadata.create_all(connection, checkfirst=True)
         add_missing_columns(connection)
         # Summaries added by an upgrade start with what the database already holds.
-        backfill_summaries(connection, set(metadata.tables) - existing)
+        created = set(metadata.tables) - existing
+        backfill_summaries(connection, created)
+        if daily_eval_breakdown.name in created:
+            backfill_eval_breakdown(connection)
         if connection.dialect.name == "postgresql":
             for name in DROPPED_INDEXES:
                 connection.exec_driver_sql(f"DROP INDEX IF EXISTS {connection.dialect.identifier_preparer.quote(name)}")

@@ -490,6 +490,29 @@ daily_eval_summary = sa.Table(
     sa.UniqueConstraint("day", "check_name", "evaluator_version", name="uq_daily_eval_summary_day_check_version"),
 )
 
+# daily_eval_summary by the runs' provider, model and agent: what the Eval dashboard sums when those
+# variables pick some runs. Written with daily_eval_summary, in the same transaction, by the same rebuild.
+daily_eval_breakdown = sa.Table(
+    "daily_eval_breakdown",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("day", sa.Date, nullable=False),
+    sa.Column("provider", SafeText),
+    sa.Column("model", SafeText),
+    sa.Column("agent_name", SafeText),
+    sa.Column("check_name", sa.String(64), nullable=False),
+    sa.Column("evaluator_version", sa.String(EVALUATOR_VERSION_CHARS), nullable=False),
+    sa.Column("runs", sa.Integer, nullable=False),
+    sa.Column("applicable", sa.Integer, nullable=False),
+    sa.Column("passed", sa.Integer, nullable=False),
+    sa.Column("judge_input_tokens", sa.BigInteger),
+    sa.Column("judge_output_tokens", sa.BigInteger),
+    sa.Column("judge_cost", Money),
+    sa.Column("judge_unpriced_calls", sa.Integer),
+    sa.Column("computed_at", UTCDateTime, nullable=False),
+    sa.Index("ix_daily_eval_breakdown_day_version", "day", "evaluator_version"),
+)
+
 daily_feedback = sa.Table(
     "daily_feedback",
     metadata,
@@ -521,7 +544,7 @@ retention_log = sa.Table(
     sa.Index("ix_retention_log_started_at", "started_at"),
 )
 
-DAILY_TABLES = {table.name: table for table in (daily_usage, daily_eval_summary, daily_feedback)}
+DAILY_TABLES = {table.name: table for table in (daily_usage, daily_eval_summary, daily_eval_breakdown, daily_feedback)}
 
 # The schema this code upgrades a database to: a digest of every table, column and index, so any
 # change to the tables above makes ensure_schema upgrade once and then find it in place.

@@ -80,7 +80,8 @@ def daily_usage(context: dg.AssetExecutionContext, database: DatabaseResource) -
     description=(
         "Pass rate by UTC day x check x evaluator version (table daily_eval_summary), rule checks and LLM judges "
         "(versions judge:<name>:<hash>, with their calls' tokens and cost); 'not applicable' verdicts are left out of the "
-        "rate. Versions side by side compare old and new rules or rubrics. " + PARTITIONS_NOTE
+        "rate. Versions side by side compare old and new rules or rubrics. Also writes table daily_eval_breakdown, the same "
+        "counts by provider, model and agent (the Eval dashboard's filters). " + PARTITIONS_NOTE
     ),
 )
 def daily_eval_summary(context: dg.AssetExecutionContext, database: DatabaseResource) -> dg.MaterializeResult:
