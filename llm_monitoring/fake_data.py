@@ -27,17 +27,19 @@ import random
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from llm_monitoring.core.wording import plural
 from llm_monitoring.ingest import run_from_bytes
+from llm_monitoring.recompute import rebuild_every_daily_table
 from llm_monitoring.samples import PROFILES, AgentProfile, make_run_log
 from llm_monitoring.storage.bulk import RunToStore, store_runs
 from llm_monitoring.storage.engine import Database, open_database
 from llm_monitoring.storage.errors import DatabaseUnavailable
 from llm_monitoring.storage.feedback import insert_feedback
-from llm_monitoring.storage.runs import purge_origin
+from llm_monitoring.storage.runs import origin_run_days, purge_origin
 
 FAKE_ORIGIN = "fake"
 FAKE_REVIEWER = "fake-data"
@@ -112,6 +114,7 @@ class FakeReport:
     priced: int
     feedback: int
     good_feedback: int
+    days: frozenset[date] = frozenset()  # UTC days of the runs stored now
 
 
 def window_end(seed: int | None, now: datetime | None = None) -> datetime:
@@ -257,6 +260,7 @@ def store_dataset(database: Database, dataset: FakeDataset) -> FakeReport:
         priced=priced,
         feedback=len(rows),
         good_feedback=sum(1 for row in rows if row["is_good"]),
+        days=frozenset(dataset.run_logs[index].started.astimezone(UTC).date() for index in log_ids),
     )
 
 
@@ -353,22 +357,30 @@ def run_command(args: argparse.Namespace) -> int:
             return 0
         with open_database() as database:
             report = store_dataset(database, dataset)
+            # The dashboards read whole days from the daily tables, which the ingest keeps and this does not.
+            rebuild_every_daily_table(database, report.days)
             where = database.display_url
     except (DatabaseUnavailable, OSError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
     print(
         f"Stored {report.stored} fake runs ({report.priced} priced, {report.already_stored} already stored) "
-        f"started {window}, with {report.feedback} feedback rows ({report.good_feedback} good), into {where}"
+        f"started {window}, with {report.feedback} feedback rows ({report.good_feedback} good), into {where}; "
+        f"daily tables rebuilt for {plural(len(report.days), 'day')}"
     )
     return 0
 
 
 def _purge() -> int:
     with open_database() as database:
+        days = origin_run_days(database, FAKE_ORIGIN)
         deleted = purge_origin(database, FAKE_ORIGIN)
+        rebuild_every_daily_table(database, days)
         where = database.display_url
-    print(f"Deleted {deleted['llm_logs']} fake runs, {deleted['eval_checks']} checks and {deleted['feedback']} feedback rows from {where}")
+    print(
+        f"Deleted {deleted['llm_logs']} fake runs, {deleted['eval_checks']} checks and {deleted['feedback']} feedback rows from {where}; "
+        f"daily tables rebuilt for {plural(len(days), 'day')}"
+    )
     return 0
 
 

@@ -333,6 +333,15 @@ RUN_AGGREGATES: dict[str, Callable[[Database, datetime, datetime], DailyRebuild]
 }
 
 
+def rebuild_every_daily_table(database: Database, days: Iterable[date]) -> None:
+    """daily_usage, daily_eval_summary (with daily_eval_breakdown) and daily_feedback for exactly these
+    days: after runs were stored or deleted outside an ingest (fake data and its purge)."""
+    days = set(days)
+    rebuild_run_days(database, days)
+    for first, last in stretches(days):
+        rebuild_daily_feedback(database, day_start(first), day_start(last + timedelta(days=1)))
+
+
 def rebuild_run_days(database: Database, days: Iterable[date]) -> dict[str, list[DailyRebuild]]:
     """Rebuild daily_usage and daily_eval_summary for exactly these days, one window per stretch of
     consecutive days (scattered days of a backlog are not joined into one long window)."""

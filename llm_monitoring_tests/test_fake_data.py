@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +16,7 @@ from llm_monitoring.samples import write_sample_logs
 from llm_monitoring.sources import LocalDirectorySource
 from llm_monitoring.storage.engine import Database
 from llm_monitoring.storage.feedback import insert_feedback
-from llm_monitoring.storage.schema import eval_checks, feedback, llm_logs
+from llm_monitoring.storage.schema import daily_eval_summary, daily_feedback, daily_usage, eval_checks, feedback, llm_logs
 from llm_monitoring_tests.conftest import create_postgres_database, drop_postgres_database
 
 
@@ -34,11 +34,33 @@ def rows(url: str, query: sa.Select[Any]) -> list[tuple[Any, ...]]:
         database.dispose()
 
 
+def daily_runs(url: str) -> dict[date, int]:
+    """Runs per day as daily_usage, daily_eval_summary (its checks' most frequent row count) and
+    daily_feedback tell them, each next to what the stored rows say."""
+    usage = dict(rows(url, sa.select(daily_usage.c.day, sa.func.sum(daily_usage.c.runs)).group_by(daily_usage.c.day)))
+    by_check = rows(url, sa.select(daily_eval_summary.c.day, sa.func.max(daily_eval_summary.c.runs)).group_by(daily_eval_summary.c.day))
+    rated = dict(rows(url, sa.select(daily_feedback.c.day, daily_feedback.c.feedback)))
+    stored: dict[date, int] = {}
+    for (started,) in rows(url, sa.select(llm_logs.c.run_started_at)):
+        stored[started.astimezone(UTC).date()] = stored.get(started.astimezone(UTC).date(), 0) + 1
+    given: dict[date, int] = {}
+    for (started,) in rows(url, sa.select(llm_logs.c.run_started_at).join(feedback, feedback.c.log_id == llm_logs.c.id)):
+        given[started.astimezone(UTC).date()] = given.get(started.astimezone(UTC).date(), 0) + 1
+    assert {day: int(runs) for day, runs in usage.items()} == {day: stored[day] for day in usage}
+    assert dict(by_check) == {day: stored[day] for day, _ in by_check}
+    assert rated == {day: given[day] for day in rated}
+    return {day: int(runs) for day, runs in usage.items()}
+
+
 def test_count_300_over_24_hours_gives_300_priced_runs_spread_over_the_last_day(monkeypatch, postgres_url, capsys):
     before = datetime.now(UTC)
     assert run_cli(monkeypatch, postgres_url, "--count", "300", "--hours", "24") == 0
     after = datetime.now(UTC)
-    assert "Stored 300 fake runs (300 priced" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "Stored 300 fake runs (300 priced" in out
+    # The dashboards read whole days from the daily tables: the fake runs' days are rebuilt.
+    assert sum(daily_runs(postgres_url).values()) == 300
+    assert "daily tables rebuilt for 2 days" in out or "daily tables rebuilt for 1 day" in out
 
     runs = rows(
         postgres_url,
@@ -178,9 +200,15 @@ def test_purge_removes_only_fake_runs_with_their_checks_and_feedback(monkeypatch
         assert report.stored == 5
         insert_feedback(database, [{"log_id": report.stored_ids[0], "is_good": True, "comments": "real"}])
         assert run_cli(monkeypatch, postgres_url, "--count", "20") == 0
+        fake_days = set(daily_runs(postgres_url))
+        assert fake_days
 
         assert run_cli(monkeypatch, postgres_url, "--purge") == 0
         assert "Deleted 20 fake runs, 140 checks and 10 feedback rows" in capsys.readouterr().out
+        # The purged days are rebuilt from the runs left: only the real runs of those days remain.
+        assert sum(daily_runs(postgres_url).values()) == sum(
+            1 for (started,) in rows(postgres_url, sa.select(llm_logs.c.run_started_at)) if started.astimezone(UTC).date() in fake_days
+        )
         assert rows(postgres_url, sa.select(llm_logs.c.origin, sa.func.count()).group_by(llm_logs.c.origin)) == [("file", 5)]
         assert rows(postgres_url, sa.select(sa.func.count()).select_from(eval_checks)) == [(35,)]
         assert rows(postgres_url, sa.select(feedback.c.comments)) == [("real",)]

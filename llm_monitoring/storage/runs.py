@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -144,6 +144,15 @@ def runs_missing_checks(
 
 # ---------------------------------------------------------------------------- generated (fake) data
 # llm_monitoring/fake_data.py stores its runs through store_runs with origin "fake"; this deletes them.
+
+
+def origin_run_days(database: Database, origin: str) -> set[date]:
+    """The UTC days of the runs of one origin."""
+    with database.connect() as connection:
+        started = connection.scalars(
+            sa.select(llm_logs.c.run_started_at).where(llm_logs.c.origin == origin, llm_logs.c.run_started_at.is_not(None))
+        )
+        return {moment.astimezone(UTC).date() for moment in started}
 
 
 def purge_origin(database: Database, origin: str) -> dict[str, int]:
