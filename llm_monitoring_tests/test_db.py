@@ -178,3 +178,27 @@ def test_public_facade_is_the_storage_package() -> None:
     assert db.DatabaseUnavailable is errors.DatabaseUnavailable and db.InvalidDatabaseUrl is errors.InvalidDatabaseUrl
     assert (db.llm_logs, db.eval_checks, db.feedback) == (schema.llm_logs, schema.eval_checks, schema.feedback)
     assert db.mask_url("postgresql://user:secret@host/monitoring") == "postgresql://user:***@host/monitoring"
+
+
+def _reloptions(url: str) -> dict[str, list[str]]:
+    engine = sa.create_engine(normalize_url(url))
+    try:
+        with engine.connect() as connection:
+            rows = connection.exec_driver_sql(
+                "SELECT c.relname, coalesce(c.reloptions, '{}'), coalesce(t.reloptions, '{}') FROM pg_class c "
+                "LEFT JOIN pg_class t ON t.oid = c.reltoastrelid WHERE c.relname IN ('eval_checks', 'check_verdicts', 'llm_logs', 'run_search')"
+            ).all()
+    finally:
+        engine.dispose()
+    return {name: sorted(own) + [f"toast.{option}" for option in toast] for name, own, toast in rows}
+
+
+def test_postgres_tables_vacuum_at_two_percent_of_their_rows(postgres_url: str):
+    database = Database(postgres_url)
+    database.ensure_schema()
+    database.dispose()
+    options = _reloptions(postgres_url)
+    assert "autovacuum_vacuum_scale_factor=0.02" in options["eval_checks"]
+    assert "autovacuum_analyze_scale_factor=0.02" in options["check_verdicts"]
+    assert "toast.autovacuum_vacuum_scale_factor=0.02" in options["llm_logs"]
+    assert "autovacuum_vacuum_insert_scale_factor=0.02" in options["run_search"]

@@ -244,6 +244,38 @@ def test_totals_and_verdicts_stay_exact_through_every_write(database: Database) 
     assert_documents_of_every_run(database)
 
 
+def test_a_re_evaluation_rewrites_only_the_verdicts_it_changes(database: Database) -> None:
+    store(database, make_runs(12))
+    # The physical row: Postgres's xmin, SQLite's rowid, both new when a row is rewritten.
+    physical = sa.literal_column("xmin::text" if database.dialect == "postgresql" else "rowid")
+
+    def rows() -> dict[tuple[int, str], Any]:
+        with database.connect() as connection:
+            return {
+                (log_id, check): where
+                for log_id, check, where in connection.execute(sa.select(check_verdicts.c.log_id, check_verdicts.c.check_name, physical))
+            }
+
+    def verdicts_of(run) -> list[CheckResult]:
+        return [CheckResult("answer_clear", run.id % 2 == 0, None, "ok")]
+
+    window = (START - timedelta(days=1), START + timedelta(days=5))
+    replace_checks_in_window(database, *window, verdicts_of, "10")
+    before = rows()
+    replace_checks_in_window(database, *window, verdicts_of, "10")  # the same verdicts again
+    assert rows() == before
+    assert_verdicts_current(database)
+
+    def flipped(run) -> list[CheckResult]:
+        return [CheckResult("answer_clear", run.id % 2 == 1 if run.id % 3 == 0 else run.id % 2 == 0, None, "ok")]
+
+    replace_checks_in_window(database, *window, flipped, "10")
+    after = rows()
+    moved = {log_id for (log_id, _check), where in after.items() if before[(log_id, _check)] != where}
+    assert moved == {log_id for log_id, _check in after if log_id % 3 == 0}
+    assert_verdicts_current(database)
+
+
 def test_an_upgraded_database_fills_its_summaries_from_what_it_holds(database: Database) -> None:
     store(database, make_runs(12, undated=2))
     replace_checks_in_window(database, START, START + timedelta(days=1), lambda run: [CheckResult("answer_clear", None, None, "n/a")], "10")

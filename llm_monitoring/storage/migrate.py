@@ -89,10 +89,26 @@ def widen_string_columns(connection: Connection) -> None:
                 )
 
 
+# Autovacuum at 2% of a table rather than Postgres's 20%: re-evaluation rewrites a window of checks
+# and verdicts, retention deletes a day of every run table, and the app's index-only scans of the
+# newest runs need their pages marked all-visible (measurements: docs/postgres-at-scale.md).
+CHURN = "autovacuum_vacuum_scale_factor = 0.02, autovacuum_vacuum_insert_scale_factor = 0.02"
+AUTOVACUUM = {
+    "eval_checks": f"{CHURN}, autovacuum_analyze_scale_factor = 0.02",
+    "check_verdicts": f"{CHURN}, autovacuum_analyze_scale_factor = 0.02",
+    "llm_logs": f"{CHURN}, autovacuum_analyze_scale_factor = 0.02, toast.autovacuum_vacuum_scale_factor = 0.02",
+    "run_search": CHURN,
+}
+
+
 def tune_postgres(connection: Connection) -> None:
+    version = connection.dialect.server_version_info or (0,)
+    for table, settings in AUTOVACUUM.items():
+        if version[0] < 13:  # no insert-triggered autovacuum before Postgres 13
+            settings = ", ".join(item for item in settings.split(", ") if "insert" not in item)
+        connection.exec_driver_sql(f"ALTER TABLE {table} SET ({settings})")
     # Raw logs are large, compressible JSON text: lz4 (Postgres 14+) compresses them several
     # times faster than the default pglz at a similar ratio (figures in the README).
-    version = connection.dialect.server_version_info or (0,)
     if version[0] >= 14:
         current = connection.exec_driver_sql(
             "SELECT attcompression FROM pg_attribute WHERE attrelid = 'llm_logs'::regclass AND attname = 'raw_json'"

@@ -195,9 +195,13 @@ def record_verdicts(connection: Connection, rows: Iterable[Mapping[str, Any]]) -
 
 
 def refresh_verdicts(connection: Connection, log_ids: Iterable[int]) -> None:
-    """Recompute the current verdicts of these runs from eval_checks, after their checks changed."""
+    """Recompute the current verdicts of these runs from eval_checks, after their checks changed.
+
+    Only the runs whose verdicts differ are rewritten: a re-evaluation under the same version, or a
+    judge's second opinion that agrees, leaves check_verdicts (and its dead rows, WAL and index
+    growth) as it was."""
     for chunk in id_chunks(sorted(set(log_ids))):
-        connection.execute(sa.delete(check_verdicts).where(check_verdicts.c.log_id.in_(chunk)))
+        held = _verdicts_by_run(connection.execute(sa.select(check_verdicts).where(check_verdicts.c.log_id.in_(chunk))).mappings())
         query = (
             sa.select(
                 eval_checks.c.log_id,
@@ -210,10 +214,22 @@ def refresh_verdicts(connection: Connection, log_ids: Iterable[int]) -> None:
             .select_from(eval_checks.join(llm_logs, llm_logs.c.id == eval_checks.c.log_id))
             .where(eval_checks.c.log_id.in_(chunk))
         )
-        by_run: dict[int, list[Mapping[str, Any]]] = {}
+        checks_by_run: dict[int, list[Mapping[str, Any]]] = {}
         for row in connection.execute(query).mappings():
-            by_run.setdefault(row["log_id"], []).append(row)
-        record_verdicts(connection, [row for rows in by_run.values() for row in current_checks(rows)])
+            checks_by_run.setdefault(row["log_id"], []).append(row)
+        wanted = _verdicts_by_run(row for rows in checks_by_run.values() for row in current_checks(rows))
+        changed = [log_id for log_id in chunk if held.get(log_id) != wanted.get(log_id)]
+        if changed:
+            connection.execute(sa.delete(check_verdicts).where(check_verdicts.c.log_id.in_(changed)))
+            record_verdicts(connection, [verdict for log_id in changed for verdict in wanted.get(log_id, {}).values()])
+
+
+def _verdicts_by_run(rows: Iterable[Mapping[str, Any]]) -> dict[int, dict[str, dict[str, Any]]]:
+    """Verdict rows (VERDICT_COLUMNS) by run and check."""
+    found: dict[int, dict[str, dict[str, Any]]] = {}
+    for row in rows:
+        found.setdefault(row["log_id"], {})[row["check_name"]] = {name: row[name] for name in VERDICT_COLUMNS}
+    return found
 
 
 def forget_runs(connection: Connection, log_ids: Sequence[int]) -> None:
