@@ -9,7 +9,7 @@ from llm_monitoring.ingest import run_from_bytes
 from llm_monitoring.storage.bulk import RunToStore, store_runs
 from llm_monitoring.storage.engine import Database
 from llm_monitoring.storage.runs import count_rows, get_log
-from llm_monitoring.storage.schema import eval_checks, llm_logs
+from llm_monitoring.storage.schema import eval_checks, llm_logs, schema_state
 from llm_monitoring_tests.conftest import fixture_bytes
 
 
@@ -202,3 +202,13 @@ def test_postgres_tables_vacuum_at_two_percent_of_their_rows(postgres_url: str):
     assert "autovacuum_analyze_scale_factor=0.02" in options["check_verdicts"]
     assert "toast.autovacuum_vacuum_scale_factor=0.02" in options["llm_logs"]
     assert "autovacuum_vacuum_insert_scale_factor=0.02" in options["run_search"]
+
+
+def test_an_upgrade_drops_the_indexes_a_newer_structure_replaced(database: Database):
+    with database.transaction() as connection:
+        # What an earlier version created: the check filters read it before check_verdicts did.
+        connection.exec_driver_sql("CREATE INDEX ix_eval_checks_outcome ON eval_checks (check_name, passed, log_id)")
+        connection.execute(sa.delete(schema_state))
+    assert "ix_eval_checks_outcome" in {index["name"] for index in sa.inspect(database.engine).get_indexes("eval_checks")}
+    database.ensure_schema()
+    assert "ix_eval_checks_outcome" not in {index["name"] for index in sa.inspect(database.engine).get_indexes("eval_checks")}

@@ -33,9 +33,9 @@ def ensure_schema(database: Database) -> None:
         backfill_summaries(connection, created)
         if daily_eval_breakdown.name in created:
             backfill_eval_breakdown(connection)
+        for name in DROPPED_INDEXES:
+            connection.exec_driver_sql(f"DROP INDEX IF EXISTS {connection.dialect.identifier_preparer.quote(name)}")
         if connection.dialect.name == "postgresql":
-            for name in DROPPED_INDEXES:
-                connection.exec_driver_sql(f"DROP INDEX IF EXISTS {connection.dialect.identifier_preparer.quote(name)}")
             widen_string_columns(connection)
             tune_postgres(connection)
         connection.execute(sa.delete(schema_state))

@@ -565,7 +565,8 @@ def filter_options(database: Database) -> FilterOptions:
             providers=_distinct_values(connection, llm_logs.c.provider),
             models=_distinct_values(connection, llm_logs.c.model),
             agents=_distinct_values(connection, llm_logs.c.agent_name),
-            check_names=_distinct_values(connection, eval_checks.c.check_name),
+            # Every check of any run has its current verdict there, in an index led by the check name.
+            check_names=_distinct_values(connection, check_verdicts.c.check_name),
         )
 
 

@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from llm_monitoring.core.windows import day_start
 from llm_monitoring.storage.engine import Database
 from llm_monitoring.storage.rollups import forget_runs, id_chunks, totals_rewritten
-from llm_monitoring.storage.schema import eval_checks, feedback, judge_calls, llm_logs
+from llm_monitoring.storage.schema import check_verdicts, eval_checks, feedback, judge_calls, llm_logs
 from llm_monitoring.storage.windows import in_window
 
 
@@ -28,7 +28,7 @@ def get_log(database: Database, log_id: int) -> dict[str, Any] | None:
 
 
 def run_summary(database: Database) -> dict[str, Any]:
-    """Totals for the command line: runs, tokens, cost by model, check pass rates."""
+    """Totals for the command line: runs, tokens, cost by model, pass rates of the current verdicts."""
     with database.connect() as connection:
         totals = connection.execute(
             sa.select(
@@ -46,13 +46,14 @@ def run_summary(database: Database) -> dict[str, Any]:
                 entry["unpriced"] += 1
             else:
                 entry["cost"] += total_cost
+        # Each run's current verdict of each check (not every version's rows): an index-only count.
         checks = connection.execute(
             sa.select(
-                eval_checks.c.check_name,
-                sa.func.count(eval_checks.c.passed),
-                sa.func.sum(sa.case((eval_checks.c.passed.is_(True), 1), else_=0)),
+                check_verdicts.c.check_name,
+                sa.func.count(check_verdicts.c.passed),
+                sa.func.sum(sa.case((check_verdicts.c.passed.is_(True), 1), else_=0)),
                 sa.func.count(),
-            ).group_by(eval_checks.c.check_name)
+            ).group_by(check_verdicts.c.check_name)
         ).all()
     return {
         "runs": totals[0],

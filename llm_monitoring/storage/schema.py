@@ -186,7 +186,10 @@ run_search = sa.Table(
 sa.Index("ix_run_search_document", run_search.c.document, postgresql_using="gin").ddl_if(dialect="postgresql")
 sa.Index("ix_run_search_order", run_search.c.run_started_at.desc().nulls_last(), run_search.c.log_id.desc()).ddl_if(dialect="postgresql")
 # Indexes of earlier versions that a newer structure replaced: an upgrade drops them.
-DROPPED_INDEXES = ("ix_llm_logs_search",)  # a GIN index over the document computed from each row
+DROPPED_INDEXES = (
+    "ix_llm_logs_search",  # a GIN index over the document computed from each row: run_search's
+    "ix_eval_checks_outcome",  # check name, outcome, run of every check row: check_verdicts's
+)
 
 eval_checks = sa.Table(
     "eval_checks",
@@ -199,9 +202,8 @@ eval_checks = sa.Table(
     sa.Column("details", SafeText),
     sa.Column("evaluator_version", sa.String(EVALUATOR_VERSION_CHARS), nullable=False),
     sa.Column("created_at", UTCDateTime, nullable=False, server_default=sa.func.now()),
+    # Also what reads a run's checks: the check filters read check_verdicts.
     sa.UniqueConstraint("log_id", "check_name", "evaluator_version", name="uq_eval_checks_log_check_version"),
-    # The review app's "check passed/failed" filter reads only this index.
-    sa.Index("ix_eval_checks_outcome", "check_name", "passed", "log_id", postgresql_include=["evaluator_version"]),
 )
 
 
