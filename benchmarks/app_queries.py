@@ -329,6 +329,10 @@ def main() -> None:
             if count_rows(database, llm_logs) != args.runs:
                 database.dispose()
                 database = None
+            else:
+                began = time.perf_counter()
+                database.ensure_schema()  # a database of an earlier version is upgraded, as the app would
+                print(f"schema in place in {time.perf_counter() - began:.1f} s")
         except (DatabaseUnavailable, sa.exc.DBAPIError) as error:
             print(f"not reusing {args.database}: {type(error).__name__}")
             database = None
