@@ -90,13 +90,10 @@ def ensure_template(server: str, history: History) -> str:
             fill(database, history.runs, start=start, spread=timedelta(days=history.days))
             _record_processed_files(database)
             _rebuild_daily_tables(database, history)
-        with database.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
-            connection.exec_driver_sql("VACUUM ANALYZE")
-            size = connection.exec_driver_sql("SELECT pg_size_pretty(pg_database_size(current_database()))").scalar()
+        size = _vacuum_analyze(database)
     finally:
         database.dispose()
-    description = history.description().replace("'", "''")
-    _execute(server, f"COMMENT ON DATABASE \"{history.name}\" IS '{description}'")
+    _describe(server, history)
     print(f"built {history.name} in {time.perf_counter() - began:.0f} s ({size})")
     return history.name
 
@@ -107,14 +104,24 @@ def _upgrade(server: str, history: History) -> str:
     database = Database(database_url(server, history.name))
     try:
         database.ensure_schema()
-        with database.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
-            connection.exec_driver_sql("VACUUM ANALYZE")
+        _vacuum_analyze(database)
     finally:
         database.dispose()
-    description = history.description().replace("'", "''")
-    _execute(server, f"COMMENT ON DATABASE \"{history.name}\" IS '{description}'")
+    _describe(server, history)
     print(f"upgraded {history.name} to schema {schema_version()[:12]} in {time.perf_counter() - began:.0f} s")
     return history.name
+
+
+def _vacuum_analyze(database: Database) -> str:
+    """VACUUM ANALYZE, as autovacuum would have left the database; returns its size."""
+    with database.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+        connection.exec_driver_sql("VACUUM ANALYZE")
+        return connection.exec_driver_sql("SELECT pg_size_pretty(pg_database_size(current_database()))").scalar()
+
+
+def _describe(server: str, history: History) -> None:
+    description = history.description().replace("'", "''")
+    _execute(server, f"COMMENT ON DATABASE \"{history.name}\" IS '{description}'")
 
 
 def _record_processed_files(database: Database) -> None:
