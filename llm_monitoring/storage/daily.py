@@ -96,7 +96,15 @@ def eval_groups(dialect: str, where: sa.ColumnElement[bool]) -> sa.Select[Any]:
 
 def eval_rows(database: Database, start: datetime, end: datetime) -> list[tuple[Any, ...]]:
     """The check rows of runs started in [start, end), counted by group (EVAL_COLUMNS)."""
-    return _tuples(database, eval_groups(database.dialect, in_window(llm_logs.c.run_started_at, start, end)))
+    with database.connect() as connection:
+        if connection.dialect.name == "postgresql":
+            # Postgres multiplies the columns' distinct values into ~150,000 groups where there are a
+            # few hundred, so it sorted every row (to disk, JIT-compiled); hashed in memory they take
+            # half the time (two days of 155,000 check rows at 1M runs: 0.28 s -> 0.13 s).
+            connection.exec_driver_sql("SET LOCAL work_mem = '32MB'")
+            connection.exec_driver_sql("SET LOCAL jit = off")
+        groups = eval_groups(connection.dialect.name, in_window(llm_logs.c.run_started_at, start, end))
+        return [tuple(row) for row in connection.execute(groups).all()]
 
 
 FEEDBACK_COLUMNS = ("run_started_at", "is_good")
