@@ -144,12 +144,18 @@ def test_an_upgrade_fills_the_breakdown_of_the_days_retention_has_not_reached(da
     cutoff = datetime.combine(DAYS[-3], datetime.min.time(), tzinfo=UTC) + timedelta(hours=6)
     apply_retention(database, RetentionSettings(days=2, raw_days=None), now=cutoff + timedelta(days=2))
     built = rows(database, daily_eval_breakdown)
-    # A database of the version before the breakdown: the table is missing and the stored schema is older.
+    summary = rows(database, daily_eval_summary)
+    # A database of the version before the breakdown: the table is missing and the stored schema is
+    # older; its summary missed a day (runs stored outside the ingest were never aggregated).
     with database.transaction() as connection:
         connection.execute(sa.delete(schema_state))
         daily_eval_breakdown.drop(connection)
+        connection.execute(sa.delete(daily_eval_summary).where(daily_eval_summary.c.day == DAYS[1]))
     database.ensure_schema()
     filled = rows(database, daily_eval_breakdown)
     first_kept: date = DAYS[-3] + timedelta(days=1)
     assert filled == [row for row in built if row["day"] >= first_kept]
     assert filled and min(row["day"] for row in filled) == first_kept
+    # The summary of those days is the breakdown's again, the missed day included; the days before
+    # the cutoff keep the totals of their deleted runs.
+    assert rows(database, daily_eval_summary) == summary

@@ -9,10 +9,19 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from llm_monitoring.core.eval_aggregates import summarize_eval_breakdown
+from llm_monitoring.core.eval_aggregates import roll_up_evals, summarize_eval_breakdown
 from llm_monitoring.core.windows import day_start, first_day_from
 from llm_monitoring.storage.engine import Database
-from llm_monitoring.storage.schema import DAILY_TABLES, daily_eval_breakdown, eval_checks, feedback, judge_calls, llm_logs, retention_log
+from llm_monitoring.storage.schema import (
+    DAILY_TABLES,
+    daily_eval_breakdown,
+    daily_eval_summary,
+    eval_checks,
+    feedback,
+    judge_calls,
+    llm_logs,
+    retention_log,
+)
 from llm_monitoring.storage.windows import in_window, serialize_rewrites
 
 
@@ -163,13 +172,20 @@ def latest_daily_day(database: Database, table_name: str) -> date | None:
 
 def backfill_eval_breakdown(connection: Connection) -> None:
     """Fill daily_eval_breakdown, new in an upgrade, from the checks stored: the days retention has not
-    reached (those it did keep only daily_eval_summary's totals; their runs are gone)."""
+    reached (those it did keep only daily_eval_summary's totals; their runs are gone).
+
+    daily_eval_summary's rows of the same days are rewritten from the same counts, so the two agree
+    from the start, also on days the summary had missed (runs stored outside the ingest)."""
     cutoff = connection.scalar(sa.select(sa.func.max(retention_log.c.run_cutoff)))
     where = llm_logs.c.run_started_at.is_not(None)
     if cutoff is not None:
         where = llm_logs.c.run_started_at >= day_start(first_day_from(cutoff))
     groups = connection.execute(eval_groups(connection.dialect.name, where)).all()
-    rows = summarize_eval_breakdown(groups, EVAL_COLUMNS)
+    breakdown = summarize_eval_breakdown(groups, EVAL_COLUMNS)
+    days = sorted({row["day"] for row in breakdown})
+    for first in range(0, len(days), 500):
+        connection.execute(sa.delete(daily_eval_summary).where(daily_eval_summary.c.day.in_(days[first : first + 500])))
     now = datetime.now(UTC)
-    for first in range(0, len(rows), 10_000):
-        connection.execute(sa.insert(daily_eval_breakdown), [{**row, "computed_at": now} for row in rows[first : first + 10_000]])
+    for table, rows in ((daily_eval_breakdown, breakdown), (daily_eval_summary, roll_up_evals(breakdown))):
+        for first in range(0, len(rows), 10_000):
+            connection.execute(sa.insert(table), [{**row, "computed_at": now} for row in rows[first : first + 10_000]])
