@@ -40,18 +40,10 @@ from llm_monitoring.samples import PROFILES, make_run_log  # noqa: E402
 from llm_monitoring.storage.bulk import CHECK_COLUMNS, LOG_COLUMNS, RunToStore, check_values, insert_rows  # noqa: E402
 from llm_monitoring.storage.engine import Database  # noqa: E402
 from llm_monitoring.storage.errors import DatabaseUnavailable  # noqa: E402
-from llm_monitoring.storage.review import (  # noqa: E402
-    PageKey,
-    RunFilters,
-    filter_options,
-    list_runs,
-    page_key,
-    run_checks,
-    run_detail,
-    run_feedback,
-    run_totals,
-)
+from llm_monitoring.storage.review import PageKey, RunFilters, filter_options, list_runs, page_key  # noqa: E402
+from llm_monitoring.storage.review_totals import run_totals  # noqa: E402
 from llm_monitoring.storage.rollups import backfill_summaries  # noqa: E402
+from llm_monitoring.storage.run_detail import run_checks, run_detail, run_feedback  # noqa: E402
 from llm_monitoring.storage.runs import count_rows  # noqa: E402
 from llm_monitoring.storage.schema import check_verdicts, eval_checks, feedback, llm_logs, run_day_totals, run_search  # noqa: E402
 from llm_monitoring_tests.conftest import drop_postgres_database  # noqa: E402

@@ -30,18 +30,9 @@ from llm_monitoring.core.timeline import TimelineEntry, message_timeline  # noqa
 from llm_monitoring.feedback import FeedbackError, delete_feedback, save_feedback, update_feedback  # noqa: E402
 from llm_monitoring.storage.engine import Database  # noqa: E402
 from llm_monitoring.storage.errors import DatabaseUnavailable, DriverError, InvalidDatabaseUrl, is_connection_error  # noqa: E402
-from llm_monitoring.storage.review import (  # noqa: E402
-    CHECK_OUTCOMES,
-    FilterOptions,
-    InvalidSearch,
-    RunFilters,
-    filter_options,
-    run_checks,
-    run_detail,
-    run_feedback,
-    stored_raw_json,
-)
+from llm_monitoring.storage.review import CHECK_OUTCOMES, FilterOptions, InvalidSearch, RunFilters, filter_options  # noqa: E402
 from llm_monitoring.storage.rollups import current_checks, version_sort_key  # noqa: E402
+from llm_monitoring.storage.run_detail import run_checks, run_detail, run_feedback, stored_raw_json  # noqa: E402
 from llm_monitoring.storage.runs import has_runs_table  # noqa: E402
 
 logger = logging.getLogger("llm_monitoring.app")

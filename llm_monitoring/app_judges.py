@@ -10,7 +10,7 @@ import pandas as pd
 import streamlit as st
 
 from llm_monitoring.storage.engine import Database
-from llm_monitoring.storage.review import run_judgements
+from llm_monitoring.storage.run_detail import run_judgements
 
 
 def agreement_note(passed: bool | None, ratings: Sequence[bool]) -> str:

@@ -15,7 +15,8 @@ import pandas as pd
 import streamlit as st
 
 from llm_monitoring.storage.engine import Database
-from llm_monitoring.storage.review import TOTALS_CAP, PageKey, RunFilters, RunTotals, list_runs, page_key, run_totals
+from llm_monitoring.storage.review import PageKey, RunFilters, list_runs, page_key
+from llm_monitoring.storage.review_totals import TOTALS_CAP, RunTotals, run_totals
 
 
 @dataclass(frozen=True)

@@ -24,18 +24,10 @@ from llm_monitoring.storage.bulk import store_runs
 from llm_monitoring.storage.engine import Database
 from llm_monitoring.storage.history import replace_checks_in_window
 from llm_monitoring.storage.judgements import Judgement, store_judgements
-from llm_monitoring.storage.review import (
-    SEARCH_TEXT_CHARS,
-    SEARCH_WORDS,
-    InvalidSearch,
-    RunFilters,
-    filter_options,
-    list_runs,
-    page_key,
-    run_checks,
-    run_totals,
-)
+from llm_monitoring.storage.review import SEARCH_TEXT_CHARS, SEARCH_WORDS, InvalidSearch, RunFilters, filter_options, list_runs, page_key
+from llm_monitoring.storage.review_totals import run_totals
 from llm_monitoring.storage.rollups import current_checks
+from llm_monitoring.storage.run_detail import run_checks
 from llm_monitoring.storage.runs import get_log, run_summary
 from llm_monitoring.storage.schema import llm_logs
 

@@ -24,7 +24,8 @@ from llm_monitoring.storage.engine import Database
 from llm_monitoring.storage.history import PricingRow, replace_checks_in_window, reprice_window
 from llm_monitoring.storage.judgements import Judgement, store_judgements
 from llm_monitoring.storage.retention import delete_runs_before
-from llm_monitoring.storage.review import RunFilters, list_runs, page_key, run_totals
+from llm_monitoring.storage.review import RunFilters, list_runs, page_key
+from llm_monitoring.storage.review_totals import run_totals
 from llm_monitoring.storage.rollups import current_checks
 from llm_monitoring.storage.runs import purge_origin
 from llm_monitoring.storage.schema import check_verdicts, eval_checks, llm_logs, run_day_totals, run_search, schema_state
