@@ -23,7 +23,7 @@ import statistics
 import sys
 import time
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -37,8 +37,9 @@ import sqlalchemy as sa  # noqa: E402
 from app_queries import database_url, fill, recreate_database  # noqa: E402  (benchmarks/app_queries.py)
 
 from llm_monitoring.database_url import normalize_url  # noqa: E402
-from llm_monitoring.recompute import rebuild_daily_feedback, rebuild_run_days  # noqa: E402
+from llm_monitoring.recompute import rebuild_every_daily_table  # noqa: E402
 from llm_monitoring.storage.engine import Database  # noqa: E402
+from llm_monitoring.storage.runs import run_days  # noqa: E402
 from llm_monitoring_tests.conftest import drop_postgres_database  # noqa: E402
 from llm_monitoring_tests.grafana_queries import Selection, panel_interval, to_postgres  # noqa: E402
 
@@ -145,23 +146,13 @@ def measure(url: str, repeats: int, ranges: dict[str, timedelta], choices: dict[
 # ---------------------------------------------------------------------------- a database to measure
 
 
-def run_days(database: Database) -> list[date]:
-    with database.connect() as connection:
-        rows = connection.exec_driver_sql(
-            "SELECT DISTINCT (run_started_at AT TIME ZONE 'UTC')::date FROM llm_logs WHERE run_started_at IS NOT NULL ORDER BY 1"
-        ).all()
-    return [day for (day,) in rows]
-
-
 def rebuild_daily_tables(database: Database) -> None:
     """The daily tables as the aggregates assets keep them: each day of runs rebuilt on its own (a
-    day's partition), daily_usage and daily_eval_summary with rebuild_run_days, then daily_feedback."""
+    day's partition)."""
     began = time.perf_counter()
-    days = run_days(database)
+    days = sorted(run_days(database))
     for day in days:
-        rebuild_run_days(database, [day])
-        start = datetime(day.year, day.month, day.day, tzinfo=UTC)
-        rebuild_daily_feedback(database, start, start + timedelta(days=1))
+        rebuild_every_daily_table(database, [day])
     print(f"rebuilt the daily tables of {len(days)} days in {time.perf_counter() - began:.1f} s")
 
 

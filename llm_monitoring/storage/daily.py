@@ -22,7 +22,7 @@ from llm_monitoring.storage.schema import (
     llm_logs,
     retention_log,
 )
-from llm_monitoring.storage.windows import in_window, serialize_rewrites
+from llm_monitoring.storage.windows import day_of, in_window, serialize_rewrites
 
 
 def _tuples(database: Database, query: sa.Select[Any]) -> list[tuple[Any, ...]]:
@@ -72,20 +72,12 @@ EVAL_COLUMNS = (
 )
 
 
-def utc_day(column: sa.ColumnElement[Any], dialect: str) -> sa.ColumnElement[date]:
-    """The UTC day of a UTCDateTime column, in SQL (SQLite stores naive UTC text)."""
-    if dialect == "postgresql":
-        # A literal rather than a parameter: the expression must be the same in SELECT and GROUP BY.
-        return sa.cast(sa.func.timezone(sa.literal_column("'UTC'"), column), sa.Date)
-    return sa.type_coerce(sa.func.date(column), sa.Date)
-
-
 def eval_groups(dialect: str, where: sa.ColumnElement[bool]) -> sa.Select[Any]:
     """Check rows (every evaluator version) of the runs `where` selects, counted by EVAL_COLUMNS' groups;
     an LLM judge's rows carry their calls' tokens (summed) and cost (judge_calls), a rule check's NULLs."""
     call = sa.and_(judge_calls.c.log_id == eval_checks.c.log_id, judge_calls.c.evaluator_version == eval_checks.c.evaluator_version)
     keys = (
-        utc_day(llm_logs.c.run_started_at, dialect),
+        day_of(llm_logs.c.run_started_at, dialect),
         llm_logs.c.provider,
         llm_logs.c.model,
         llm_logs.c.agent_name,

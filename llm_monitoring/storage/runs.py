@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -13,7 +13,7 @@ from llm_monitoring.core.windows import day_start
 from llm_monitoring.storage.engine import Database
 from llm_monitoring.storage.rollups import forget_runs, id_chunks, totals_rewritten
 from llm_monitoring.storage.schema import check_verdicts, eval_checks, feedback, judge_calls, llm_logs
-from llm_monitoring.storage.windows import in_window
+from llm_monitoring.storage.windows import day_of, in_window
 
 
 def count_rows(database: Database, table: sa.Table) -> int:
@@ -71,17 +71,19 @@ def has_runs_table(database: Database) -> bool:
         return sa.inspect(connection).has_table(llm_logs.name)
 
 
+def run_days(database: Database, where: sa.ColumnElement[bool] | None = None) -> set[date]:
+    """The UTC days of the dated runs `where` selects (every run without it), found in SQL."""
+    with database.connect() as connection:
+        day = day_of(llm_logs.c.run_started_at, connection.dialect.name)
+        conditions = [llm_logs.c.run_started_at.is_not(None), *([] if where is None else [where])]
+        return set(connection.scalars(sa.select(day).where(*conditions).distinct()))
+
+
 def run_days_in_id_ranges(database: Database, ranges: Sequence[tuple[int, int]]) -> set[date]:
     """UTC days of the runs with ids in any of the [first, last] ranges: the days ingest runs stored."""
     if not ranges:
         return set()
-    with database.connect() as connection:
-        stamps = connection.scalars(
-            sa.select(llm_logs.c.run_started_at)
-            .where(sa.or_(*(llm_logs.c.id.between(first, last) for first, last in ranges)), llm_logs.c.run_started_at.is_not(None))
-            .distinct()
-        )
-        return {stamp.date() for stamp in stamps}
+    return run_days(database, sa.or_(*(llm_logs.c.id.between(first, last) for first, last in ranges)))
 
 
 def run_day_span(database: Database) -> tuple[date, date] | None:
@@ -107,17 +109,16 @@ def runs_outside_window(database: Database, start: datetime, end: datetime) -> i
 
 
 def runs_by_day(database: Database, days: Iterable[date]) -> dict[date, int]:
-    """How many runs each of these UTC days holds: one index range count per day."""
+    """How many runs each of these UTC days holds: one read of the run-time index from the first to
+    the last of them."""
+    wanted = set(days)
+    if not wanted:
+        return {}
     with database.connect() as connection:
-        return {
-            day: connection.scalar(
-                sa.select(sa.func.count())
-                .select_from(llm_logs)
-                .where(in_window(llm_logs.c.run_started_at, day_start(day), day_start(day + timedelta(days=1))))
-            )
-            or 0
-            for day in sorted(set(days))
-        }
+        day = day_of(llm_logs.c.run_started_at, connection.dialect.name)
+        window = in_window(llm_logs.c.run_started_at, day_start(min(wanted)), day_start(max(wanted) + timedelta(days=1)))
+        counted = dict(connection.execute(sa.select(day, sa.func.count()).where(window).group_by(day)).tuples().all())
+    return {each: counted.get(each, 0) for each in sorted(wanted)}
 
 
 def runs_missing_checks(
@@ -145,15 +146,6 @@ def runs_missing_checks(
 
 # ---------------------------------------------------------------------------- generated (fake) data
 # llm_monitoring/fake_data.py stores its runs through store_runs with origin "fake"; this deletes them.
-
-
-def origin_run_days(database: Database, origin: str) -> set[date]:
-    """The UTC days of the runs of one origin."""
-    with database.connect() as connection:
-        started = connection.scalars(
-            sa.select(llm_logs.c.run_started_at).where(llm_logs.c.origin == origin, llm_logs.c.run_started_at.is_not(None))
-        )
-        return {moment.astimezone(UTC).date() for moment in started}
 
 
 def purge_origin(database: Database, origin: str) -> dict[str, int]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import zlib
 from collections.abc import Iterator, Sequence
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -40,6 +40,14 @@ def runs_in_window(
 
 def in_window(column: sa.ColumnElement[Any], start: datetime, end: datetime) -> sa.ColumnElement[bool]:
     return sa.and_(column >= start, column < end)
+
+
+def day_of(column: sa.ColumnElement[Any], dialect: str) -> sa.ColumnElement[date]:
+    """The UTC day of a UTCDateTime column, in SQL (SQLite stores naive UTC text)."""
+    if dialect == "postgresql":
+        # A literal rather than a parameter: the expression must be the same in SELECT and GROUP BY.
+        return sa.cast(sa.func.timezone(sa.literal_column("'UTC'"), column), sa.Date)
+    return sa.type_coerce(sa.func.date(column), sa.Date)
 
 
 def serialize_rewrites(connection: Connection, name: str) -> None:
