@@ -21,7 +21,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 
 from llm_monitoring.config import RetentionSettings
-from llm_monitoring.core.windows import first_day_from
 from llm_monitoring.core.wording import plural
 from llm_monitoring.storage.engine import Database
 from llm_monitoring.storage.retention import (
@@ -34,9 +33,11 @@ from llm_monitoring.storage.retention import (
     delete_resolved_errors_before,
     delete_runs_before,
     drop_raw_logs_before,
-    latest_run_cutoff,
     processed_before,
     record_retention,
+)
+from llm_monitoring.storage.retention import (
+    first_rebuildable_day as first_rebuildable_day_of,
 )
 
 logger = logging.getLogger("llm_monitoring.retention")
@@ -145,7 +146,6 @@ def _delete_gone_processed(database: Database, cutoff: datetime, still_there: Ca
 
 
 def first_rebuildable_day(database: Database) -> date | None:
-    """The first day whose daily rows may be rebuilt from llm_logs: runs of the days before it were
-    deleted by retention (partly, for the day of the cutoff), so their rows are the only record."""
-    cutoff = latest_run_cutoff(database)
-    return None if cutoff is None else first_day_from(cutoff)
+    """The first day whose daily rows may be rebuilt from llm_logs (see storage.retention)."""
+    with database.connect() as connection:
+        return first_rebuildable_day_of(connection)

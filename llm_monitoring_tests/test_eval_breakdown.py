@@ -146,11 +146,14 @@ def test_an_upgrade_fills_the_breakdown_of_the_days_retention_has_not_reached(da
     built = rows(database, daily_eval_breakdown)
     summary = rows(database, daily_eval_summary)
     # A database of the version before the breakdown: the table is missing and the stored schema is
-    # older; its summary missed a day (runs stored outside the ingest were never aggregated).
+    # older; its summary missed a day (runs stored outside the ingest were never aggregated) and kept
+    # one whose runs are gone (purged outside the ingest).
     with database.transaction() as connection:
         connection.execute(sa.delete(schema_state))
         daily_eval_breakdown.drop(connection)
         connection.execute(sa.delete(daily_eval_summary).where(daily_eval_summary.c.day == DAYS[1]))
+        stale = {**summary[-1], "day": DAYS[0] + timedelta(days=1), "computed_at": END}
+        connection.execute(sa.insert(daily_eval_summary).values(stale))
     database.ensure_schema()
     filled = rows(database, daily_eval_breakdown)
     first_kept: date = DAYS[-3] + timedelta(days=1)

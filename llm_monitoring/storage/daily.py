@@ -10,8 +10,9 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from llm_monitoring.core.eval_aggregates import roll_up_evals, summarize_eval_breakdown
-from llm_monitoring.core.windows import day_start, first_day_from
+from llm_monitoring.core.windows import day_start
 from llm_monitoring.storage.engine import Database
+from llm_monitoring.storage.retention import first_rebuildable_day
 from llm_monitoring.storage.schema import (
     DAILY_TABLES,
     daily_eval_breakdown,
@@ -20,7 +21,6 @@ from llm_monitoring.storage.schema import (
     feedback,
     judge_calls,
     llm_logs,
-    retention_log,
 )
 from llm_monitoring.storage.windows import day_of, in_window, serialize_rewrites
 
@@ -166,17 +166,16 @@ def backfill_eval_breakdown(connection: Connection) -> None:
     """Fill daily_eval_breakdown, new in an upgrade, from the checks stored: the days retention has not
     reached (those it did keep only daily_eval_summary's totals; their runs are gone).
 
-    daily_eval_summary's rows of the same days are rewritten from the same counts, so the two agree
-    from the start, also on days the summary had missed (runs stored outside the ingest)."""
-    cutoff = connection.scalar(sa.select(sa.func.max(retention_log.c.run_cutoff)))
+    daily_eval_summary's rows of those days are rebuilt from the same counts, so the two agree from the
+    start, also on days the summary had missed or kept stale (runs stored or purged outside the ingest)."""
+    first_day = first_rebuildable_day(connection)
     where = llm_logs.c.run_started_at.is_not(None)
-    if cutoff is not None:
-        where = llm_logs.c.run_started_at >= day_start(first_day_from(cutoff))
+    if first_day is not None:
+        where = llm_logs.c.run_started_at >= day_start(first_day)
     groups = connection.execute(eval_groups(connection.dialect.name, where)).all()
     breakdown = summarize_eval_breakdown(groups, EVAL_COLUMNS)
-    days = sorted({row["day"] for row in breakdown})
-    for first in range(0, len(days), 500):
-        connection.execute(sa.delete(daily_eval_summary).where(daily_eval_summary.c.day.in_(days[first : first + 500])))
+    stale = sa.delete(daily_eval_summary)
+    connection.execute(stale if first_day is None else stale.where(daily_eval_summary.c.day >= first_day))
     now = datetime.now(UTC)
     for table, rows in ((daily_eval_breakdown, breakdown), (daily_eval_summary, roll_up_evals(breakdown))):
         for first in range(0, len(rows), 10_000):

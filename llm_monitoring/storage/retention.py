@@ -10,11 +10,13 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.engine import Connection
 
+from llm_monitoring.core.windows import first_day_from
 from llm_monitoring.storage.engine import Database
 from llm_monitoring.storage.rollups import forget_runs, totals_rewritten
 from llm_monitoring.storage.schema import eval_checks, feedback, feedback_deletions, ingest_errors, llm_logs, processed_files, retention_log
@@ -152,8 +154,8 @@ def retention_entries(database: Database, limit: int = 100) -> list[RetentionEnt
         ]
 
 
-def latest_run_cutoff(database: Database) -> datetime | None:
-    """The latest cutoff up to which runs were ever deleted: the daily tables' days before it are the
-    only record of those runs and must not be rebuilt from what is left."""
-    with database.connect() as connection:
-        return connection.scalar(sa.select(sa.func.max(retention_log.c.run_cutoff)))
+def first_rebuildable_day(connection: Connection) -> date | None:
+    """The first day whose daily rows may be rebuilt from llm_logs: runs of the days before it were
+    deleted by retention (partly, for the day of the latest cutoff), so their rows are the only record."""
+    cutoff = connection.scalar(sa.select(sa.func.max(retention_log.c.run_cutoff)))
+    return None if cutoff is None else first_day_from(cutoff)
