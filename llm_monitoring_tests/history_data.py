@@ -6,6 +6,7 @@ import json
 import random
 from collections.abc import Callable
 from datetime import UTC, date, datetime, time, timedelta
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,7 @@ from llm_monitoring.ingest import content_hash, run_from_bytes
 from llm_monitoring.samples import PROFILES, AgentProfile, make_run_log, write_sample_logs
 from llm_monitoring.storage.bulk import RunToStore, store_runs
 from llm_monitoring.storage.engine import Database
+from llm_monitoring.storage.judgements import Judgement
 
 RANGE_START = "dagster/asset_partition_range_start"
 RANGE_END = "dagster/asset_partition_range_end"
@@ -126,3 +128,38 @@ def write_logs(
             mutate(log)
             path.write_text(json.dumps(log), encoding="utf-8")
     return paths
+
+
+JUDGE_VERSION = "judge:helpfulness:0123456789ab"
+
+
+def judge_verdict(
+    log_id: int,
+    created_at: datetime,
+    *,
+    version: str = JUDGE_VERSION,
+    passed: bool | None = True,
+    reason: str = "test",
+    input_tokens: int | None = 500,
+    output_tokens: int | None = 40,
+    cost: Decimal | None = Decimal("0.000125"),
+) -> Judgement:
+    """An LLM judge's verdict on a run with the call that gave it: priced when it has a cost."""
+    return Judgement(
+        log_id=log_id,
+        check_name=version.split(":")[1],
+        evaluator_version=version,
+        passed=passed,
+        score=0.5 if passed is None else float(passed),
+        reason=reason,
+        model="openai:gpt-4o-mini",
+        input_tokens=input_tokens,
+        output_tokens=output_tokens,
+        cache_read_tokens=0,
+        requests=1,
+        cost=cost,
+        pricing_status="unpriced" if cost is None else "priced",
+        price_data_version="test",
+        latency_seconds=0.1,
+        created_at=created_at,
+    )

@@ -30,6 +30,7 @@ from llm_monitoring.storage.rollups import current_checks
 from llm_monitoring.storage.run_detail import run_checks
 from llm_monitoring.storage.runs import get_log, run_summary
 from llm_monitoring.storage.schema import llm_logs
+from llm_monitoring_tests.history_data import judge_verdict
 
 APP = Path(__file__).resolve().parents[1] / "llm_monitoring" / "app.py"
 REAL_LOGS = Path(__file__).resolve().parents[2] / "shared" / "reallogs" / "valid"
@@ -385,23 +386,8 @@ def test_a_run_stored_without_a_value_says_which_and_why(app_env: Database) -> N
 
 
 def judgement(log_id: int, version: str, passed: bool, reason: str, created_at: datetime) -> Judgement:
-    return Judgement(
-        log_id=log_id,
-        check_name="helpfulness",
-        evaluator_version=version,
-        passed=passed,
-        score=1.0 if passed else 0.0,
-        reason=reason,
-        model="openai:gpt-4o-mini",
-        input_tokens=420,
-        output_tokens=35,
-        cache_read_tokens=0,
-        requests=1,
-        cost=Decimal("0.000084"),
-        pricing_status="priced",
-        price_data_version="test",
-        latency_seconds=0.4,
-        created_at=created_at,
+    return judge_verdict(
+        log_id, created_at, version=version, passed=passed, reason=reason, input_tokens=420, output_tokens=35, cost=Decimal("0.000084")
     )
 
 

@@ -30,10 +30,10 @@ from llm_monitoring.storage.judgements import Judgement, store_judgements
 from llm_monitoring.storage.schema import eval_checks, feedback, llm_logs
 from llm_monitoring_tests.conftest import create_postgres_database, drop_postgres_database
 from llm_monitoring_tests.grafana_queries import Selection, panel_interval, to_postgres
+from llm_monitoring_tests.history_data import judge_verdict
 
 END = datetime(2026, 2, 10, 15, 37, 12, 250000, tzinfo=UTC)
 DAYS = 8
-JUDGE_VERSION = "judge:helpfulness:0123456789ab"
 RANGES = {
     "mid-day to mid-day, 6 days": (datetime(2026, 2, 3, 13, 17, 5, 123000, tzinfo=UTC), datetime(2026, 2, 9, 8, 0, 0, 456000, tzinfo=UTC)),
     "midnight to midnight, 4 days": (datetime(2026, 2, 5, tzinfo=UTC), datetime(2026, 2, 9, tzinfo=UTC)),
@@ -57,23 +57,12 @@ def _unpriced_run(rng: random.Random, started: datetime, index: int, agent: str 
 
 
 def _judgement(log_id: int, created_at: datetime) -> Judgement:
-    return Judgement(
-        log_id=log_id,
-        check_name="helpfulness",
-        evaluator_version=JUDGE_VERSION,
+    return judge_verdict(
+        log_id,
+        created_at,
         passed=log_id % 3 != 0,
-        score=0.5,
-        reason="fake",
-        model="openai:gpt-4o-mini",
         input_tokens=None if log_id % 7 == 0 else 400 + log_id,
-        output_tokens=40,
-        cache_read_tokens=0,
-        requests=1,
         cost=None if log_id % 5 == 0 else Decimal("0.000125"),
-        pricing_status="unpriced" if log_id % 5 == 0 else "priced",
-        price_data_version="test",
-        latency_seconds=0.1,
-        created_at=created_at,
     )
 
 

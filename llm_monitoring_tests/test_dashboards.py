@@ -33,6 +33,7 @@ from llm_monitoring.storage.judgements import Judgement, store_judgements, verdi
 from llm_monitoring.storage.schema import eval_checks, llm_logs
 from llm_monitoring_tests.conftest import create_postgres_database, drop_postgres_database
 from llm_monitoring_tests.grafana_queries import Selection, expand_macros, panel_interval, to_postgres
+from llm_monitoring_tests.history_data import JUDGE_VERSION, judge_verdict
 
 GRAFANA = Path(build_dashboards.__file__).parent
 DASHBOARD_FILES = sorted((GRAFANA / "dashboards").glob("*.json"))
@@ -251,29 +252,11 @@ def filled(postgres_server: str) -> Iterator[tuple[Database, datetime]]:
         drop_postgres_database(postgres_server, name)
 
 
-JUDGE_VERSION = "judge:helpfulness:0123456789ab"
 JUDGE_CALL_COST = Decimal("0.000125")
 
 
 def fake_judgement(log_id: int, now: datetime) -> Judgement:
-    return Judgement(
-        log_id=log_id,
-        check_name="helpfulness",
-        evaluator_version=JUDGE_VERSION,
-        passed=log_id % 3 != 0,
-        score=0.5,
-        reason="fake",
-        model="openai:gpt-4o-mini",
-        input_tokens=500,
-        output_tokens=40,
-        cache_read_tokens=0,
-        requests=1,
-        cost=JUDGE_CALL_COST,
-        pricing_status="priced",
-        price_data_version="test",
-        latency_seconds=0.1,
-        created_at=now,
-    )
+    return judge_verdict(log_id, now, passed=log_id % 3 != 0, cost=JUDGE_CALL_COST)
 
 
 def connection_rows(database: Database, statement: sa.Select) -> list[tuple[Any, ...]]:

@@ -21,6 +21,7 @@ from llm_monitoring.storage.bulk import store_runs
 from llm_monitoring.storage.engine import Database
 from llm_monitoring.storage.judgements import Judgement, store_judgements
 from llm_monitoring.storage.schema import daily_eval_breakdown, daily_eval_summary, eval_checks, judge_calls, llm_logs, schema_state
+from llm_monitoring_tests.history_data import judge_verdict
 
 END = datetime(2026, 3, 6, 14, 30, tzinfo=UTC)
 DAYS = [(END - timedelta(days=offset)).date() for offset in range(6)]
@@ -28,24 +29,15 @@ JUDGE = "judge:helpfulness:00112233aabb"
 
 
 def _judgement(log_id: int) -> Judgement:
-    return Judgement(
-        log_id=log_id,
-        check_name="helpfulness",
-        evaluator_version=JUDGE,
+    return judge_verdict(
+        log_id,
+        END,
+        version=JUDGE,
         passed=None if log_id % 11 == 0 else log_id % 3 != 0,
-        score=0.5,
-        reason="test",
-        model="openai:gpt-4o-mini",
         input_tokens=300 + log_id,
         output_tokens=None if log_id % 7 == 0 else 30,
-        cache_read_tokens=0,
-        requests=1,
         # Costs no binary float holds exactly: a float sum anywhere would show.
         cost=None if log_id % 5 == 0 else Decimal("0.000000123456") * (log_id % 4 + 1),
-        pricing_status="unpriced" if log_id % 5 == 0 else "priced",
-        price_data_version="test",
-        latency_seconds=0.1,
-        created_at=END,
     )
 
 

@@ -29,6 +29,7 @@ from llm_monitoring.storage.review_totals import run_totals
 from llm_monitoring.storage.rollups import current_checks
 from llm_monitoring.storage.runs import purge_origin
 from llm_monitoring.storage.schema import check_verdicts, eval_checks, llm_logs, run_day_totals, run_search, schema_state
+from llm_monitoring_tests.history_data import judge_verdict
 
 START = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
 
@@ -200,9 +201,7 @@ def test_pages_from_either_edge_walk_the_whole_list_in_its_order(database: Datab
 
 
 def judgement(log_id: int, version: str, passed: bool, at: datetime) -> Judgement:
-    return Judgement(
-        log_id, "helpfulness", version, passed, float(passed), "why", "openai:gpt-4o-mini", 10, 2, 0, 1, None, "unpriced", "test", 0.1, at
-    )
+    return judge_verdict(log_id, at, version=version, passed=passed, input_tokens=10, output_tokens=2, cost=None)
 
 
 def double_the_price(row: PricingRow) -> PriceResult:
