@@ -39,8 +39,7 @@ from llm_monitoring.storage.bulk import RunToStore, store_runs
 from llm_monitoring.storage.engine import Database, open_database
 from llm_monitoring.storage.errors import DatabaseUnavailable
 from llm_monitoring.storage.feedback import insert_feedback
-from llm_monitoring.storage.runs import purge_origin, run_days
-from llm_monitoring.storage.schema import llm_logs
+from llm_monitoring.storage.runs import origin_run_days, purge_origin
 
 FAKE_ORIGIN = "fake"
 FAKE_REVIEWER = "fake-data"
@@ -374,7 +373,7 @@ def run_command(args: argparse.Namespace) -> int:
 
 def _purge() -> int:
     with open_database() as database:
-        days = run_days(database, llm_logs.c.origin == FAKE_ORIGIN)
+        days = origin_run_days(database, FAKE_ORIGIN)
         deleted = purge_origin(database, FAKE_ORIGIN)
         rebuild_every_daily_table(database, days)
         where = database.display_url

@@ -148,6 +148,11 @@ def runs_missing_checks(
 # llm_monitoring/fake_data.py stores its runs through store_runs with origin "fake"; this deletes them.
 
 
+def origin_run_days(database: Database, origin: str) -> set[date]:
+    """The UTC days of the runs of one origin (what purge_origin would change)."""
+    return run_days(database, llm_logs.c.origin == origin)
+
+
 def purge_origin(database: Database, origin: str) -> dict[str, int]:
     """Delete the runs of one origin with their checks and feedback, in one transaction; rows deleted per table."""
     deleted = {"llm_logs": 0, "eval_checks": 0, "feedback": 0}

@@ -234,7 +234,7 @@ sa.event.listen(
 sa.event.listen(metadata, "after_create", sa.DDL("ANALYZE eval_checks").execute_if(dialect="postgresql"))
 
 # The current verdict of each check of each run: the newest row of eval_checks per (run, check), the
-# rule the review app's lists apply (storage/review.py current_checks). Kept in the same transaction as
+# rule the review app's lists apply (storage/rollups.py current_checks). Kept in the same transaction as
 # every write of eval_checks (storage/rollups.py), so the app's "check X failed" filter is one range of
 # ix_check_verdicts_order in the list's order, whatever the history's length.
 check_verdicts = sa.Table(
