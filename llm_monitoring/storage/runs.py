@@ -9,7 +9,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from llm_monitoring.core.windows import day_start
+from llm_monitoring.core.windows import day_start, stretches
 from llm_monitoring.storage.engine import Database
 from llm_monitoring.storage.rollups import forget_runs, id_chunks, totals_rewritten
 from llm_monitoring.storage.schema import check_verdicts, eval_checks, feedback, judge_calls, llm_logs
@@ -109,15 +109,15 @@ def runs_outside_window(database: Database, start: datetime, end: datetime) -> i
 
 
 def runs_by_day(database: Database, days: Iterable[date]) -> dict[date, int]:
-    """How many runs each of these UTC days holds: one read of the run-time index from the first to
-    the last of them."""
+    """How many runs each of these UTC days holds: one grouped read of the run-time index per stretch
+    of consecutive days (late logs make the judged days a week now and a day a month ago)."""
     wanted = set(days)
-    if not wanted:
-        return {}
+    counted: dict[date, int] = {}
     with database.connect() as connection:
         day = day_of(llm_logs.c.run_started_at, connection.dialect.name)
-        window = in_window(llm_logs.c.run_started_at, day_start(min(wanted)), day_start(max(wanted) + timedelta(days=1)))
-        counted = dict(connection.execute(sa.select(day, sa.func.count()).where(window).group_by(day)).tuples().all())
+        for first, last in stretches(wanted):
+            window = in_window(llm_logs.c.run_started_at, day_start(first), day_start(last + timedelta(days=1)))
+            counted.update(connection.execute(sa.select(day, sa.func.count()).where(window).group_by(day)).tuples().all())
     return {each: counted.get(each, 0) for each in sorted(wanted)}
 
 
