@@ -1,5 +1,5 @@
 import json
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
 import sqlalchemy as sa
@@ -8,9 +8,10 @@ from llm_monitoring.database_url import mask_url, normalize_url
 from llm_monitoring.ingest import run_from_bytes
 from llm_monitoring.storage.bulk import RunToStore, store_runs
 from llm_monitoring.storage.engine import Database
-from llm_monitoring.storage.runs import count_rows, get_log
+from llm_monitoring.storage.runs import count_rows, get_log, run_days, run_days_in_id_ranges, runs_by_day
 from llm_monitoring.storage.schema import eval_checks, llm_logs, schema_state
 from llm_monitoring_tests.conftest import fixture_bytes
+from llm_monitoring_tests.history_data import store_day
 
 
 def run_to_store(name: str, raw: bytes | None = None) -> RunToStore:
@@ -212,3 +213,22 @@ def test_an_upgrade_drops_the_indexes_a_newer_structure_replaced(database: Datab
     assert "ix_eval_checks_outcome" in {index["name"] for index in sa.inspect(database.engine).get_indexes("eval_checks")}
     database.ensure_schema()
     assert "ix_eval_checks_outcome" not in {index["name"] for index in sa.inspect(database.engine).get_indexes("eval_checks")}
+
+
+def test_runs_and_days_of_runs_are_counted_by_utc_day(database: Database):
+    first = date(2026, 3, 1)
+    stored = {
+        day: store_day(database, day, count, seed=count)
+        for day, count in ((first, 3), (first + timedelta(days=1), 2), (first + timedelta(days=30), 4))
+    }
+    # Days apart and a day without runs: each counted on its own, the gap never read as one of them.
+    asked = [first, first + timedelta(days=1), first + timedelta(days=2), first + timedelta(days=30)]
+    assert runs_by_day(database, asked) == {
+        first: 3,
+        first + timedelta(days=1): 2,
+        first + timedelta(days=2): 0,
+        first + timedelta(days=30): 4,
+    }
+    assert run_days(database) == set(stored)
+    late = stored[first + timedelta(days=30)]
+    assert run_days_in_id_ranges(database, [(late[0], late[-1])]) == {first + timedelta(days=30)}
